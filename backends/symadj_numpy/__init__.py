@@ -1,0 +1,1 @@
+"""symadj's forward-only backend for NumPy and any other array-API library."""

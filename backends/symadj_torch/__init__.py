@@ -1,0 +1,1 @@
+"""symadj's PyTorch backend (a plugin registered through the ``symadj`` entry point)."""

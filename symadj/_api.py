@@ -1,0 +1,212 @@
+"""``odeint`` and ``solve``: the public entry points, with torchdiffeq's call signature."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ._backend import Backend
+from ._compat import device_of, is_array
+from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode
+from ._integrate import Problem
+from ._options import SolverOptions
+from ._plugins import registry
+from ._solution import Solution, Stats, Status
+from ._state import StateLayout
+from ._tableau import Tableau
+from .errors import (
+    GradientNotSupportedError,
+    InvalidArgumentError,
+    MaxStepsError,
+    NonFiniteError,
+    StepSizeUnderflowError,
+)
+
+
+def solve(
+    func: Callable[..., Any],
+    y0: Any,
+    t: Any,
+    *,
+    method: str | Tableau = "dopri5",
+    rtol: Any = 1e-7,
+    atol: Any = 1e-9,
+    gradient: str | GradientMode = "symplectic",
+    backend: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    args: Any = None,
+    adjoint_params: Sequence[Any] | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+    adjoint_options: Mapping[str, Any] | None = None,
+    throw: bool = True,
+) -> Solution:
+    """Solve dy/dt = func(t, y) from ``t[0]`` and return the state at every time in ``t``.
+
+    Args:
+        func: the vector field, ``func(t, y)`` — or ``func(t, y, args)`` when ``args`` is
+            given (the JAX convention). ``y`` has the structure of ``y0``.
+        y0: initial state: an array, or a tuple of arrays of one dtype.
+        t: output times, strictly increasing or strictly decreasing, at least two.
+        method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`.
+        rtol, atol: tolerances of the embedded error estimate.
+        gradient: ``"symplectic"`` (exact, least memory), ``"checkpoint"``, ``"backprop"``,
+            ``"adjoint"``, or a :class:`GradientMode`.
+        backend: ``"torch"``, ``"jax"``, ``"numpy"``, ...; by default the one that handles ``y0``.
+        options: solver options, see :class:`SolverOptions` (unknown names are listed).
+        args: extra argument passed to ``func``; gradients flow to it (JAX).
+        adjoint_params: arrays gradients flow to (torch); by default ``func.parameters()``.
+        adjoint_rtol, adjoint_atol, adjoint_options: for ``gradient="adjoint"`` only.
+        throw: raise when the solve fails; with ``False`` return the partial solution.
+
+    Returns:
+        A :class:`Solution` with ``ys`` of leading axis ``len(t)``.
+
+    Raises:
+        UnknownNameError: unknown method, backend, gradient mode or option.
+        InvalidArgumentError: bad times, tolerances, state or options.
+        MaxStepsError, StepSizeUnderflowError, NonFiniteError: the solve failed (``throw=True``).
+
+    Example:
+        >>> import numpy as np, symadj
+        >>> sol = symadj.solve(lambda t, y: -y, np.array([1.0]), np.array([0.0, 1.0]))
+        >>> round(float(sol.ys[-1, 0]), 6), sol.status.name
+        (0.367879, 'SUCCESS')
+    """
+    tableau = method if isinstance(method, Tableau) else registry.get_tableau(method)
+    mode = _gradient_mode(gradient, adjoint_rtol, adjoint_atol, adjoint_options)
+    chosen = registry.get_backend(backend) if backend is not None else registry.backend_for(_arrays_in(y0))
+    xp = chosen.namespace()
+    leaves, split, rebuild = chosen.split_state(y0)
+    layout = StateLayout.of(xp, leaves, split, rebuild, single=len(leaves) == 1 and is_array(y0))
+    flat_y0 = layout.flatten(xp, leaves)
+    ts = _times(chosen, xp, t, flat_y0)
+    if not isinstance(mode, Adjoint) and chosen.requires_grad(t):
+        raise GradientNotSupportedError(
+            f"t requires a gradient, which gradient={mode.name!r} does not give (step sizes are "
+            f"constants of the discrete solve); detach t, or use gradient='adjoint'"
+        )
+    _check_tolerance("rtol", rtol)
+    _check_tolerance("atol", atol)
+    chosen.check(xp.all(xp.isfinite(flat_y0)),
+                 lambda: NonFiniteError("y0 contains NaN or infinity at the initial time t[0]"))
+    problem = Problem(xp, tableau, ts, rtol, atol, SolverOptions.from_mapping(options))
+    field = chosen.make_field(func, args, flat_y0, ts, adjoint_params, layout)
+    if chosen.differentiable and not isinstance(mode, Backprop):
+        chosen.check_params_found(field, ts, flat_y0)
+    outputs, stats = mode.solve(chosen, problem, field, flat_y0)
+    if throw:
+        chosen.check_status(stats, lambda: _failure(stats, problem))
+    ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
+    return Solution(ts=ts, ys=ys, stats=stats)
+
+
+def odeint(
+    func: Callable[..., Any],
+    y0: Any,
+    t: Any,
+    *,
+    method: str | Tableau = "dopri5",
+    rtol: Any = 1e-7,
+    atol: Any = 1e-9,
+    gradient: str | GradientMode = "symplectic",
+    backend: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    args: Any = None,
+    adjoint_params: Sequence[Any] | None = None,
+    adjoint_rtol: float | None = None,
+    adjoint_atol: float | None = None,
+    adjoint_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """torchdiffeq's ``odeint``: the solution at every time in ``t`` (leading axis), nothing else.
+
+    Arguments as :func:`solve`; always raises when the solve fails.
+
+    Example:
+        >>> import numpy as np, symadj
+        >>> ys = symadj.odeint(lambda t, y: -y, np.array([1.0]), np.linspace(0.0, 1.0, 3))
+        >>> ys.shape
+        (3, 1)
+    """
+    return solve(
+        func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient, backend=backend,
+        options=options, args=args, adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol,
+        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, throw=True,
+    ).ys
+
+
+def _gradient_mode(gradient: Any, rtol: Any, atol: Any, options: Any) -> GradientMode:
+    mode = as_gradient_mode(gradient)
+    given = [name for name, value in (("adjoint_rtol", rtol), ("adjoint_atol", atol),
+                                      ("adjoint_options", options)) if value is not None]
+    if not given:
+        return mode
+    if not isinstance(mode, Adjoint):
+        raise InvalidArgumentError(
+            f"{', '.join(given)} apply to gradient='adjoint' only, not gradient={mode.name!r}"
+        )
+    if isinstance(gradient, GradientMode):
+        raise InvalidArgumentError(f"{', '.join(given)}: set them on the Adjoint object instead")
+    return Adjoint(rtol=rtol, atol=atol, options=options)
+
+
+def _arrays_in(y0: Any) -> list[Any]:
+    """The arrays of a state, enough to choose its backend (which then splits it properly)."""
+    if isinstance(y0, (tuple, list)):
+        return list(y0)
+    if isinstance(y0, Mapping):
+        return list(y0.values())
+    return [y0]
+
+
+def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
+    if is_array(t) and backend.handles(t) and device_of(t) != device_of(y0):
+        raise InvalidArgumentError(
+            f"t is on device {device_of(t)} but y0 is on {device_of(y0)}; put them on one device"
+        )
+    try:
+        ts = backend.as_times(t, y0)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"t must be a 1-D sequence of numbers: {exc}") from None
+    if ts.ndim != 1 or ts.shape[0] < 2:
+        raise InvalidArgumentError(
+            f"t must be 1-D with at least two times (start and end), got shape {tuple(ts.shape)}"
+        )
+    steps = ts[1:] - ts[:-1]
+    backend.check(xp.all(xp.isfinite(ts)), lambda: InvalidArgumentError("t contains NaN or infinity"))
+    backend.check(
+        xp.all(steps > 0) | xp.all(steps < 0),
+        lambda: InvalidArgumentError(
+            "t must be strictly increasing or strictly decreasing (no repeated times); sort it"
+        ),
+    )
+    return ts
+
+
+def _check_tolerance(name: str, value: Any) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _failure(stats: Stats, problem: Problem) -> Exception:
+    status = Status(int(stats.status))
+    reached = float(stats.t_final)
+    target = float(problem.ts[int(stats.n_outputs)]) if int(stats.n_outputs) < problem.n_outputs else reached
+    if status is Status.MAX_STEPS:
+        return MaxStepsError(
+            f"max_steps={problem.options.max_steps} step attempts were not enough: stopped at "
+            f"t={reached:.6g} before t={target:.6g}; raise options['max_steps'], loosen rtol/atol, "
+            f"or pass throw=False for the partial solution"
+        )
+    if status is Status.STEP_UNDERFLOW:
+        return StepSizeUnderflowError(
+            f"the step size fell below min_step={problem.options.min_step} (or below the time "
+            f"resolution) at t={reached:.6g}: the problem may be stiff or singular there; loosen "
+            f"rtol/atol, lower options['min_step'], or use throw=False"
+        )
+    return NonFiniteError(
+        f"the state became NaN or infinite in the step from t={reached:.6g} "
+        f"(after {int(stats.n_accepted)} accepted steps): check func for overflow or division by zero"
+    )

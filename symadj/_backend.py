@@ -1,0 +1,203 @@
+"""The contract between the generic engine and an array library's plugin.
+
+The engine is written against these primitives only; a backend supplies them for
+its library: loop and branch primitives, functional buffers, and what autodiff
+needs (stopping gradients, vector–Jacobian products, a custom-gradient wrapper).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._compat import device_of
+from ._solution import Status
+from .errors import InvalidArgumentError
+
+Carry = Any
+Params = Sequence[Any]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a plugin declares about a backend before anything heavy is imported.
+
+    Attributes:
+        name: registry name, e.g. ``"torch"``.
+        library: import name of the array library it needs.
+        extra: the pip extra that installs that library, e.g. ``"symadj[torch]"``.
+        array_modules: top-level module names of the array types it handles.
+        load: returns the :class:`Backend`; called once, on first use.
+        priority: when several backends handle a type, the highest wins.
+    """
+
+    name: str
+    library: str
+    extra: str
+    array_modules: tuple[str, ...]
+    load: Callable[[], Backend]
+    priority: int = 0
+
+
+class Field(abc.ABC):
+    """A vector field bound to its parameters: the user's ``func`` as the engine sees it.
+
+    ``__call__(t, y)`` evaluates dy/dt on flat states; ``params`` are the arrays that
+    gradients flow to.
+    """
+
+    params: tuple[Any, ...]
+
+    @abc.abstractmethod
+    def __call__(self, t: Any, y: Any) -> Any: ...
+
+    def with_params(self, params: Params) -> Field:
+        """The same field evaluated with ``params`` (backends with implicit parameters return self)."""
+        return self
+
+
+class ListBuffer(list):
+    """A growable buffer for eagerly executing backends; ``capacity`` bounds what is stacked."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+
+class Backend(abc.ABC):
+    """Primitives an array library supplies to the generic engine."""
+
+    name: str
+    #: Whether gradient modes are available (``False`` for forward-only backends).
+    differentiable: bool = True
+
+    @abc.abstractmethod
+    def namespace(self) -> Any:
+        """The array-API namespace of this library."""
+
+    # -- inputs ---------------------------------------------------------------
+    def handles(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this backend's library."""
+        return False
+
+    def split_state(self, y0: Any) -> tuple[list[Any], Callable[[Any], list[Any]], Callable[[list[Any]], Any]]:
+        """The arrays of a state, a function splitting any state of that structure into its
+        arrays, and one rebuilding the structure from arrays.
+
+        Arrays and tuples/lists of arrays by default; a backend may accept its pytrees.
+        """
+        if isinstance(y0, (tuple, list)):
+            if not y0:
+                raise InvalidArgumentError("y0 is an empty sequence; give at least one array")
+            kind = type(y0)
+            return list(y0), _split_sequence, lambda leaves: kind(leaves)
+        return [y0], lambda state: [state], lambda leaves: leaves[0]
+
+    def as_times(self, t: Any, like: Any) -> Any:
+        """Output times as a 1-D array on the device of ``like``, float64 where available."""
+        xp = self.namespace()
+        return xp.asarray(t, dtype=xp.float64, device=device_of(like))
+
+    def requires_grad(self, x: Any) -> bool:
+        """Whether the caller asked for a gradient of ``x`` (``t``, say) that the mode must honour."""
+        return False
+
+    def check(self, ok: Any, error: Callable[[], Exception]) -> None:
+        """Raise ``error()`` unless ``ok``; a tracing backend may defer the check to run time."""
+        if not bool(ok):
+            raise error()
+
+    def check_status(self, stats: Any, error: Callable[[], Exception]) -> None:
+        """Raise ``error()`` unless the solve succeeded."""
+        self.check(stats.status == int(Status.SUCCESS), error)
+
+    # -- control flow -------------------------------------------------------
+    def while_loop(self, cond: Callable[[Carry], Any], body: Callable[[Carry], Carry], carry: Carry,
+                   *, max_iterations: int, differentiable: bool = False) -> Carry:
+        """Run ``body`` while ``cond`` holds, at most ``max_iterations`` times (eagerly, by default).
+
+        ``differentiable`` asks for a loop that reverse-mode autodiff can go through.
+        """
+        while bool(cond(carry)):
+            carry = body(carry)
+        return carry
+
+    def fori_loop(self, lower: int, upper: Any, body: Callable[[Any, Carry], Carry], carry: Carry) -> Carry:
+        """``for i in range(lower, upper): carry = body(i, carry)``."""
+        for i in range(lower, int(upper)):
+            carry = body(i, carry)
+        return carry
+
+    def cond(self, pred: Any, on_true: Callable[[Carry], Carry], on_false: Callable[[Carry], Carry],
+             carry: Carry) -> Carry:
+        """Run one of two branches with the same carry structure."""
+        return on_true(carry) if bool(pred) else on_false(carry)
+
+    def select(self, pred: Any, on_true: Any, on_false: Any) -> Any:
+        """Pick between two values of the same structure."""
+        return on_true if bool(pred) else on_false
+
+    # -- functional buffers -------------------------------------------------
+    def buffer(self, capacity: int, like: Any) -> Any:
+        """An empty buffer of ``capacity`` arrays shaped like ``like``."""
+        return ListBuffer(capacity)
+
+    def buffer_write(self, buffer: Any, index: Any, value: Any) -> Any:
+        """The buffer with ``value`` at ``index`` (``index`` <= number written so far)."""
+        index = int(index)
+        if index == len(buffer):
+            buffer.append(value)
+        else:
+            buffer[index] = value
+        return buffer
+
+    def buffer_read(self, buffer: Any, index: Any) -> Any:
+        return buffer[int(index)]
+
+    def buffer_stack(self, buffer: Any, count: Any, fill: Any) -> Any:
+        """The first ``count`` entries stacked; entries past them (up to capacity) set to ``fill``."""
+        xp = self.namespace()
+        return xp.stack(list(buffer[: int(count)]) + [fill] * (buffer.capacity - int(count)))
+
+    # -- autodiff -----------------------------------------------------------
+    def stop_gradient(self, x: Any) -> Any:
+        return x
+
+    def vjp(self, fn: Callable[[Any, Params], Any], y: Any, params: Params, cotangent: Any
+            ) -> tuple[Any, Any, list[Any]]:
+        """``fn(y, params)`` and the cotangents of ``y`` and ``params`` for output cotangent ``cotangent``.
+
+        Must work whatever the caller's autodiff context (gradients on or off).
+        """
+        raise NotImplementedError(f"backend {self.name!r} has no vector-Jacobian products")
+
+    def custom_vjp(self, forward: Callable, backward: Callable, y0: Any, params: Params) -> tuple[Any, Any]:
+        """Wrap a solve into the library's autodiff.
+
+        ``forward(y0, params) -> (outputs, aux, residuals)`` runs without recording a
+        graph; ``backward(residuals, outputs_cotangent) -> (y0_cotangent, params_cotangents)``
+        runs when gradients are requested. Returns ``(outputs, aux)``.
+        """
+        raise NotImplementedError(f"backend {self.name!r} has no custom-gradient wrapper")
+
+    @abc.abstractmethod
+    def make_field(self, func: Callable[..., Any], args: Any, y0: Any, ts: Any, adjoint_params: Any,
+                   layout: Any) -> Field:
+        """Bind ``func(t, state[, args])`` into a :class:`Field` on flat states (``layout.wrap``
+        does the flattening); its ``params`` are what gradients flow to."""
+
+    def check_params_found(self, field: Field, ts: Any, y0: Any) -> None:
+        """Raise if ``func`` depends on arrays needing gradients that are not in ``field.params``.
+
+        Modes with their own backward pass would otherwise return no gradient for them.
+        """
+
+
+def _split_sequence(state: Any) -> list[Any]:
+    if not isinstance(state, (tuple, list)):
+        raise InvalidArgumentError(
+            f"func returned a {type(state).__name__} for a tuple state; return a tuple of derivatives"
+        )
+    return list(state)

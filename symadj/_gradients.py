@@ -1,0 +1,251 @@
+"""Gradient strategies, written once against the backend contract.
+
+Every mode treats step sizes as constants: the gradient is that of the discrete
+solve with the accepted step sizes fixed (see docs).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._backend import Backend, Field
+from ._engine import combine, rk_advance, rk_stages, stage_time
+from ._integrate import Problem, Trajectory, integrate
+from ._options import SolverOptions
+from ._solution import Stats
+from ._state import StateLayout
+from .errors import UnknownNameError
+
+StepAdjoint = Callable[[Any, Any, Any, Any, list], tuple[Any, list]]
+
+
+class GradientMode(abc.ABC):
+    """How gradients of a solve are computed. Pass an instance or its name to ``gradient=``."""
+
+    name: str
+
+    def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any) -> tuple[Any, Stats]:
+        """Outputs (leading time axis) and forward statistics, differentiable as this mode says."""
+        if not backend.differentiable:
+            outputs, stats, _ = integrate(backend, problem, field, y0, record=False)
+            return outputs, stats
+        return self._solve(backend, problem, field, y0)
+
+    @abc.abstractmethod
+    def _solve(self, backend: Backend, problem: Problem, field: Field, y0: Any) -> tuple[Any, Stats]: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Backprop(GradientMode):
+    """Reverse-mode autodiff through every stage of every step: the reference; memory O(N·s·L)."""
+
+    name = "backprop"
+
+    def _solve(self, backend, problem, field, y0):
+        outputs, stats, _ = integrate(backend, problem, field, y0, record=False, differentiable=True)
+        return outputs, stats
+
+
+class _RecordingMode(GradientMode):
+    """Modes whose forward pass keeps the state at each accepted step and nothing else."""
+
+    def _solve(self, backend, problem, field, y0):
+        def forward(y0, params):
+            outputs, stats, trajectory = integrate(backend, problem, field.with_params(params), y0, record=True)
+            return outputs, stats, (trajectory, params)
+
+        def backward(residuals, outputs_cotangent):
+            trajectory, params = residuals
+            step = self.step_adjoint(backend, problem, field.with_params(params), params)
+            return walk_backward(backend, problem.xp, trajectory, outputs_cotangent, params, step)
+
+        return backend.custom_vjp(forward, backward, y0, field.params)
+
+    @abc.abstractmethod
+    def step_adjoint(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any]
+                     ) -> StepAdjoint:
+        """``(t_n, h_n, y_n, λ_{n+1}, θ̄) -> (λ_n, θ̄)`` for one accepted step."""
+
+
+class Symplectic(_RecordingMode):
+    """The symplectic adjoint (Matsubara et al. 2021): exact gradient, memory O(N·|y| + s·|y| + L).
+
+    Backward, each step's stages are recomputed without a graph, then the adjoint is
+    integrated with the tableau's symplectic partner, one vector–Jacobian product per stage.
+    """
+
+    name = "symplectic"
+
+    def step_adjoint(self, backend, problem, field, params):
+        return symplectic_step(backend, problem.xp, problem.tableau, field, params)
+
+
+class Checkpoint(_RecordingMode):
+    """Per-step checkpoints (ACA, Zhuang et al. 2020): exact gradient, memory O(N·|y| + s·L).
+
+    Backward, each step is recomputed with a graph and backpropagated through.
+    """
+
+    name = "checkpoint"
+
+    def step_adjoint(self, backend, problem, field, params):
+        xp, tab = problem.xp, problem.tableau
+
+        def step(t, h, y, lam, params_bar):
+            def advance(y, params):
+                f = field.with_params(params)
+                return rk_advance(xp, f, tab, t, h, y, f(t, y))
+
+            _, y_bar, step_bar = backend.vjp(advance, y, params, lam)
+            return y_bar, accumulate(xp, params_bar, step_bar, None)
+
+        return step
+
+
+@dataclass(repr=False)
+class Adjoint(GradientMode):
+    """The continuous adjoint (Chen et al. 2018), solved backward with its own tolerances.
+
+    Not exact for the discrete solve; memory O(|y| + L). ``rtol``/``atol``/``options``
+    default to the forward solve's; ``options={"norm": "seminorm"}`` leaves the parameter
+    cotangents out of the error norm, as torchdiffeq's option does.
+    """
+
+    rtol: float | None = None
+    atol: float | None = None
+    options: Any = None
+    name = "adjoint"
+
+    def _solve(self, backend, problem, field, y0):
+        def forward(y0, params):
+            outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False)
+            return outputs, stats, (outputs, params)
+
+        def backward(residuals, outputs_cotangent):
+            outputs, params = residuals
+            return continuous_adjoint(backend, problem, field.with_params(params), params, outputs,
+                                      outputs_cotangent, self)
+
+        return backend.custom_vjp(forward, backward, y0, field.params)
+
+
+_GRADIENT_MODES: dict[str, type[GradientMode]] = {
+    mode.name: mode for mode in (Symplectic, Checkpoint, Backprop, Adjoint)
+}
+
+
+def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
+    """Turn a name into its :class:`GradientMode`; instances pass through."""
+    if isinstance(mode, GradientMode):
+        return mode
+    try:
+        return _GRADIENT_MODES[mode]()
+    except (KeyError, TypeError):
+        raise UnknownNameError("gradient", mode, _GRADIENT_MODES) from None
+
+
+def accumulate(xp: Any, totals: list, increments: Sequence[Any], weight: Any) -> list:
+    """totals + weight · increments, entry by entry (``weight=None`` means 1)."""
+    if weight is None:
+        return [total + inc for total, inc in zip(totals, increments)]
+    return [total + xp.astype(weight, inc.dtype) * inc for total, inc in zip(totals, increments)]
+
+
+def walk_backward(backend: Backend, xp: Any, trajectory: Trajectory, outputs_cotangent: Any,
+                  params: Sequence[Any], step_adjoint: StepAdjoint) -> tuple[Any, list]:
+    """Walk the accepted steps in reverse, adding each output's cotangent exactly at its time."""
+    lam = xp.zeros_like(outputs_cotangent[0])
+    params_bar = [xp.zeros_like(p) for p in params]
+    n_steps = trajectory.n_steps
+
+    def body(i: Any, carry: tuple) -> tuple:
+        lam, params_bar, k = carry
+        n = n_steps - 1 - i
+        hit = backend.buffer_read(trajectory.output_steps, k) == n + 1
+        lam = lam + xp.where(hit, outputs_cotangent[k], xp.zeros_like(lam))
+        k = backend.select(hit, k - 1, k)
+        t = backend.buffer_read(trajectory.times, n)
+        h = backend.buffer_read(trajectory.steps, n)
+        y = backend.buffer_read(trajectory.states, n)
+        lam, params_bar = step_adjoint(t, h, y, lam, params_bar)
+        return lam, params_bar, k
+
+    lam, params_bar, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, trajectory.n_outputs - 1))
+    return lam + outputs_cotangent[0], params_bar
+
+
+def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: Sequence[Any]) -> StepAdjoint:
+    """One backward step of the partner scheme on (λ, θ̄).
+
+    X_i = e_i λ' + h Σ_{j>i} Â_ij ℓ_j,  (ℓ_i, p_i) = VJP of f at stage i with cotangent X_i,
+    λ_n = λ' + h Σ B_i ℓ_i,  θ̄ += h Σ B_i p_i.  Inactive stages (no cotangent) are skipped.
+    """
+    adjoint, coeffs = tab.adjoint, tab.floats
+    active = [i for i in range(tab.stages) if adjoint.active[i]]
+    last = active[-1]
+
+    def step(t, h, y, lam, params_bar):
+        states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), last + 1)
+        h_state = xp.astype(h, y.dtype)
+        ells: dict[int, Any] = {}
+        lam_new = lam
+        for i in reversed(active):
+            coupled = [(adjoint.coupling[i][j], ells[j]) for j in ells if adjoint.coupling[i][j] != 0.0]
+            base = lam if adjoint.input_weight[i] == 1.0 else xp.zeros_like(lam)
+            cotangent = combine(base, h_state, coupled)
+            time = stage_time(t, h, coeffs.c[i])
+
+            def evaluate(y, params, time=time):
+                return field.with_params(params)(time, y)
+
+            _, ells[i], stage_bar = backend.vjp(evaluate, states[i], params, cotangent)
+            weight = h_state * adjoint.weight[i]
+            lam_new = lam_new + weight * ells[i]
+            params_bar = accumulate(xp, params_bar, stage_bar, weight)
+        return lam_new, params_bar
+
+    return step
+
+
+def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
+                       outputs: Any, outputs_cotangent: Any, mode: Adjoint) -> tuple[Any, list]:
+    """Solve the augmented system (y, λ, θ̄) backward between output times (Chen et al. 2018)."""
+    xp = problem.xp
+    y_last = outputs[-1]
+    layout = StateLayout.of(xp, [y_last, y_last, *params], list, list, single=False)
+    options = problem.options if mode.options is None else _adjoint_options(xp, mode.options, y_last.size)
+
+    def augmented(t, z):
+        y, lam = layout.unflatten(xp, z)[:2]
+        dy, y_bar, params_bar = backend.vjp(lambda y, p: field.with_params(p)(t, y), y, params, lam)
+        return layout.flatten(xp, [dy, -y_bar, *(-p for p in params_bar)])
+
+    lam = outputs_cotangent[-1]
+    params_bar = [xp.zeros_like(p) for p in params]
+    rtol = problem.rtol if mode.rtol is None else mode.rtol
+    atol = problem.atol if mode.atol is None else mode.atol
+    for k in range(problem.n_outputs - 1, 0, -1):
+        segment = Problem(xp, problem.tableau, xp.stack([problem.ts[k], problem.ts[k - 1]]), rtol, atol, options)
+        z0 = layout.flatten(xp, [outputs[k], lam, *params_bar])
+        z, stats, _ = integrate(backend, segment, augmented, z0, record=False)
+        _, lam, *params_bar = layout.unflatten(xp, z[-1])
+        lam = lam + outputs_cotangent[k - 1]
+    return lam, params_bar
+
+
+def _adjoint_options(xp: Any, options: Any, n_state: int) -> SolverOptions:
+    options = dict(options)
+    if options.get("norm") == "seminorm":
+        size = 2 * n_state
+
+        def seminorm(scaled: Any) -> Any:
+            part = scaled[:size]
+            return xp.sqrt(xp.mean(part * part))
+
+        options["norm"] = seminorm
+    return SolverOptions.from_mapping(options)

@@ -1,0 +1,83 @@
+"""Solver options: validated once at the API edge, then carried as a frozen object."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Union
+
+from .errors import InvalidArgumentError, UnknownNameError
+
+Norm = Union[str, Callable[[Any], Any]]
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Options of the stepping engine (the ``options=`` mapping of :func:`symadj.odeint`).
+
+    Attributes:
+        first_step: initial step size; chosen by Hairer's heuristic when ``None``.
+        step_size: a fixed step size: no error control, steps clipped to land on output times.
+            With neither this nor an error estimate, one step per output interval.
+        min_step: smallest step size allowed before the solve fails.
+        max_steps: most step attempts (accepted and rejected) before the solve fails.
+        safety, ifactor, dfactor: controller safety factor and growth/shrink limits.
+        pcoeff: proportional coefficient of the PI controller (0: torchdiffeq's I-controller).
+        norm: ``"rms"`` (default), ``"max"``, or a callable taking the scaled error.
+    """
+
+    first_step: float | None = None
+    step_size: float | None = None
+    min_step: float = 0.0
+    max_steps: int = 4096
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+    pcoeff: float = 0.0
+    norm: Norm = "rms"
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None) -> SolverOptions:
+        if options is None:
+            return cls()
+        if isinstance(options, SolverOptions):
+            return options
+        if not isinstance(options, Mapping):
+            raise InvalidArgumentError(f"options must be a dict, got {type(options).__name__}")
+        names = {f.name for f in fields(cls)}
+        for key in options:
+            if key not in names:
+                raise UnknownNameError("option", key, names)
+        return cls(**options)._validated()
+
+    def _validated(self) -> SolverOptions:
+        for name in ("first_step", "step_size"):
+            value = getattr(self, name)
+            if value is not None and not _positive(value):
+                raise InvalidArgumentError(f"options[{name!r}] must be a positive number, got {value!r}")
+        if not (_finite_number(self.min_step) and self.min_step >= 0):
+            raise InvalidArgumentError(f"options['min_step'] must be >= 0, got {self.min_step!r}")
+        if not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1:
+            raise InvalidArgumentError(f"options['max_steps'] must be a positive integer, got {self.max_steps!r}")
+        if not (_positive(self.safety) and self.safety <= 1):
+            raise InvalidArgumentError(f"options['safety'] must be in (0, 1], got {self.safety!r}")
+        if not (_finite_number(self.ifactor) and self.ifactor >= 1):
+            raise InvalidArgumentError(f"options['ifactor'] must be >= 1, got {self.ifactor!r}")
+        if not (_positive(self.dfactor) and self.dfactor <= 1):
+            raise InvalidArgumentError(f"options['dfactor'] must be in (0, 1], got {self.dfactor!r}")
+        if not (_finite_number(self.pcoeff) and 0 <= self.pcoeff < 1):
+            raise InvalidArgumentError(f"options['pcoeff'] must be in [0, 1), got {self.pcoeff!r}")
+        if isinstance(self.norm, str) and self.norm not in ("rms", "max"):
+            raise UnknownNameError("norm", self.norm, ["rms", "max"], hint="or pass a callable")
+        if not isinstance(self.norm, str) and not callable(self.norm):
+            raise InvalidArgumentError(f"options['norm'] must be 'rms', 'max' or a callable, got {self.norm!r}")
+        return self
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value: Any) -> bool:
+    return _finite_number(value) and value > 0

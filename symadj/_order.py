@@ -1,0 +1,68 @@
+"""Rooted trees and the Runge–Kutta order conditions they stand for (Butcher's theory).
+
+A tree is stored as the sorted tuple of the indices of its root's subtrees, so
+every tree has one canonical form and trees can be generated order by order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class RootedTrees:
+    """All rooted trees up to some order: ``children[k]`` are tree k's subtrees."""
+
+    children: tuple[tuple[int, ...], ...]
+    order: tuple[int, ...]
+    density: tuple[int, ...]  # Butcher's gamma
+
+
+@functools.cache
+def rooted_trees(max_order: int) -> RootedTrees:
+    """Every rooted tree with at most ``max_order`` nodes (1, 2, 4, 8, 17, 37, 85, 200, ...)."""
+    children: list[tuple[int, ...]] = []
+    order: list[int] = []
+    density: list[int] = []
+
+    def forests(total: int, max_index: int) -> Iterator[tuple[int, ...]]:
+        # Non-increasing index sequences, so each multiset of subtrees appears once.
+        if total == 0:
+            yield ()
+            return
+        for index in range(max_index, -1, -1):
+            if order[index] <= total:
+                for rest in forests(total - order[index], index):
+                    yield (index, *rest)
+
+    for n in range(1, max_order + 1):
+        for forest in list(forests(n - 1, len(children) - 1)):
+            children.append(forest)
+            order.append(n)
+            gamma = n
+            for child in forest:
+                gamma *= density[child]
+            density.append(gamma)
+    return RootedTrees(tuple(children), tuple(order), tuple(density))
+
+
+def order_condition_residuals(
+    a: Sequence[Sequence[Fraction]], b: Sequence[Fraction], max_order: int
+) -> Iterator[tuple[int, int, Fraction]]:
+    """Yield ``(tree index, tree order, b·Φ(tree) − 1/γ(tree))`` for every tree up to ``max_order``.
+
+    ``a`` is given as its strictly lower-triangular rows (row i has i entries).
+    """
+    trees = rooted_trees(max_order)
+    stages = len(b)
+    a_times: list[list[Fraction]] = []  # a_times[k] = A @ Phi(tree k)
+    for index, forest in enumerate(trees.children):
+        phi = [Fraction(1)] * stages
+        for child in forest:
+            phi = [p * q for p, q in zip(phi, a_times[child])]
+        a_times.append([sum((aij * phi[j] for j, aij in enumerate(row)), Fraction(0)) for row in a])
+        weight = sum((bi * p for bi, p in zip(b, phi)), Fraction(0))
+        yield index, trees.order[index], weight - Fraction(1, trees.density[index])

@@ -1,0 +1,36 @@
+"""The plugin contract: hooks a ``symadj`` plugin may implement.
+
+Plugins are modules or objects registered under the entry-point group ``symadj``
+(``[project.entry-points.symadj]`` in a package's ``pyproject.toml``), whose
+functions are marked with :data:`symadj.hookimpl`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ._backend import BackendInfo
+    from ._tableau import Tableau
+
+hookspec = pluggy.HookspecMarker("symadj")
+
+
+@hookspec
+def symadj_register_tableaux() -> list[Tableau | str | Path]:
+    """Contribute Butcher tableaux: :class:`symadj.Tableau` objects or paths of TOML files.
+
+    Files are parsed for their names at registration and verified on first use.
+    """
+
+
+@hookspec
+def symadj_register_backends() -> list[BackendInfo]:
+    """Contribute array backends, each described by a :class:`symadj.BackendInfo`.
+
+    The description must not import the array library: a backend whose library is
+    missing is listed as unavailable with its pip extra.
+    """

@@ -82,10 +82,10 @@ def solve(
     layout = StateLayout.of(xp, leaves, split, rebuild, single=len(leaves) == 1 and is_array(y0))
     flat_y0 = layout.flatten(xp, leaves)
     ts = _times(chosen, xp, t, flat_y0)
-    if not isinstance(mode, Adjoint) and chosen.requires_grad(t):
+    if chosen.requires_grad(t):
         raise GradientNotSupportedError(
-            f"t requires a gradient, which gradient={mode.name!r} does not give (step sizes are "
-            f"constants of the discrete solve); detach t, or use gradient='adjoint'"
+            f"t requires a gradient, which gradient={mode.name!r} does not give (step sizes and "
+            f"output times are constants of the discrete solve); detach t"
         )
     _check_tolerance("rtol", rtol)
     _check_tolerance("atol", atol)
@@ -185,9 +185,9 @@ def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
 
 
 def _check_tolerance(name: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not (math.isfinite(value) and value > 0):
-            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def _failure(stats: Stats, problem: Problem) -> Exception:

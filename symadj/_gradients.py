@@ -7,6 +7,7 @@ solve with the accepted step sizes fixed (see docs).
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -218,7 +219,7 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
     xp = problem.xp
     y_last = outputs[-1]
     layout = StateLayout.of(xp, [y_last, y_last, *params], list, list, single=False)
-    options = problem.options if mode.options is None else _adjoint_options(xp, mode.options, y_last.size)
+    options = problem.options if mode.options is None else _adjoint_options(xp, mode.options, math.prod(y_last.shape))
 
     def augmented(t, z):
         y, lam = layout.unflatten(xp, z)[:2]

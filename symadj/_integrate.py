@@ -8,6 +8,7 @@ number. Step sizes are treated as constants by every gradient mode.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -169,9 +170,15 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         n_steps=carry.n_accepted + carry.n_rejected, n_accepted=carry.n_accepted,
         n_rejected=carry.n_rejected, n_fevals=carry.n_fevals, status=status,
         t_final=carry.t, n_outputs=carry.next_output,
+        checkpoint_bytes=carry.n_accepted * _bytes_per_step(xp, y0, t0) if record else 0,
     )
     trajectory = None
     if record:
         trajectory = Trajectory(carry.times, carry.steps, carry.states, carry.output_steps,
                                 carry.n_accepted, carry.next_output)
     return outputs, stats, trajectory
+
+
+def _bytes_per_step(xp: Any, y: Any, t: Any) -> int:
+    """Bytes of one recorded step: its state, start time and step size."""
+    return (math.prod(y.shape) * xp.finfo(y.dtype).bits + 2 * xp.finfo(t.dtype).bits) // 8

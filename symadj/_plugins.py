@@ -11,7 +11,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import threading
-import tomllib
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+import tomllib
 
 from . import hookspecs
 from ._backend import Backend, BackendInfo

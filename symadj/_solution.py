@@ -27,6 +27,8 @@ class Stats(NamedTuple):
         status: a :class:`Status` code.
         t_final: the time the solve reached.
         n_outputs: how many output times were reached.
+        checkpoint_bytes: memory held for the backward pass (states, times and step sizes of
+            the accepted steps); 0 for modes that keep none.
     """
 
     n_steps: Any
@@ -36,6 +38,7 @@ class Stats(NamedTuple):
     status: Any
     t_final: Any
     n_outputs: Any
+    checkpoint_bytes: Any = 0
 
 
 @dataclass(frozen=True)

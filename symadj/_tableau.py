@@ -14,12 +14,13 @@ stage carries its cotangent unscaled, so no partner coefficient depends on h.
 from __future__ import annotations
 
 import functools
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
+
+import tomllib
 
 from ._order import order_condition_residuals
 from .errors import TableauError
@@ -390,7 +391,8 @@ def _verify(tab: Tableau) -> None:
         for i, row in enumerate(tab.dense.coefficients):
             if not close(sum(row, Fraction(0)), tab.b[i]):
                 raise TableauError(
-                    f"{where}: field 'dense.b[{i}]' sums to {sum(row, Fraction(0))} at θ = 1, expected b[{i}] = {tab.b[i]}"
+                    f"{where}: field 'dense.b[{i}]' sums to {sum(row, Fraction(0))} at θ = 1, "
+                    f"expected b[{i}] = {tab.b[i]}"
                 )
     if tab.partner is not None:
         _check_partner(where, tab)

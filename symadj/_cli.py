@@ -1,0 +1,59 @@
+"""The ``symadj`` command: ``symadj tableaux`` lists and verifies tableaux."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._plugins import registry
+from ._tableau import Tableau
+from .errors import TableauError
+
+
+def _tableaux(args: argparse.Namespace) -> int:
+    if args.verify:
+        failed = 0
+        for path in args.verify:
+            try:
+                tab = Tableau.from_file(path)
+            except TableauError as exc:
+                print(f"FAIL {exc}", file=sys.stderr)
+                failed += 1
+            else:
+                print(f"ok   {path}: {tab.name}, order {tab.order}, {tab.stages} stages")
+        return 1 if failed else 0
+    print(f"{'name':<12} {'order':<7} {'stages':>6}  {'FSAL':<5} {'adjoint VJPs':>12}  description")
+    for name in registry.list_tableaux():
+        tab = registry.get_tableau(name)
+        order = f"{tab.order}({tab.embedded_order})" if tab.adaptive else str(tab.order)
+        vjps = sum(tab.adjoint.active)
+        print(f"{name:<12} {order:<7} {tab.stages:>6}  {'yes' if tab.fsal else 'no':<5} {vjps:>12}  "
+              f"{tab.description}")
+    print("\nEvery tableau above verified exactly: order conditions, embedded estimates and "
+          "symplectic partner.")
+    return 0
+
+
+def _backends(args: argparse.Namespace) -> int:
+    for status in registry.list_backends():
+        state = "available" if status.available else f"unavailable: {status.install}"
+        print(f"{status.name:<18} {state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symadj", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    tableaux = commands.add_parser("tableaux", help="list the registered tableaux, or verify files")
+    tableaux.add_argument("--verify", nargs="+", metavar="FILE", help="verify tableau TOML files")
+    tableaux.set_defaults(run=_tableaux)
+    backends = commands.add_parser("backends", help="list the backends and whether they are installed")
+    backends.set_defaults(run=_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``symadj`` console script and ``python -m symadj``."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)

@@ -1,0 +1,153 @@
+"""Forward+backward time and peak memory of each gradient mode, next to torchdiffeq.
+
+Each method runs in a fresh process so that memory peaks do not mix. On the CPU the
+peak is the process's peak resident memory above its baseline (after building the
+model and one warm-up forward); on CUDA it is ``torch.cuda.max_memory_allocated``.
+
+    python tests/benchmarks/bench_torch.py            # 8 layers x 512, batch 256, dopri5, rtol 1e-7
+    python tests/benchmarks/bench_torch.py --quick    # a small version, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+METHODS = [
+    "symadj:symplectic", "symadj:checkpoint", "symadj:backprop", "symadj:adjoint",
+    "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
+]
+
+
+def _parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small network and batch")
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--features", type=int, default=16)
+    parser.add_argument("--end", type=float, default=1.0, help="integrate over [0, end]")
+    parser.add_argument("--rtol", type=float, default=1e-7)
+    parser.add_argument("--atol", type=float, default=1e-7)
+    parser.add_argument("--method", default="dopri5")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--only", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.layers, args.width, args.batch, args.repeats = 4, 128, 64, 2
+    return args
+
+
+def _model(args, torch):
+    torch.manual_seed(0)
+    layers, size = [], args.features
+    for _ in range(args.layers - 1):
+        layers += [torch.nn.Linear(size, args.width), torch.nn.Tanh()]
+        size = args.width
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(size, args.features)).to(args.device)
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, t, y):
+            return self.net(y)
+
+    return Field()
+
+
+def _peak_mib(torch, device):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(args):
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    library, mode = args.worker.split(":")
+    func = _model(args, torch)
+    y0 = torch.randn(args.batch, args.features, device=args.device)
+    ts = torch.tensor([0.0, args.end], device=args.device)
+    counter = {"fevals": 0}
+    original = func.forward
+
+    def counted(t, y):
+        counter["fevals"] += 1
+        return original(t, y)
+
+    func.forward = counted
+    if library == "symadj":
+        import symadj
+
+        def run():
+            return symadj.solve(func, y0, ts, method=args.method, rtol=args.rtol, atol=args.atol, gradient=mode)
+    else:
+        import torchdiffeq
+
+        solver = torchdiffeq.odeint if mode == "odeint" else torchdiffeq.odeint_adjoint
+
+        def run():
+            return solver(func, y0, ts, method=args.method, rtol=args.rtol, atol=args.atol)
+
+    with torch.no_grad():
+        run()
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    baseline = _peak_mib(torch, args.device) if args.device.startswith("cuda") else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times, steps = [], None
+    for repeat in range(args.repeats + 1):
+        counter["fevals"] = 0
+        start = time.perf_counter()
+        result = run()
+        ys = result.ys if hasattr(result, "ys") else result
+        ys[-1].square().mean().backward()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if repeat:
+            times.append(time.perf_counter() - start)
+        if hasattr(result, "stats"):
+            steps = int(result.stats.n_accepted)
+        func.zero_grad(set_to_none=True)
+    peak = _peak_mib(torch, args.device) - (0 if args.device.startswith("cuda") else baseline)
+    print(json.dumps({"method": args.worker, "seconds": statistics.median(times), "peak_mib": peak,
+                      "fevals": counter["fevals"], "steps": steps}))
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args.worker:
+        return worker(args)
+    print(f"# {args.layers} layers x {args.width}, batch {args.batch}, {args.method}, rtol {args.rtol}, "
+          f"t in [0, {args.end}], device {args.device}, median of {args.repeats}")
+    print(f"{'method':<28} {'fwd+bwd s':>10} {'peak MiB':>10} {'fevals':>8} {'steps':>6}")
+    passthrough = [a for a in sys.argv[1:] if a not in ("--only",) and a not in METHODS]
+    rows = []
+    for method in args.only:
+        out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", method],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"{method:<28} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else '?'}")
+            continue
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{method:<28} {row['seconds']:>10.3f} {row['peak_mib']:>10.1f} {row['fevals']:>8} "
+              f"{row['steps'] if row['steps'] is not None else '-':>6}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

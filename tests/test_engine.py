@@ -1,0 +1,239 @@
+"""The generic engine: accuracy, convergence order, output times, options and failures."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHIPPED, make_array
+from scipy.integrate import solve_ivp
+
+import symadj
+from symadj import InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError, UnknownNameError
+
+ADAPTIVE = ["heun_euler", "fehlberg2", "bosh3", "cash_karp", "dopri5", "tsit5", "dopri8"]
+
+
+def rotation(t, y):
+    return np.stack([-y[1], y[0]]) * (1 + 0.5 * np.cos(t))
+
+
+def rotation_exact(t, y0):
+    angle = t + 0.5 * np.sin(t)
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * y0[0] - s * y0[1], s * y0[0] + c * y0[1]], axis=-1)
+
+
+def test_core_never_imports_an_array_library():
+    for path in Path(symadj.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in {"torch", "jax", "jaxlib", "numpy"}, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_adaptive_solution_meets_the_tolerance(method):
+    y0 = np.array([1.0, 0.5])
+    ts = np.linspace(0.0, 6.0, 7)
+    sol = symadj.solve(rotation, y0, ts, method=method, rtol=1e-8, atol=1e-8)
+    error = np.max(np.abs(sol.ys - rotation_exact(ts, y0)))
+    assert sol.success and error < 1e-5
+    assert sol.stats.n_accepted >= 6
+
+
+@pytest.mark.parametrize(("method", "scipy_method"), [("dopri5", "RK45"), ("dopri8", "DOP853")])
+def test_agrees_with_scipy_solve_ivp(method, scipy_method):
+    y0 = np.array([1.0, 0.5])
+    ts = np.linspace(0.0, 6.0, 5)
+    ours = symadj.odeint(rotation, y0, ts, method=method, rtol=1e-9, atol=1e-9)
+    theirs = solve_ivp(rotation, (0.0, 6.0), y0, method=scipy_method, t_eval=ts, rtol=1e-9, atol=1e-9).y.T
+    assert np.max(np.abs(ours - theirs)) < 1e-6
+
+
+def _fixed_step_error(method, steps):
+    y0 = np.array([1.0, 0.5])
+    end = 2.0
+    ys = symadj.odeint(rotation, y0, np.array([0.0, end]), method=method, options={"step_size": end / steps})
+    return np.max(np.abs(ys[-1] - rotation_exact(np.array(end), y0)))
+
+
+@pytest.mark.parametrize("method", SHIPPED)
+def test_observed_convergence_order_matches_the_declared_order(method):
+    order = symadj.get_tableau(method).order
+    # Step counts where the error is far above rounding and in the asymptotic regime.
+    base = {1: 64, 2: 32, 3: 16, 4: 16, 5: 8, 8: 4}[order]
+    steps = [base, 2 * base, 4 * base]
+    errors = [_fixed_step_error(method, n) for n in steps]
+    slopes = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    assert errors[-1] > 1e-13
+    assert abs(slopes[-1] - order) < 0.35, (errors, slopes)
+
+
+def test_steps_land_exactly_on_output_times_and_record_counts():
+    calls = []
+
+    def f(t, y):
+        calls.append(float(t))
+        return -y
+
+    ts = np.array([0.0, 0.1, 0.35, 1.0])
+    sol = symadj.solve(f, np.array([1.0]), ts, method="dopri5", rtol=1e-6, atol=1e-9)
+    assert sol.stats.n_fevals == len(calls)
+    assert sol.stats.n_steps == sol.stats.n_accepted + sol.stats.n_rejected
+    assert np.allclose(sol.ys[:, 0], np.exp(-ts), rtol=1e-6)
+    assert float(sol.stats.t_final) == pytest.approx(1.0, abs=1e-15)
+
+
+def test_backward_in_time():
+    ts = np.array([2.0, 1.0, 0.0])
+    y0 = rotation_exact(np.array(2.0), np.array([1.0, 0.5]))
+    ys = symadj.odeint(rotation, y0, ts, rtol=1e-10, atol=1e-10)
+    assert np.allclose(ys[-1], [1.0, 0.5], atol=1e-8)
+
+
+def test_fixed_step_scheme_without_step_size_steps_once_per_interval():
+    sol = symadj.solve(lambda t, y: -y, np.array([1.0]), np.linspace(0, 1, 11), method="rk4")
+    assert sol.stats.n_accepted == 10
+    assert sol.stats.n_fevals == 1 + 10 * 4 - 10  # the first derivative is reused on each step start
+
+
+def test_tuple_state():
+    def f(t, state):
+        position, velocity = state
+        return velocity, -position
+
+    y0 = (np.array([1.0]), np.array([[0.0, 0.0]])[:, :1].reshape(1))
+    ys = symadj.odeint(f, y0, np.array([0.0, np.pi]), rtol=1e-10, atol=1e-10)
+    assert isinstance(ys, tuple) and ys[0].shape == (2, 1)
+    assert ys[0][-1, 0] == pytest.approx(-1.0, abs=1e-8)
+
+
+def test_engine_runs_on_every_array_library(xp_name):
+    y0 = make_array(xp_name, [1.0, 0.5])
+    ts = make_array(xp_name, [0.0, 1.0, 2.0])
+
+    def f(t, y):
+        return -0.5 * y
+
+    ys = symadj.odeint(f, y0, ts, rtol=1e-9, atol=1e-9)
+    assert type(ys).__module__.split(".")[0] == type(y0).__module__.split(".")[0]
+    assert np.allclose(np.asarray(ys)[-1], np.exp(-1.0) * np.array([1.0, 0.5]), rtol=1e-7)
+
+
+def test_norm_options_change_the_step_count():
+    y0 = np.array([1.0, 1e-3])
+    counts = {
+        norm: symadj.solve(rotation, y0, np.array([0.0, 5.0]), rtol=1e-6, atol=1e-9, options={"norm": norm}
+                           ).stats.n_accepted
+        for norm in ("rms", "max")
+    }
+    custom = symadj.solve(rotation, y0, np.array([0.0, 5.0]), rtol=1e-6, atol=1e-9,
+                          options={"norm": lambda e: np.max(np.abs(e))}).stats.n_accepted
+    assert counts["max"] >= counts["rms"] and custom == counts["max"]
+
+
+# -- bad input ---------------------------------------------------------------
+
+def test_unknown_method_lists_the_registered_ones():
+    with pytest.raises(UnknownNameError, match=r"unknown method 'dopri6'; known: .*'dopri5'"):
+        symadj.odeint(lambda t, y: y, np.ones(1), np.array([0.0, 1.0]), method="dopri6")
+
+
+def test_unknown_option_lists_the_valid_ones():
+    with pytest.raises(UnknownNameError, match=r"unknown option 'max_step'; known: .*'max_steps'"):
+        symadj.odeint(lambda t, y: y, np.ones(1), np.array([0.0, 1.0]), options={"max_step": 3})
+
+
+def test_unknown_backend_lists_the_registered_ones():
+    with pytest.raises(UnknownNameError, match=r"unknown backend 'tensorflow'; known: .*'numpy'"):
+        symadj.odeint(lambda t, y: y, np.ones(1), np.array([0.0, 1.0]), backend="tensorflow")
+
+
+@pytest.mark.parametrize(
+    ("t", "message"),
+    [
+        ([0.0, 1.0, 0.5], "strictly increasing or strictly decreasing"),
+        ([0.0, 1.0, 1.0], "strictly increasing or strictly decreasing"),
+        ([0.0], "at least two times"),
+        ([0.0, float("nan")], "NaN"),
+    ],
+)
+def test_bad_times(t, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        symadj.odeint(lambda t, y: -y, np.ones(1), np.array(t))
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize("value", [0.0, -1e-6, float("inf")])
+def test_bad_tolerances(name, value):
+    with pytest.raises(InvalidArgumentError, match=name):
+        symadj.odeint(lambda t, y: -y, np.ones(1), np.array([0.0, 1.0]), **{name: value})
+
+
+def test_nonfinite_initial_state():
+    with pytest.raises(NonFiniteError, match="y0 contains NaN"):
+        symadj.odeint(lambda t, y: -y, np.array([1.0, np.nan]), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_nonfinite_state_mid_solve_names_the_time(method):
+    def f(t, y):
+        return np.where(t > 0.5, np.nan, -y)
+
+    with pytest.raises(NonFiniteError, match=r"NaN or infinite in the step from t=0\.\d+"):
+        symadj.odeint(f, np.ones(1), np.linspace(0, 1, 11), method=method)
+
+
+def test_max_steps_raises_and_partial_solution_on_request():
+    ts = np.linspace(0.0, 50.0, 6)
+    with pytest.raises(MaxStepsError, match=r"max_steps=20 .* stopped at t=.* throw=False"):
+        symadj.odeint(rotation, np.array([1.0, 0.0]), ts, options={"max_steps": 20})
+    sol = symadj.solve(rotation, np.array([1.0, 0.0]), ts, options={"max_steps": 20}, throw=False)
+    assert sol.status is symadj.Status.MAX_STEPS and sol.stats.n_steps == 20
+    reached = int(sol.stats.n_outputs)
+    assert 1 <= reached < len(ts)
+    assert np.all(np.isfinite(sol.ys[:reached])) and np.all(np.isnan(sol.ys[reached:]))
+
+
+def test_step_size_underflow():
+    def blow_up(t, y):
+        return y * y  # y = 1 / (1 - t): singular at t = 1
+
+    with pytest.raises(StepSizeUnderflowError, match=r"min_step=0.001 .* at t=0\.9"):
+        symadj.odeint(blow_up, np.ones(1), np.array([0.0, 2.0]), options={"min_step": 1e-3})
+
+
+def test_func_returning_the_wrong_shape_or_dtype():
+    with pytest.raises(InvalidArgumentError, match=r"shape \(3,\), expected \(2,\)"):
+        symadj.odeint(lambda t, y: np.ones(3), np.ones(2), np.array([0.0, 1.0]))
+    with pytest.raises(InvalidArgumentError, match="dtype float32, expected float64"):
+        symadj.odeint(lambda t, y: (-y).astype(np.float32), np.ones(2), np.array([0.0, 1.0]))
+
+
+def test_mismatched_state_dtypes_and_non_float_state():
+    with pytest.raises(InvalidArgumentError, match="share one dtype"):
+        symadj.odeint(lambda t, s: s, (np.ones(1), np.ones(1, np.float32)), np.array([0.0, 1.0]))
+    with pytest.raises(InvalidArgumentError, match="not a real floating dtype"):
+        symadj.odeint(lambda t, y: y, np.ones(1, dtype=np.int64), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"max_steps": 0}, "max_steps"), ({"safety": 2.0}, "safety"), ({"step_size": -0.1}, "step_size"),
+     ({"norm": "l1"}, "unknown norm 'l1'"), ({"dfactor": 0.0}, "dfactor")],
+)
+def test_invalid_option_values(options, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        symadj.odeint(lambda t, y: -y, np.ones(1), np.array([0.0, 1.0]), options=options)
+
+
+def test_errors_share_the_symadj_root():
+    for error in (UnknownNameError, InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError):
+        assert issubclass(error, symadj.SymadjError)
+    assert issubclass(InvalidArgumentError, ValueError) and issubclass(MaxStepsError, RuntimeError)

@@ -82,10 +82,11 @@ def solve(
     layout = StateLayout.of(xp, leaves, split, rebuild, single=len(leaves) == 1 and is_array(y0))
     flat_y0 = layout.flatten(xp, leaves)
     ts = _times(chosen, xp, t, flat_y0)
-    if chosen.requires_grad(t):
+    times = t if chosen.requires_grad(t) else None
+    if times is not None and not mode.time_gradients:
         raise GradientNotSupportedError(
             f"t requires a gradient, which gradient={mode.name!r} does not give (step sizes and "
-            f"output times are constants of the discrete solve); detach t"
+            f"output times are constants of the discrete solve); detach t, or use gradient='adjoint'"
         )
     _check_tolerance("rtol", rtol)
     _check_tolerance("atol", atol)
@@ -95,7 +96,7 @@ def solve(
     field = chosen.make_field(func, args, flat_y0, ts, adjoint_params, layout)
     if chosen.differentiable and not isinstance(mode, Backprop):
         chosen.check_params_found(field, ts, flat_y0)
-    outputs, stats = mode.solve(chosen, problem, field, flat_y0)
+    outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
         chosen.check_status(stats, lambda: _failure(stats, problem))
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))

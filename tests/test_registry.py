@@ -66,7 +66,9 @@ def test_unknown_tableau_lists_what_exists():
 
 
 def test_user_file_and_code_tableaux_register_and_solve(tmp_path, monkeypatch):
-    registry = _registry(monkeypatch)
+    import symadj_numpy.plugin
+
+    registry = _registry(monkeypatch, symadj_numpy.plugin)
     path = tmp_path / "my_heun.toml"
     path.write_text(HEUN)
     monkeypatch.setattr(symadj, "registry", registry)

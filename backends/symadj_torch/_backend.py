@@ -62,7 +62,8 @@ class TorchBackend(Backend):
     def check_params_found(self, field: Field, ts: Any, y0: Any) -> None:
         if not torch.is_grad_enabled():
             return
-        with torch.enable_grad():
+        # Only the graph's structure is needed, never a backward: save no activations.
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_discard, _discard):
             probe = field(ts[0], y0.detach())
         known = {id(p) for p in field.params}
         hidden = [leaf for leaf in _graph_leaves(probe) if id(leaf) not in known]
@@ -115,6 +116,10 @@ class _Solve(torch.autograd.Function):
             )
         y0_bar, params_bar = ctx.backward_fn(ctx.residuals, outputs_cotangent)
         return (None, None, None, y0_bar, *params_bar)
+
+
+def _discard(_: Any) -> None:
+    return None
 
 
 def _tensors_in(args: Any) -> list[torch.Tensor]:

@@ -30,8 +30,9 @@ def _tableaux(args: argparse.Namespace) -> int:
         vjps = sum(tab.adjoint.active)
         print(f"{name:<12} {order:<7} {tab.stages:>6}  {'yes' if tab.fsal else 'no':<5} {vjps:>12}  "
               f"{tab.description}")
-    print("\nEvery tableau above verified exactly: order conditions, embedded estimates and "
-          "symplectic partner.")
+    print("\nEach tableau above is verified when loaded: order conditions and embedded estimates "
+          "(exactly for rational coefficients, to 1e-14 for decimal ones) and the symplectic "
+          "partner (always exactly).")
     return 0
 
 

@@ -161,6 +161,11 @@ class Backend(abc.ABC):
         xp = self.namespace()
         return xp.stack(list(buffer[: int(count)]) + [fill] * (buffer.capacity - int(count)))
 
+    def accumulate(self, totals: list, increments: Sequence[Any]) -> list:
+        """``totals + increments`` entry by entry; a backend may add in place into ``totals``,
+        which the engine owns and never differentiates."""
+        return [total + inc for total, inc in zip(totals, increments)]
+
     # -- autodiff -----------------------------------------------------------
     def stop_gradient(self, x: Any) -> Any:
         return x

@@ -21,15 +21,18 @@ def stage_time(t: Any, h: Any, c: float) -> Any:
     return t if c == 0.0 else t + c * h
 
 
-def combine(y: Any, h: Any, terms: Sequence[tuple[float, Any]]) -> Any:
-    """y + h · Σ coefficient · k, skipping nothing but what ``terms`` leaves out."""
-    if not terms:
-        return y
+def weighted_sum(terms: Sequence[tuple[float, Any]]) -> Any:
+    """Σ coefficient · k over a non-empty list of terms."""
     total = None
     for coefficient, k in terms:
         term = k if coefficient == 1.0 else coefficient * k
         total = term if total is None else total + term
-    return y + h * total
+    return total
+
+
+def combine(y: Any, h: Any, terms: Sequence[tuple[float, Any]]) -> Any:
+    """y + h · Σ coefficient · k (just y when there are no terms)."""
+    return y + h * weighted_sum(terms) if terms else y
 
 
 def rk_stages(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0: Any,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, Field
-from ._engine import combine, rk_advance, rk_stages, stage_time
+from ._engine import rk_advance, rk_stages, stage_time, weighted_sum
 from ._integrate import Problem, Trajectory, integrate
 from ._options import SolverOptions
 from ._solution import Stats
@@ -113,7 +113,7 @@ class Checkpoint(_RecordingMode):
                 return rk_advance(xp, f, tab, t, h, y, f(t, y))
 
             _, y_bar, step_bar = backend.vjp(advance, y, params, lam)
-            return y_bar, accumulate(xp, params_bar, step_bar, None)
+            return y_bar, backend.accumulate(params_bar, step_bar)
 
         return step
 
@@ -181,13 +181,6 @@ def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
         raise UnknownNameError("gradient", mode, _GRADIENT_MODES) from None
 
 
-def accumulate(xp: Any, totals: list, increments: Sequence[Any], weight: Any) -> list:
-    """totals + weight · increments, entry by entry (``weight=None`` means 1)."""
-    if weight is None:
-        return [total + inc for total, inc in zip(totals, increments)]
-    return [total + xp.astype(weight, inc.dtype) * inc for total, inc in zip(totals, increments)]
-
-
 def walk_backward(backend: Backend, xp: Any, trajectory: Trajectory, outputs_cotangent: Any,
                   params: Sequence[Any], step_adjoint: StepAdjoint) -> tuple[Any, list]:
     """Walk the accepted steps in reverse, adding each output's cotangent exactly at its time."""
@@ -212,10 +205,10 @@ def walk_backward(backend: Backend, xp: Any, trajectory: Trajectory, outputs_cot
 
 
 def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: Sequence[Any]) -> StepAdjoint:
-    """One backward step of the partner scheme on (λ, θ̄).
+    """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
 
-    X_i = e_i λ' + h Σ_{j>i} Â_ij ℓ_j,  (ℓ_i, p_i) = VJP of f at stage i with cotangent X_i,
-    λ_n = λ' + h Σ B_i ℓ_i,  θ̄ += h Σ B_i p_i.  Inactive stages (no cotangent) are skipped.
+    κ_i = h (B_i e_i λ' + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
+    with cotangent κ_i,  λ_n = λ' + Σ μ_i,  θ̄ += Σ p_i.  Inactive stages are skipped.
     """
     adjoint, coeffs = tab.adjoint, tab.floats
     active = [i for i in range(tab.stages) if adjoint.active[i]]
@@ -224,21 +217,21 @@ def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: S
     def step(t, h, y, lam, params_bar):
         states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), last + 1)
         h_state = xp.astype(h, y.dtype)
-        ells: dict[int, Any] = {}
+        mus: dict[int, Any] = {}
         lam_new = lam
         for i in reversed(active):
-            coupled = [(adjoint.coupling[i][j], ells[j]) for j in ells if adjoint.coupling[i][j] != 0.0]
-            base = lam if adjoint.input_weight[i] == 1.0 else xp.zeros_like(lam)
-            cotangent = combine(base, h_state, coupled)
+            terms = [(adjoint.coupling[i][j], mus[j]) for j in mus if adjoint.coupling[i][j] != 0.0]
+            if adjoint.input_weight[i] != 0.0:
+                terms.append((adjoint.input_weight[i], lam))
+            cotangent = h_state * weighted_sum(terms)
             time = stage_time(t, h, coeffs.c[i])
 
             def evaluate(y, params, time=time):
                 return field.with_params(params)(time, y)
 
-            _, ells[i], stage_bar = backend.vjp(evaluate, states[i], params, cotangent)
-            weight = h_state * adjoint.weight[i]
-            lam_new = lam_new + weight * ells[i]
-            params_bar = accumulate(xp, params_bar, stage_bar, weight)
+            _, mus[i], stage_bar = backend.vjp(evaluate, states[i], params, cotangent)
+            lam_new = lam_new + mus[i]
+            params_bar = backend.accumulate(params_bar, stage_bar)
         return lam_new, params_bar
 
     return step

@@ -58,16 +58,18 @@ class Partner:
 
 @dataclass(frozen=True)
 class AdjointCoefficients:
-    """What the adjoint step needs, in floating point, derived from the partner.
+    """The partner's coefficients as the adjoint step uses them, in floating point.
 
-    Adjoint stage i carries X_i = input_weight_i λ' + h Σ_{j>i} coupling[i][j] ℓ_j, with
-    ℓ_i = J_iᵀ X_i, and λ_n = λ' + h Σ_i weight_i ℓ_i. Stages that are not
-    ``active`` receive no cotangent and need no vector–Jacobian product.
+    The partner scheme carries X_i = e_i λ' + h Σ_{j>i} Â_ij ℓ_j (Â_ij = e_i B_j − Ā_ij),
+    ℓ_i = J_iᵀ X_i and λ_n = λ' + h Σ B_i ℓ_i. The step works with the scaled stage
+    cotangent κ_i = h B_i X_i and μ_i = J_iᵀ κ_i = h B_i ℓ_i, so that the vector–Jacobian
+    products return what is summed, with no scaling of parameter-sized arrays:
+    κ_i = h (input_weight_i λ' + Σ_{j>i} coupling[i][j] μ_j), λ_n = λ' + Σ_i μ_i.
+    Stages that are not ``active`` receive no cotangent and need no product.
     """
 
-    weight: tuple[float, ...]
-    input_weight: tuple[float, ...]
-    coupling: tuple[tuple[float, ...], ...]
+    input_weight: tuple[float, ...]  # B_i e_i
+    coupling: tuple[tuple[float, ...], ...]  # B_i Â_ij / B_j
     active: tuple[bool, ...]
 
 
@@ -346,16 +348,15 @@ def _adjoint_coefficients(tab: Tableau) -> AdjointCoefficients:
     assert tab.partner is not None
     big_b, a_bar = tab.partner.b, tab.partner.a
     s = tab.stages
-    input_weight = [tab.b[i] / big_b[i] for i in range(s)]
-    coupling = [[input_weight[i] * big_b[j] - a_bar[i][j] if j > i else Fraction(0) for j in range(s)]
-                for i in range(s)]
+    e = [tab.b[i] / big_b[i] for i in range(s)]
+    coupling = [[big_b[i] * (e[i] * big_b[j] - a_bar[i][j]) / big_b[j] if j > i else Fraction(0)
+                 for j in range(s)] for i in range(s)]
     active = [True] * s
     for i in reversed(range(s)):
         # A stage is needed if the output uses it, or a later needed stage couples to it.
-        active[i] = input_weight[i] != 0 or any(coupling[i][j] != 0 and active[j] for j in range(i + 1, s))
+        active[i] = e[i] != 0 or any(coupling[i][j] != 0 and active[j] for j in range(i + 1, s))
     return AdjointCoefficients(
-        weight=tuple(float(x) for x in big_b),
-        input_weight=tuple(float(x) for x in input_weight),
+        input_weight=tuple(float(big_b[i] * e[i]) for i in range(s)),
         coupling=tuple(tuple(float(x) for x in row) for row in coupling),
         active=tuple(active),
     )

@@ -75,6 +75,11 @@ class TorchBackend(Backend):
                 f"adjoint_params=(...) listing every tensor to differentiate"
             )
 
+    def accumulate(self, totals, increments):
+        for total, inc in zip(totals, increments):
+            total.add_(inc)
+        return totals
+
     def vjp(self, fn, y, params, cotangent):
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)

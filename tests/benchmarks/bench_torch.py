@@ -45,6 +45,7 @@ def _parse(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--only", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.layers, args.width, args.batch, args.repeats = 4, 128, 64, 2
@@ -159,6 +160,22 @@ def worker(args):
                       "fevals": counter["fevals"], "steps": steps}))
 
 
+def _run_worker(passthrough, method, measure):
+    """One fresh process; memory is measured in a process of its own, with an allocator setting
+    (a fixed mmap threshold, so that glibc unmaps large frees at once and the resident set
+    follows live memory) that would slow the timing down."""
+    env = dict(os.environ)
+    if measure == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", method, "--measure", measure,
+                          *(["--repeats", "1"] if measure == "memory" else [])],
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr else "no output")
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"peak_mib": row["peak_mib"]} if measure == "memory" else {k: v for k, v in row.items() if k != "peak_mib"}
+
+
 def main(argv=None):
     args = _parse(argv)
     if args.worker:
@@ -169,15 +186,11 @@ def main(argv=None):
     passthrough = [a for a in sys.argv[1:] if a not in ("--only",) and a not in METHODS]
     rows = []
     for method in args.only:
-        # A fixed mmap threshold makes glibc return large frees at once, so that the
-        # resident set follows live memory instead of keeping every freed block mapped.
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-        out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", method],
-                             capture_output=True, text=True, env=env)
-        if out.returncode != 0:
-            print(f"{method:<28} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else '?'}")
+        try:
+            row = {**_run_worker(passthrough, method, "memory"), **_run_worker(passthrough, method, "time")}
+        except RuntimeError as exc:
+            print(f"{method:<28} failed: {exc}")
             continue
-        row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(f"{method:<28} {row['seconds']:>10.3f} {row['peak_mib']:>10.1f} {row['fevals']:>8} "
               f"{row['steps'] if row['steps'] is not None else '-':>6}", flush=True)

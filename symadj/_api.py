@@ -98,7 +98,7 @@ def solve(
         chosen.check_params_found(field, ts, flat_y0)
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
-        chosen.check_status(stats, lambda: _failure(stats, problem))
+        chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
     return Solution(ts=ts, ys=ys, stats=stats)
 
@@ -155,17 +155,18 @@ def _gradient_mode(gradient: Any, rtol: Any, atol: Any, options: Any) -> Gradien
 def _arrays_in(y0: Any) -> list[Any]:
     """The arrays of a state, enough to choose its backend (which then splits it properly)."""
     if isinstance(y0, (tuple, list)):
-        return list(y0)
+        return [a for item in y0 for a in _arrays_in(item)]
     if isinstance(y0, Mapping):
-        return list(y0.values())
+        return [a for item in y0.values() for a in _arrays_in(item)]
     return [y0]
 
 
 def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
-    if is_array(t) and backend.handles(t) and device_of(t) != device_of(y0):
-        raise InvalidArgumentError(
-            f"t is on device {device_of(t)} but y0 is on {device_of(y0)}; put them on one device"
-        )
+    if is_array(t) and backend.handles(t):
+        # A traced array (under jit) has no device yet: None, not a mismatch.
+        t_device, y_device = device_of(t), device_of(y0)
+        if t_device is not None and y_device is not None and t_device != y_device:
+            raise InvalidArgumentError(f"t is on device {t_device} but y0 is on {y_device}; put them on one device")
     try:
         ts = backend.as_times(t, y0)
     except (TypeError, ValueError) as exc:
@@ -191,19 +192,20 @@ def _check_tolerance(name: str, value: Any) -> None:
         raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
 
 
-def _failure(stats: Stats, problem: Problem) -> Exception:
+def _failure(stats: Stats, ts: Any, options: SolverOptions) -> Exception:
+    """The error of a failed solve, from run-time values of ``stats`` and ``ts``."""
     status = Status(int(stats.status))
     reached = float(stats.t_final)
-    target = float(problem.ts[int(stats.n_outputs)]) if int(stats.n_outputs) < problem.n_outputs else reached
+    target = float(ts[int(stats.n_outputs)]) if int(stats.n_outputs) < ts.shape[0] else reached
     if status is Status.MAX_STEPS:
         return MaxStepsError(
-            f"max_steps={problem.options.max_steps} step attempts were not enough: stopped at "
+            f"max_steps={options.max_steps} step attempts were not enough: stopped at "
             f"t={reached:.6g} before t={target:.6g}; raise options['max_steps'], loosen rtol/atol, "
             f"or pass throw=False for the partial solution"
         )
     if status is Status.STEP_UNDERFLOW:
         return StepSizeUnderflowError(
-            f"the step size fell below min_step={problem.options.min_step} (or below the time "
+            f"the step size fell below min_step={options.min_step} (or below the time "
             f"resolution) at t={reached:.6g}: the problem may be stiff or singular there; loosen "
             f"rtol/atol, lower options['min_step'], or use throw=False"
         )

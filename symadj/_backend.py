@@ -104,14 +104,19 @@ class Backend(abc.ABC):
         """Whether the caller asked for a gradient of ``x`` (``t``, say) that the mode must honour."""
         return False
 
-    def check(self, ok: Any, error: Callable[[], Exception]) -> None:
-        """Raise ``error()`` unless ``ok``; a tracing backend may defer the check to run time."""
-        if not bool(ok):
-            raise error()
+    def check(self, ok: Any, error: Callable[..., Exception], *operands: Any) -> None:
+        """Raise ``error(*operands)`` unless ``ok``.
 
-    def check_status(self, stats: Any, error: Callable[[], Exception]) -> None:
-        """Raise ``error()`` unless the solve succeeded."""
-        self.check(stats.status == int(Status.SUCCESS), error)
+        A tracing backend may defer the check to run time; it then calls ``error`` with
+        the operands' run-time values, so ``error`` must read values from its arguments,
+        never from arrays it closes over.
+        """
+        if not bool(ok):
+            raise error(*operands)
+
+    def check_status(self, stats: Any, error: Callable[..., Exception], *operands: Any) -> None:
+        """Raise ``error(stats, *operands)`` unless the solve succeeded."""
+        self.check(stats.status == int(Status.SUCCESS), error, stats, *operands)
 
     # -- control flow -------------------------------------------------------
     def while_loop(self, cond: Callable[[Carry], Any], body: Callable[[Carry], Carry], carry: Carry,

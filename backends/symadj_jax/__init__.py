@@ -1,0 +1,1 @@
+"""symadj's JAX backend (a plugin registered through the ``symadj`` entry point)."""

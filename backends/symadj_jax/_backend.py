@@ -1,0 +1,223 @@
+"""JAX: ``lax`` loops and branches, functional buffers, ``jax.vjp`` and a ``jax.custom_vjp`` solve.
+
+Everything traces under ``jax.jit`` and ``jax.vmap``: tolerances, output times and
+``args`` are traced values, so changing them does not recompile. ``func(t, y, args)``
+follows diffrax's convention; the floating-point array leaves of ``args`` are the
+parameters gradients flow to.
+
+Failed solves raise eagerly when the values are concrete. Under ``jit`` the check runs
+inside the compiled program through ``jax.debug.callback``: the callback raises our
+error (``MaxStepsError``, ...) with run-time values in its message, and JAX re-raises it
+as a ``JaxRuntimeError`` whose message ends with that text. (equinox's ``error_if``
+would do as well but only takes a message fixed at trace time, and equinox is not a
+dependency of symadj.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from symadj import Backend, Field, InvalidArgumentError, Solution
+
+# A Solution can leave a jitted function.
+jax.tree_util.register_pytree_node(
+    Solution, lambda sol: ((sol.ts, sol.ys, sol.stats), None), lambda _, children: Solution(*children))
+
+
+class JaxField(Field):
+    """``func(t, y, args)`` on flat states; ``params`` are the floating array leaves of ``args``.
+
+    The other leaves (Python numbers, integer arrays, ...) are held as they are. Fields
+    are rebuilt from parameter leaves (:meth:`with_params`) so that a ``custom_vjp``
+    rule never closes over the caller's tracers.
+    """
+
+    def __init__(self, func: Callable[..., Any], treedef: Any, leaves: Sequence[Any],
+                 param_index: Sequence[int], layout: Any, has_args: bool) -> None:
+        self._func = func
+        self._treedef = treedef
+        self._leaves = tuple(leaves)
+        self._param_index = tuple(param_index)
+        self._layout = layout
+        self._has_args = has_args
+        self.params = tuple(self._leaves[i] for i in self._param_index)
+        self._flat = layout.wrap(jnp, self._call_user)
+
+    def _call_user(self, t: Any, y: Any) -> Any:
+        # Stage times are float64 under x64; a float32 state must not be promoted by them.
+        t = lax.convert_element_type(t, self._layout.dtype)
+        if not self._has_args:
+            return self._func(t, y)
+        return self._func(t, y, jax.tree_util.tree_unflatten(self._treedef, self._leaves))
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        return self._flat(t, y)
+
+    def with_params(self, params: Sequence[Any]) -> JaxField:
+        leaves = list(self._leaves)
+        for index, value in zip(self._param_index, params):
+            leaves[index] = value
+        return JaxField(self._func, self._treedef, leaves, self._param_index, self._layout, self._has_args)
+
+
+class JaxBackend(Backend):
+    """Gradient modes for JAX arrays and pytrees, traceable under ``jit``/``vmap``."""
+
+    name = "jax"
+
+    def namespace(self) -> Any:
+        return jnp
+
+    def handles(self, x: Any) -> bool:
+        return isinstance(x, jax.Array)
+
+    def split_state(self, y0: Any) -> tuple[list[Any], Callable[[Any], list[Any]], Callable[[list[Any]], Any]]:
+        leaves, treedef = jax.tree_util.tree_flatten(y0)
+        if not leaves:
+            raise InvalidArgumentError("y0 holds no arrays; give an array or a pytree of arrays")
+
+        def split(state: Any) -> list[Any]:
+            try:
+                return treedef.flatten_up_to(state)
+            except (ValueError, TypeError) as exc:
+                raise InvalidArgumentError(
+                    f"func returned a {type(state).__name__} whose structure differs from y0's "
+                    f"({treedef}): return dy/dt with the structure of y ({exc})"
+                ) from None
+
+        return leaves, split, treedef.unflatten
+
+    def as_times(self, t: Any, like: Any) -> Any:
+        dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+        # Output times are constants of the discrete solve: no gradient flows to them.
+        return lax.stop_gradient(jnp.asarray(t, dtype=dtype))
+
+    # -- checks -------------------------------------------------------------
+    def check(self, ok: Any, error: Callable[..., Exception], *operands: Any) -> None:
+        if not _is_traced((ok, operands)):
+            if not bool(np.all(np.asarray(ok))):
+                raise error(*operands)
+            return
+
+        def raise_unless(ok: Any, *operands: Any) -> None:
+            # Under vmap the callback runs once per batch element, with that element's values.
+            if not bool(np.all(ok)):
+                raise error(*operands)
+
+        jax.debug.callback(raise_unless, ok, *operands)
+
+    # -- control flow -------------------------------------------------------
+    def while_loop(self, cond, body, carry, *, max_iterations, differentiable=False):
+        carry = _as_arrays(carry)
+        if not differentiable:
+            return lax.while_loop(cond, lambda c: _like(body(c), c), carry)
+
+        # lax.while_loop has no reverse mode. A scan of max_iterations steps, each skipped
+        # once done, can be reversed; its cost: every iteration's residuals are stored,
+        # taken or not, so memory grows with max_steps (set options['max_steps'] close to
+        # the steps needed when using gradient='backprop').
+        def step(c, _):
+            return lax.cond(cond(c), lambda c: _like(body(c), c), lambda c: c, c), None
+
+        return lax.scan(step, carry, None, length=max_iterations)[0]
+
+    def fori_loop(self, lower, upper, body, carry):
+        carry = _as_arrays(carry)
+        return lax.fori_loop(lower, upper, lambda i, c: _like(body(i, c), c), carry)
+
+    def cond(self, pred, on_true, on_false, carry):
+        carry = _as_arrays(carry)
+        return lax.cond(pred, lambda c: _like(on_true(c), c), lambda c: _like(on_false(c), c), carry)
+
+    def select(self, pred, on_true, on_false):
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+    # -- functional buffers -------------------------------------------------
+    def buffer(self, capacity, like):
+        like = jnp.asarray(like)
+        return jnp.zeros((capacity, *like.shape), dtype=like.dtype)
+
+    def buffer_write(self, buffer, index, value):
+        return buffer.at[index].set(value)
+
+    def buffer_read(self, buffer, index):
+        return buffer[index]
+
+    def buffer_stack(self, buffer, count, fill):
+        written = jnp.arange(buffer.shape[0]) < count
+        return jnp.where(written.reshape((-1,) + (1,) * (buffer.ndim - 1)), buffer, fill)
+
+    # -- autodiff -----------------------------------------------------------
+    def stop_gradient(self, x):
+        return lax.stop_gradient(x)
+
+    def vjp(self, fn, y, params, cotangent):
+        out, pullback = jax.vjp(fn, y, list(params))
+        y_bar, params_bar = pullback(cotangent)
+        return out, y_bar, list(params_bar)
+
+    def custom_vjp(self, forward, backward, y0, params):
+        params = list(params)
+        # forward closes over the caller's traced values (output times, tolerances under
+        # jit); a custom_vjp rule must not, so they are hoisted into explicit inputs.
+        closed, consts = jax.closure_convert(lambda y0, params: forward(y0, params), y0, params)
+
+        @jax.custom_vjp
+        def solve(y0, params, consts):
+            outputs, aux, _ = closed(y0, params, *consts)
+            return outputs, _as_arrays(aux)
+
+        def solve_fwd(y0, params, consts):
+            outputs, aux, residuals = closed(y0, params, *consts)
+            return (outputs, _as_arrays(aux)), (residuals, consts)
+
+        def solve_bwd(saved, cotangents):
+            residuals, consts = saved
+            y0_bar, params_bar = backward(residuals, cotangents[0])
+            return y0_bar, list(params_bar), jax.tree_util.tree_map(jnp.zeros_like, consts)
+
+        solve.defvjp(solve_fwd, solve_bwd)
+        return solve(y0, params, list(consts))
+
+    def make_field(self, func, args, y0, ts, adjoint_params, layout) -> Field:
+        if adjoint_params is not None:
+            raise InvalidArgumentError(
+                "adjoint_params is for torch; with JAX, pass the parameters in args "
+                "(func(t, y, args)): gradients flow to every floating array leaf of args"
+            )
+        leaves, treedef = jax.tree_util.tree_flatten(args)
+        param_index = [i for i, leaf in enumerate(leaves) if _is_float_array(leaf)]
+        return JaxField(func, treedef, leaves, param_index, layout, has_args=args is not None)
+
+
+def _is_traced(tree: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _is_float_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _as_arrays(tree: Any) -> Any:
+    """Python numbers in a loop carry become arrays (ints as int32) with strong types."""
+
+    def convert(x: Any) -> Any:
+        if isinstance(x, bool):
+            return jnp.asarray(x, dtype=jnp.bool_)
+        if isinstance(x, int):
+            return jnp.asarray(x, dtype=jnp.int32)
+        x = jnp.asarray(x)
+        return lax.convert_element_type(x, x.dtype) if x.weak_type else x
+
+    return jax.tree_util.tree_map(convert, tree)
+
+
+def _like(new: Any, old: Any) -> Any:
+    """``new`` cast to the dtypes of ``old``: branches and loop bodies keep the carry's types."""
+    return jax.tree_util.tree_map(lambda n, o: lax.convert_element_type(n, o.dtype), new, old)

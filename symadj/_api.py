@@ -82,12 +82,11 @@ def solve(
     layout = StateLayout.of(xp, leaves, split, rebuild, single=len(leaves) == 1 and is_array(y0))
     flat_y0 = layout.flatten(xp, leaves)
     ts = _times(chosen, xp, t, flat_y0)
-    times = t if chosen.requires_grad(t) else None
-    if times is not None and not mode.time_gradients:
-        raise GradientNotSupportedError(
-            f"t requires a gradient, which gradient={mode.name!r} does not give (step sizes and "
-            f"output times are constants of the discrete solve); detach t, or use gradient='adjoint'"
-        )
+    ts, times = chosen.time_inputs(t, ts, mode.time_gradients, lambda: GradientNotSupportedError(
+        f"a gradient with respect to t was asked for, which gradient={mode.name!r} does not give "
+        f"(step sizes and output times are constants of the discrete solve); stop the gradient "
+        f"of t (torch: t.detach(); JAX: jax.lax.stop_gradient(t)), or use gradient='adjoint'"
+    ))
     _check_tolerance("rtol", rtol)
     _check_tolerance("atol", atol)
     chosen.check(xp.all(xp.isfinite(flat_y0)),

@@ -104,6 +104,21 @@ class Backend(abc.ABC):
         """Whether the caller asked for a gradient of ``x`` (``t``, say) that the mode must honour."""
         return False
 
+    def time_inputs(self, t: Any, ts: Any, supported: bool, refusal: Callable[[], Exception]) -> tuple[Any, Any]:
+        """The output times for the solve, and the caller's ``t`` where a gradient with
+        respect to it is wanted (else ``None``), for modes that give one.
+
+        Raises ``refusal()`` where a gradient is wanted that the mode does not give
+        (``supported`` false). A tracing backend that only learns later whether ``t`` is
+        differentiated may return a differentiable copy whenever ``supported``, and
+        raise ``refusal()`` as soon as the unsupported gradient is asked for.
+        """
+        if not self.requires_grad(t):
+            return ts, None
+        if not supported:
+            raise refusal()
+        return ts, t
+
     def check(self, ok: Any, error: Callable[..., Exception], *operands: Any) -> None:
         """Raise ``error(*operands)`` unless ``ok``.
 

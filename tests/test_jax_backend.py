@@ -220,6 +220,49 @@ def test_tolerances_times_and_args_do_not_recompile():
     assert relative_error(first[0], second[0]) > 1e-3 and relative_error(first[0], third[0]) > 1e-3
 
 
+@pytest.mark.parametrize("mode", ["symplectic", "checkpoint", "adjoint", "backprop"])
+def test_grad_of_a_jitted_solve_with_traced_times_tolerances_and_integer_args(mode):
+    """``jax.grad(jax.jit(f))``: the custom gradient must not capture jit's tracers."""
+
+    def func(t, y, args):
+        rate, power = args
+        return -rate * y ** power
+
+    def loss(y0, rate, power, ts, rtol):
+        ys = symadj.odeint(func, y0, ts, args=(rate, power), rtol=rtol, atol=1e-10, gradient=mode)
+        return jnp.sum(ys[1:] * jnp.array([[1.0], [2.0]]))
+
+    inputs = (jnp.array([1.0, 0.5]), jnp.array(0.7), jnp.array(2), jnp.array([0.0, 0.6, 1.5]), 1e-9)
+    outside = jax.grad(jax.jit(loss), argnums=(0, 1))(*inputs)
+    inside = jax.jit(jax.grad(loss, argnums=(0, 1)))(*inputs)
+    assert max_relative_error(outside, inside) < 1e-13
+    # y' = -r y² has y(t) = y0 / (1 + r t y0): the exact gradient, to the tolerance asked.
+    exact = jax.grad(lambda y0, r: jnp.sum((y0 / (1 + r * jnp.array([[0.6], [1.5]]) * y0))
+                                           * jnp.array([[1.0], [2.0]])), argnums=(0, 1))(*inputs[:2])
+    assert max_relative_error(outside, exact) < 1e-6
+
+
+def test_time_gradients_come_from_adjoint_mode_and_are_refused_elsewhere():
+    def loss(ts, mode):
+        return jnp.sum(symadj.odeint(lambda t, y, a: -a * y, jnp.array([1.0, 2.0]), ts, args=jnp.array(0.5),
+                                     rtol=1e-10, atol=1e-12, gradient=mode)[1:] * jnp.array([[1.0], [3.0]]))
+
+    ts = jnp.array([0.0, 0.4, 1.0])
+    grad = jax.grad(loss)(ts, "adjoint")
+    # L = Σ_k w_k Σ y0 exp(-a (t_k - t_0)): dL/dt_k = -a w_k Σ y(t_k), dL/dt_0 = minus their sum.
+    later = -0.5 * jnp.array([1.0, 3.0]) * 3.0 * jnp.exp(-0.5 * (ts[1:] - ts[0]))
+    assert relative_error(grad, jnp.concatenate([-jnp.sum(later, keepdims=True), later])) < 1e-8
+    assert relative_error(jax.grad(jax.jit(loss, static_argnums=1))(ts, "adjoint"), grad) < 1e-12
+    for mode in ("symplectic", "checkpoint", "backprop"):
+        for differentiate in (jax.grad(loss), jax.jit(jax.grad(loss), static_argnums=1),
+                              jax.grad(jax.jit(loss, static_argnums=1))):
+            with pytest.raises(symadj.GradientNotSupportedError, match=r"lax.stop_gradient\(t\)"):
+                differentiate(ts, mode)
+        # Not differentiating t is fine, and so is a solve under jit with no gradient at all.
+        jax.grad(lambda y0, mode=mode: jnp.sum(symadj.odeint(lambda t, y: -y, y0, ts, gradient=mode)))(jnp.ones(2))
+        jax.jit(loss, static_argnums=1)(ts, mode)
+
+
 def test_compiled_memory_grows_with_steps_times_state_for_symplectic_only():
     _, _, params = problem("mlp")
     rng = np.random.default_rng(2)

@@ -95,8 +95,15 @@ class JaxBackend(Backend):
 
     def as_times(self, t: Any, like: Any) -> Any:
         dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
-        # Output times are constants of the discrete solve: no gradient flows to them.
-        return lax.stop_gradient(jnp.asarray(t, dtype=dtype))
+        return jnp.asarray(t, dtype=dtype)
+
+    def time_inputs(self, t, ts, supported, refusal):
+        # Whether t is differentiated is only known when JAX differentiates the solve.
+        # The solve itself always sees constant times; a mode that gives time gradients
+        # gets a differentiable copy, and any other mode refuses the gradient then.
+        if supported:
+            return lax.stop_gradient(ts), ts
+        return _refuse_gradient(ts, refusal), None
 
     # -- checks -------------------------------------------------------------
     def check(self, ok: Any, error: Callable[..., Exception], *operands: Any) -> None:
@@ -164,26 +171,29 @@ class JaxBackend(Backend):
 
     def custom_vjp(self, forward, backward, y0, params):
         params = list(params)
-        # forward closes over the caller's traced values (output times, tolerances under
-        # jit); a custom_vjp rule must not, so they are hoisted into explicit inputs.
-        closed, consts = jax.closure_convert(lambda y0, params: forward(y0, params), y0, params)
+        # A custom_vjp rule must not close over the caller's traced values (output times,
+        # tolerances, integer leaves of args under jit): both passes are turned into
+        # functions of explicit inputs, traced once here.
+        closed_forward, forward_consts = _without_closure(forward, y0, params)
+        outputs, _, residuals = jax.eval_shape(closed_forward, forward_consts, y0, params)
+        closed_backward, backward_consts = _without_closure(backward, residuals, outputs)
 
         @jax.custom_vjp
         def solve(y0, params, consts):
-            outputs, aux, _ = closed(y0, params, *consts)
+            outputs, aux, _ = closed_forward(consts[0], y0, params)
             return outputs, _as_arrays(aux)
 
         def solve_fwd(y0, params, consts):
-            outputs, aux, residuals = closed(y0, params, *consts)
+            outputs, aux, residuals = closed_forward(consts[0], y0, params)
             return (outputs, _as_arrays(aux)), (residuals, consts)
 
         def solve_bwd(saved, cotangents):
             residuals, consts = saved
-            y0_bar, params_bar = backward(residuals, cotangents[0])
-            return y0_bar, list(params_bar), jax.tree_util.tree_map(jnp.zeros_like, consts)
+            y0_bar, params_bar = closed_backward(consts[1], residuals, cotangents[0])
+            return y0_bar, list(params_bar), jax.tree_util.tree_map(_zero_cotangent, consts)
 
         solve.defvjp(solve_fwd, solve_bwd)
-        return solve(y0, params, list(consts))
+        return solve(y0, params, (forward_consts, backward_consts))
 
     def make_field(self, func, args, y0, ts, adjoint_params, layout) -> Field:
         if adjoint_params is not None:
@@ -194,6 +204,43 @@ class JaxBackend(Backend):
         leaves, treedef = jax.tree_util.tree_flatten(args)
         param_index = [i for i, leaf in enumerate(leaves) if _is_float_array(leaf)]
         return JaxField(func, treedef, leaves, param_index, layout, has_args=args is not None)
+
+
+def _without_closure(fn: Callable[..., Any], *example: Any) -> tuple[Callable[..., Any], list[Any]]:
+    """``fn`` as ``closed(consts, *args)`` and the values it closes over, traced ones included.
+
+    ``jax.closure_convert`` would hoist only the floating-point tracers; integer ones
+    would stay captured and break ``jax.grad`` of a jitted solve.
+    """
+    traced, out_shape = jax.make_jaxpr(fn, return_shape=True)(*example)
+    out_tree = jax.tree_util.tree_structure(out_shape)
+
+    def closed(consts: list[Any], *args: Any) -> Any:
+        flat = jax.core.eval_jaxpr(traced.jaxpr, consts, *jax.tree_util.tree_leaves(args))
+        return jax.tree_util.tree_unflatten(out_tree, flat)
+
+    return closed, list(traced.consts)
+
+
+def _zero_cotangent(x: Any) -> Any:
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros_like(x)
+    return np.zeros(x.shape, dtype=jax.dtypes.float0)
+
+
+def _refuse_gradient(x: Any, refusal: Callable[[], Exception]) -> Any:
+    """``x``, raising ``refusal()`` as soon as JAX differentiates with respect to it."""
+
+    @jax.custom_vjp
+    def constant(x):
+        return x
+
+    def refuse(x):
+        raise refusal()
+
+    constant.defvjp(refuse, lambda _, cotangent: (cotangent,))
+    return constant(x)
 
 
 def _is_traced(tree: Any) -> bool:

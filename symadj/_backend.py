@@ -165,8 +165,14 @@ class Backend(abc.ABC):
         return ListBuffer(capacity)
 
     def buffer_write(self, buffer: Any, index: Any, value: Any) -> Any:
-        """The buffer with ``value`` at ``index`` (``index`` <= number written so far)."""
+        """The buffer with ``value`` at ``index`` (``index`` <= number written so far).
+
+        A buffer may also be an array, written in place by eager backends.
+        """
         index = int(index)
+        if not isinstance(buffer, ListBuffer):
+            buffer[index] = value
+            return buffer
         if index == len(buffer):
             buffer.append(value)
         else:

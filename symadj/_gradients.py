@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, Field
-from ._engine import rk_advance, rk_stages, stage_time, weighted_sum
+from ._compat import device_of
+from ._engine import rk_advance, rk_stages, stage_time
 from ._integrate import Problem, Trajectory, integrate
 from ._options import SolverOptions
 from ._solution import Stats
@@ -209,29 +210,38 @@ def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: S
 
     κ_i = h (B_i e_i λ' + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
     with cotangent κ_i,  λ_n = λ' + Σ μ_i,  θ̄ += Σ p_i.  Inactive stages are skipped.
+
+    The stages are a loop, not unrolled: a compiler then holds one stage's activations
+    and parameter cotangents at a time instead of scheduling all of them at once.
     """
     adjoint, coeffs = tab.adjoint, tab.floats
     active = [i for i in range(tab.stages) if adjoint.active[i]]
     last = active[-1]
+    count = len(active)
 
     def step(t, h, y, lam, params_bar):
         states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), last + 1)
+        stage_states = xp.stack([states[i] for i in active])
+        times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in active])
+        input_weights = xp.asarray([adjoint.input_weight[i] for i in active], dtype=y.dtype, device=device_of(y))
+        couplings = xp.asarray([[adjoint.coupling[i][j] for j in active] for i in active], dtype=y.dtype,
+                               device=device_of(y))
         h_state = xp.astype(h, y.dtype)
-        mus: dict[int, Any] = {}
-        lam_new = lam
-        for i in reversed(active):
-            terms = [(adjoint.coupling[i][j], mus[j]) for j in mus if adjoint.coupling[i][j] != 0.0]
-            if adjoint.input_weight[i] != 0.0:
-                terms.append((adjoint.input_weight[i], lam))
-            cotangent = h_state * weighted_sum(terms)
-            time = stage_time(t, h, coeffs.c[i])
 
-            def evaluate(y, params, time=time):
-                return field.with_params(params)(time, y)
+        def stage(k, carry):
+            mus, lam_new, params_bar = carry
+            p = count - 1 - k
+            cotangent = h_state * (input_weights[p] * lam + xp.tensordot(couplings[p], mus, axes=1))
 
-            _, mus[i], stage_bar = backend.vjp(evaluate, states[i], params, cotangent)
-            lam_new = lam_new + mus[i]
-            params_bar = backend.accumulate(params_bar, stage_bar)
+            def evaluate(y, params):
+                return field.with_params(params)(times[p], y)
+
+            _, mu, stage_bar = backend.vjp(evaluate, stage_states[p], params, cotangent)
+            mus = backend.buffer_write(mus, p, mu)
+            return mus, lam_new + mu, backend.accumulate(params_bar, stage_bar)
+
+        mus = xp.zeros_like(stage_states)
+        _, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, lam, params_bar))
         return lam_new, params_bar
 
     return step

@@ -50,14 +50,18 @@ def solve(
         y0: initial state: an array, or a tuple of arrays of one dtype.
         t: output times, strictly increasing or strictly decreasing, at least two.
         method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`.
-        rtol, atol: tolerances of the embedded error estimate.
+        rtol: relative tolerance of the embedded error estimate (may be a traced value in JAX).
+        atol: absolute tolerance of the embedded error estimate.
         gradient: ``"symplectic"`` (exact, least memory), ``"checkpoint"``, ``"backprop"``,
             ``"adjoint"``, or a :class:`GradientMode`.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, ...; by default the one that handles ``y0``.
         options: solver options, see :class:`SolverOptions` (unknown names are listed).
         args: extra argument passed to ``func``; gradients flow to it (JAX).
         adjoint_params: arrays gradients flow to (torch); by default ``func.parameters()``.
-        adjoint_rtol, adjoint_atol, adjoint_options: for ``gradient="adjoint"`` only.
+        adjoint_rtol: for ``gradient="adjoint"`` only: the backward solve's relative tolerance
+            (default: ``rtol``).
+        adjoint_atol: for ``gradient="adjoint"`` only: its absolute tolerance (default: ``atol``).
+        adjoint_options: for ``gradient="adjoint"`` only: its options, e.g. ``{"norm": "seminorm"}``.
         throw: raise when the solve fails; with ``False`` return the partial solution.
 
     Returns:
@@ -66,9 +70,12 @@ def solve(
     Raises:
         UnknownNameError: unknown method, backend, gradient mode or option.
         InvalidArgumentError: bad times, tolerances, state or options.
-        MaxStepsError, StepSizeUnderflowError, NonFiniteError: the solve failed (``throw=True``).
+        GradientNotSupportedError: a gradient with respect to ``t`` from a mode that gives none.
+        MaxStepsError: ``options["max_steps"]`` step attempts were not enough (``throw=True``).
+        StepSizeUnderflowError: the step size fell below ``options["min_step"]`` (``throw=True``).
+        NonFiniteError: ``y0`` or the state became NaN or infinite (``throw=True``).
 
-    Example:
+    Examples:
         >>> import numpy as np, symadj
         >>> sol = symadj.solve(lambda t, y: -y, np.array([1.0]), np.array([0.0, 1.0]))
         >>> round(float(sol.ys[-1, 0]), 6), sol.status.name
@@ -121,9 +128,34 @@ def odeint(
 ) -> Any:
     """torchdiffeq's ``odeint``: the solution at every time in ``t`` (leading axis), nothing else.
 
-    Arguments as :func:`solve`; always raises when the solve fails.
+    Arguments as :func:`solve`, which also returns statistics; ``odeint`` always raises
+    when the solve fails.
 
-    Example:
+    Args:
+        func: the vector field ``func(t, y)``, or ``func(t, y, args)`` when ``args`` is given.
+        y0: initial state: an array, or a tuple of arrays (any pytree in JAX).
+        t: output times, strictly monotonic, at least two; ``t[0]`` is the initial time.
+        method: a registered tableau name or a :class:`Tableau`; ``"dopri5"`` by default.
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        gradient: ``"symplectic"`` (default), ``"checkpoint"``, ``"backprop"``, ``"adjoint"``
+            or a :class:`GradientMode`.
+        backend: the array backend; by default the one that handles ``y0``.
+        options: solver options, see :class:`SolverOptions`.
+        args: extra argument of ``func``; gradients flow to it.
+        adjoint_params: tensors gradients flow to (PyTorch); by default ``func.parameters()``.
+        adjoint_rtol: ``gradient="adjoint"`` only, as in :func:`solve`.
+        adjoint_atol: ``gradient="adjoint"`` only.
+        adjoint_options: ``gradient="adjoint"`` only.
+
+    Returns:
+        The state at each time in ``t``, stacked along a new leading axis (a tuple or pytree
+        of such arrays for a structured state).
+
+    Raises:
+        SymadjError: as :func:`solve` (unknown names, invalid arguments, a failed solve).
+
+    Examples:
         >>> import numpy as np, symadj
         >>> ys = symadj.odeint(lambda t, y: -y, np.array([1.0]), np.linspace(0.0, 1.0, 3))
         >>> ys.shape

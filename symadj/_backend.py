@@ -31,6 +31,16 @@ class BackendInfo:
         array_modules: top-level module names of the array types it handles.
         load: returns the :class:`Backend`; called once, on first use.
         priority: when several backends handle a type, the highest wins.
+
+    Examples:
+        >>> import symadj
+        >>> def load():  # runs on first use only: import the array library here
+        ...     return symadj.get_backend("numpy")
+        >>> info = symadj.BackendInfo(name="my_numpy", library="numpy", extra="symadj",
+        ...                           array_modules=(), load=load)
+        >>> symadj.register_backend(info, replace=True)
+        >>> symadj.get_backend("my_numpy").differentiable
+        False
     """
 
     name: str
@@ -45,7 +55,17 @@ class Field(abc.ABC):
     """A vector field bound to its parameters: the user's ``func`` as the engine sees it.
 
     ``__call__(t, y)`` evaluates dy/dt on flat states; ``params`` are the arrays that
-    gradients flow to.
+    gradients flow to. Backends build fields in :meth:`Backend.make_field`; users never
+    need to.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> class Decay(symadj.Field):
+        ...     params = ()
+        ...     def __call__(self, t, y):
+        ...         return -y
+        >>> Decay()(0.0, np.ones(2))
+        array([-1., -1.])
     """
 
     params: tuple[Any, ...]
@@ -67,7 +87,19 @@ class ListBuffer(list):
 
 
 class Backend(abc.ABC):
-    """Primitives an array library supplies to the generic engine."""
+    """Primitives an array library supplies to the generic engine.
+
+    Subclass it to add an array library: implement :meth:`namespace` and
+    :meth:`make_field`; an eager library inherits working loops and buffers, a tracing
+    one overrides them; ``vjp`` and ``custom_vjp`` give the gradient modes. Register it
+    with a :class:`BackendInfo` (see docs/plugins.md).
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> backend = symadj.get_backend("numpy")
+        >>> isinstance(backend, symadj.Backend), backend.handles(np.ones(1))
+        (True, True)
+    """
 
     name: str
     #: Whether gradient modes are available (``False`` for forward-only backends).

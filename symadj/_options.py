@@ -25,6 +25,15 @@ class SolverOptions:
         safety, ifactor, dfactor: controller safety factor and growth/shrink limits.
         pcoeff: proportional coefficient of the PI controller (0: torchdiffeq's I-controller).
         norm: ``"rms"`` (default), ``"max"``, or a callable taking the scaled error.
+
+    Examples:
+        >>> import symadj
+        >>> symadj.SolverOptions.from_mapping({"max_steps": 100, "norm": "max"}).max_steps
+        100
+        >>> symadj.SolverOptions.from_mapping({"max_step": 100})
+        Traceback (most recent call last):
+            ...
+        symadj.errors.UnknownNameError: unknown option 'max_step'; known: 'dfactor', 'first_step', ...
     """
 
     first_step: float | None = None
@@ -39,6 +48,12 @@ class SolverOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> SolverOptions:
+        """Validated options from the ``options=`` mapping (``None`` gives the defaults).
+
+        Raises:
+            UnknownNameError: an unknown option name; the message lists the valid ones.
+            InvalidArgumentError: a value out of range, naming the option and its bounds.
+        """
         if options is None:
             return cls()
         if isinstance(options, SolverOptions):

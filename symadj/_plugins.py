@@ -34,6 +34,17 @@ from .errors import (
 
 ENTRY_POINT_GROUP = "symadj"
 hookimpl = pluggy.HookimplMarker("symadj")
+"""The marker for a plugin's hook implementations (hooks: ``symadj.hookspecs``).
+
+Examples:
+    >>> import symadj
+    >>> @symadj.hookimpl
+    ... def symadj_register_tableaux():
+    ...     return [symadj.Tableau("heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
+    ...                            b=["1/4", "0", "3/4"], order=3)]
+    >>> [tableau.name for tableau in symadj_register_tableaux()]
+    ['heun3']
+"""
 
 # Used only when symadj runs from a source tree that was never installed (no entry points).
 _BUILTIN_PLUGINS = {
@@ -46,7 +57,19 @@ _BUILTIN_PLUGINS = {
 
 @dataclass(frozen=True)
 class BackendStatus:
-    """A row of :func:`list_backends`."""
+    """A row of :func:`symadj.list_backends`.
+
+    Attributes:
+        name: the backend's registry name.
+        available: whether its array library is installed.
+        library: the import name of that library.
+        install: the command that installs it, e.g. ``pip install 'symadj[torch]'``.
+
+    Examples:
+        >>> import symadj
+        >>> [status.install for status in symadj.list_backends() if status.name == "torch"]
+        ["pip install 'symadj[torch]'"]
+    """
 
     name: str
     available: bool

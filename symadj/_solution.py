@@ -8,7 +8,21 @@ from typing import Any, NamedTuple
 
 
 class Status(enum.IntEnum):
-    """How a solve ended."""
+    """How a solve ended: ``Solution.status``, and ``Stats.status`` as an integer code.
+
+    ``SUCCESS`` means every output time was reached. With ``throw=False`` a failed solve
+    returns its partial solution and one of ``MAX_STEPS`` (``options["max_steps"]`` step
+    attempts were not enough), ``STEP_UNDERFLOW`` (the step size fell below
+    ``options["min_step"]`` or the time resolution) or ``NONFINITE`` (the state became
+    NaN or infinite). ``RUNNING`` is only seen inside the loop.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> sol = symadj.solve(lambda t, y: -y, np.ones(1), [0.0, 10.0], options={"max_steps": 2},
+        ...                    throw=False)
+        >>> sol.status
+        <Status.MAX_STEPS: 2>
+    """
 
     RUNNING = 0
     SUCCESS = 1
@@ -20,15 +34,26 @@ class Status(enum.IntEnum):
 class Stats(NamedTuple):
     """Solver statistics of the forward solve.
 
+    Entries are arrays of the solve's library (traced values under ``jax.jit``); convert
+    them with ``int()`` on the host.
+
     Attributes:
         n_steps: step attempts, accepted and rejected.
-        n_accepted, n_rejected: accepted and rejected steps.
+        n_accepted: accepted steps.
+        n_rejected: rejected steps.
         n_fevals: evaluations of the vector field in the forward solve.
         status: a :class:`Status` code.
         t_final: the time the solve reached.
         n_outputs: how many output times were reached.
         checkpoint_bytes: memory held for the backward pass (states, times and step sizes of
             the accepted steps); 0 for modes that keep none.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> stats = symadj.solve(lambda t, y: -y, np.ones(3), [0.0, 1.0], method="rk4",
+        ...                      options={"step_size": 0.25}).stats
+        >>> int(stats.n_accepted), int(stats.n_rejected), int(stats.n_fevals)
+        (4, 0, 17)
     """
 
     n_steps: Any
@@ -50,6 +75,12 @@ class Solution:
         ys: the state at each output time, with a leading time axis (the structure of ``y0``).
             Outputs that a failed solve (``throw=False``) did not reach are NaN.
         stats: :class:`Stats` of the forward solve.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> sol = symadj.solve(lambda t, y: -y, np.array([1.0, 2.0]), np.linspace(0.0, 1.0, 5))
+        >>> sol.ts.shape, sol.ys.shape, sol.success
+        ((5,), (5, 2), True)
     """
 
     ts: Any
@@ -63,4 +94,5 @@ class Solution:
 
     @property
     def success(self) -> bool:
+        """Whether every output time was reached (read on the host)."""
         return self.status is Status.SUCCESS

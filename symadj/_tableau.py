@@ -144,9 +144,10 @@ class Tableau:
 
     Args:
         name: registry name, e.g. ``"dopri5"``.
-        c, a, b: nodes, strictly lower-triangular rows of the matrix (row i has i
-            entries) and weights. Entries may be ints, Fractions, strings (``"35/384"``,
-            ``"0.161"``) or floats; strings and ints are exact.
+        c: the s nodes. Entries of ``c``, ``a`` and ``b`` may be ints, Fractions, strings
+            (``"35/384"``, ``"0.161"``) or floats; strings and ints are exact.
+        a: the strictly lower-triangular matrix, as rows: row i (from 0) has i entries.
+        b: the s weights of the propagated solution.
         order: order of the propagated solution; all order conditions up to it are checked.
         description: one line, with the literature reference.
         embedded: an embedded estimate (adaptive schemes), as an :class:`EmbeddedEstimate`
@@ -160,7 +161,7 @@ class Tableau:
     Raises:
         TableauError: naming the source, the field and the violated condition.
 
-    Example:
+    Examples:
         >>> heun = Tableau("heun2", c=[0, 1], a=[[], [1]], b=["1/2", "1/2"], order=2)
         >>> heun.stages, heun.partner.a[0]
         (2, (Fraction(1, 2), Fraction(-1, 2)))
@@ -264,7 +265,22 @@ class Tableau:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "<string>") -> Tableau:
-        """Parse and verify a tableau from TOML text."""
+        r"""Parse and verify a tableau from TOML text (format: docs/tableau-format.md).
+
+        Raises:
+            TableauError: invalid TOML, an unknown or missing field, a bare float, or a
+                failed verification, naming ``source``, the field and the condition.
+
+        Examples:
+            >>> from symadj import Tableau
+            >>> text = 'name = "midpoint2"\norder = 2\nc = ["0", "1/2"]\na = [[], ["1/2"]]\nb = ["0", "1"]'
+            >>> Tableau.from_toml(text).partner.b
+            (Fraction(1, 1), Fraction(1, 1))
+            >>> Tableau.from_toml(text.replace('"1/2"]]', '"1/3"]]'))
+            Traceback (most recent call last):
+                ...
+            symadj.errors.TableauError: <string>: field 'c[1]' = 1/2 but row 1 of 'a' sums to 1/3 ...
+        """
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -6,25 +6,78 @@ from collections.abc import Iterable
 
 
 class SymadjError(Exception):
-    """Base class of every error symadj raises."""
+    """Base class of every error symadj raises.
+
+    Each subclass also derives from the built-in exception it refines (``ValueError``,
+    ``ImportError``, ``RuntimeError``, ...), and its message names the argument, the value
+    and the fix.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> try:
+        ...     symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], method="dopri6")
+        ... except symadj.SymadjError as exc:
+        ...     print(type(exc).__name__)
+        UnknownNameError
+    """
 
 
 class SymadjWarning(UserWarning):
-    """Base class of every warning symadj emits."""
+    """Base class of every warning symadj emits.
+
+    Examples:
+        >>> import warnings, symadj
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", symadj.SymadjWarning)  # silence symadj's warnings here
+        ...     names = symadj.list_tableaux()
+        >>> issubclass(symadj.PluginLoadWarning, symadj.SymadjWarning)
+        True
+    """
 
 
 class TableauError(SymadjError, ValueError):
-    """A Butcher tableau is malformed or fails its verification."""
+    """A Butcher tableau is malformed or fails its verification.
+
+    The message names the source (file or tableau), the field and the condition.
+
+    Examples:
+        >>> import symadj
+        >>> symadj.Tableau("bad", c=["0", "1"], a=[[], ["1"]], b=["1/2", "1/3"], order=1)
+        Traceback (most recent call last):
+            ...
+        symadj.errors.TableauError: tableau 'bad': field 'b' violates the order-1 condition ...
+    """
 
 
 class InvalidArgumentError(SymadjError, ValueError):
-    """An argument of a public function has an invalid value."""
+    """An argument of a public function has an invalid value.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], rtol=-1.0)
+        Traceback (most recent call last):
+            ...
+        symadj.errors.InvalidArgumentError: rtol must be a positive finite number, got -1.0
+    """
 
 
 class UnknownNameError(InvalidArgumentError):
     """A method, backend, option or gradient mode name is not known.
 
-    The message lists the names that exist.
+    The message lists the names that exist; so do the attributes.
+
+    Attributes:
+        kind: what was looked up: ``"method"``, ``"backend"``, ``"gradient"``, ``"option"``, ...
+        name: the name that was given.
+        known: the names that exist, sorted.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> try:
+        ...     symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], gradient="sympletic")
+        ... except symadj.UnknownNameError as exc:
+        ...     print(exc.kind, exc.known)
+        gradient ['adjoint', 'backprop', 'checkpoint', 'symplectic']
     """
 
     def __init__(self, kind: str, name: object, known: Iterable[str], hint: str = "") -> None:
@@ -37,32 +90,110 @@ class UnknownNameError(InvalidArgumentError):
 
 
 class DuplicateNameError(SymadjError, ValueError):
-    """A tableau or backend is registered under a name that is taken."""
+    """A tableau or backend is registered under a name that is taken.
+
+    Examples:
+        >>> import symadj
+        >>> symadj.register_tableau(symadj.get_tableau("rk4"))
+        Traceback (most recent call last):
+            ...
+        symadj.errors.DuplicateNameError: a tableau named 'rk4' is already registered; pass replace=True to replace it
+    """
 
 
 class BackendUnavailableError(SymadjError, ImportError):
-    """A backend's array library is not installed."""
+    """A backend's array library is not installed; the message gives the pip command.
+
+    Examples:
+        >>> import symadj
+        >>> symadj.register_backend(symadj.BackendInfo(
+        ...     name="absent", library="no_such_library", extra="symadj[absent]",
+        ...     array_modules=(), load=lambda: None), replace=True)
+        >>> symadj.get_backend("absent")
+        Traceback (most recent call last):
+            ...
+        symadj.errors.BackendUnavailableError: backend 'absent' needs no_such_library, ... pip install 'symadj[absent]'
+    """
 
 
 class GradientNotSupportedError(SymadjError, NotImplementedError):
-    """A gradient was requested that the chosen gradient mode cannot give."""
+    """A gradient was requested that the chosen gradient mode cannot give.
+
+    For example a gradient with respect to the output times from a mode other than
+    ``"adjoint"``, or a higher-order gradient from a mode other than ``"backprop"``.
+
+    Examples:
+        >>> import torch, symadj
+        >>> t = torch.tensor([0.0, 1.0], requires_grad=True)
+        >>> symadj.odeint(lambda t, y: -y, torch.ones(1), t, gradient="symplectic")
+        Traceback (most recent call last):
+            ...
+        symadj.errors.GradientNotSupportedError: a gradient with respect to t was asked for, ...
+    """
 
 
 class SolverError(SymadjError, RuntimeError):
-    """The integration could not be completed."""
+    """The integration could not be completed: the base of the three ways a solve fails.
+
+    ``symadj.solve(..., throw=False)`` returns the partial solution and its
+    :class:`~symadj.Status` instead of raising.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> try:
+        ...     symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 10.0], options={"max_steps": 2})
+        ... except symadj.SolverError as exc:
+        ...     print(type(exc).__name__)
+        MaxStepsError
+    """
 
 
 class MaxStepsError(SolverError):
-    """The solver needed more than ``max_steps`` steps."""
+    """The solver needed more than ``options["max_steps"]`` step attempts.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 10.0], options={"max_steps": 2})
+        Traceback (most recent call last):
+            ...
+        symadj.errors.MaxStepsError: max_steps=2 step attempts were not enough: ...
+    """
 
 
 class StepSizeUnderflowError(SolverError):
-    """The step size fell below ``min_step`` (or below what the time resolution allows)."""
+    """The step size fell below ``min_step`` (or below what the time resolution allows).
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> symadj.odeint(lambda t, y: y * y, np.ones(1), [0.0, 2.0])  # blows up at t = 1
+        Traceback (most recent call last):
+            ...
+        symadj.errors.StepSizeUnderflowError: the step size fell below min_step=0.0 ...
+    """
 
 
 class NonFiniteError(SolverError, FloatingPointError):
-    """The state or its derivative became NaN or infinite."""
+    """The state or its derivative became NaN or infinite (or ``y0`` already was).
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> symadj.odeint(lambda t, y: -y, np.array([np.nan]), [0.0, 1.0])
+        Traceback (most recent call last):
+            ...
+        symadj.errors.NonFiniteError: y0 contains NaN or infinity at the initial time t[0]
+    """
 
 
 class PluginLoadWarning(SymadjWarning):
-    """A plugin failed to load; the others were loaded."""
+    """A plugin failed to load; the others were loaded.
+
+    Each failure is warned once and listed by :func:`symadj.plugin_errors`.
+
+    Examples:
+        >>> import warnings, symadj
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warnings.warn("plugin 'x' failed to load", symadj.PluginLoadWarning)
+        >>> caught[0].category.__name__
+        'PluginLoadWarning'
+    """

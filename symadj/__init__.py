@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._api import odeint, solve
 from ._backend import Backend, BackendInfo, Field
+from ._checkpoints import AllSteps, CheckpointPolicy, Offload, Revolve, Stages, as_checkpoint_policy
 from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
@@ -181,11 +182,11 @@ def plugin_errors() -> list[str]:
 
 
 __all__ = [
-    "Adjoint", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
-    "Checkpoint", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
-    "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "PluginLoadWarning", "Solution",
-    "SolverError", "SolverOptions", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
-    "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "get_backend",
-    "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint", "plugin_errors",
+    "Adjoint", "AllSteps", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
+    "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
+    "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "PluginLoadWarning", "Revolve", "Solution",
+    "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
+    "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
+    "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint", "plugin_errors",
     "register_backend", "register_tableau", "solve",
 ]

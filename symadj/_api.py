@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._backend import Backend
+from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array
-from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode
+from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
 from ._options import SolverOptions
 from ._plugins import registry
@@ -40,6 +42,7 @@ def solve(
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
+    checkpoints: str | CheckpointPolicy | None = None,
     throw: bool = True,
 ) -> Solution:
     """Solve dy/dt = func(t, y) from ``t[0]`` and return the state at every time in ``t``.
@@ -62,6 +65,9 @@ def solve(
             (default: ``rtol``).
         adjoint_atol: for ``gradient="adjoint"`` only: its absolute tolerance (default: ``atol``).
         adjoint_options: for ``gradient="adjoint"`` only: its options, e.g. ``{"norm": "seminorm"}``.
+        checkpoints: for ``gradient="symplectic"`` or ``"checkpoint"`` only: what the forward
+            pass keeps for the backward pass, ``"all"`` (default), ``"offload"``, ``"stages"``,
+            ``"revolve:K"`` or a :class:`CheckpointPolicy` (see docs/checkpoints.md).
         throw: raise when the solve fails; with ``False`` return the partial solution.
 
     Returns:
@@ -82,20 +88,25 @@ def solve(
         (0.367879, 'SUCCESS')
     """
     tableau = method if isinstance(method, Tableau) else registry.get_tableau(method)
-    mode = _gradient_mode(gradient, adjoint_rtol, adjoint_atol, adjoint_options)
+    mode = with_checkpoints(_gradient_mode(gradient, adjoint_rtol, adjoint_atol, adjoint_options), checkpoints,
+                            isinstance(gradient, GradientMode))
     chosen = registry.get_backend(backend) if backend is not None else registry.backend_for(_arrays_in(y0))
     xp = chosen.namespace()
     leaves, split, rebuild = chosen.split_state(y0)
     layout = StateLayout.of(xp, leaves, split, rebuild, single=len(leaves) == 1 and is_array(y0))
     flat_y0 = layout.flatten(xp, leaves)
+    if math.prod(flat_y0.shape) == 0:
+        raise InvalidArgumentError(
+            f"y0 has no elements (shapes {list(layout.shapes)}); give a state with at least one element"
+        )
     ts = _times(chosen, xp, t, flat_y0)
     ts, times = chosen.time_inputs(t, ts, mode.time_gradients, lambda: GradientNotSupportedError(
         f"a gradient with respect to t was asked for, which gradient={mode.name!r} does not give "
         f"(step sizes and output times are constants of the discrete solve); stop the gradient "
         f"of t (torch: t.detach(); JAX: jax.lax.stop_gradient(t)), or use gradient='adjoint'"
     ))
-    _check_tolerance("rtol", rtol)
-    _check_tolerance("atol", atol)
+    _check_tolerance(chosen, xp, "rtol", rtol)
+    _check_tolerance(chosen, xp, "atol", atol)
     chosen.check(xp.all(xp.isfinite(flat_y0)),
                  lambda: NonFiniteError("y0 contains NaN or infinity at the initial time t[0]"))
     problem = Problem(xp, tableau, ts, rtol, atol, SolverOptions.from_mapping(options))
@@ -125,6 +136,7 @@ def odeint(
     adjoint_rtol: float | None = None,
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
+    checkpoints: str | CheckpointPolicy | None = None,
 ) -> Any:
     """torchdiffeq's ``odeint``: the solution at every time in ``t`` (leading axis), nothing else.
 
@@ -147,6 +159,7 @@ def odeint(
         adjoint_rtol: ``gradient="adjoint"`` only, as in :func:`solve`.
         adjoint_atol: ``gradient="adjoint"`` only.
         adjoint_options: ``gradient="adjoint"`` only.
+        checkpoints: ``gradient="symplectic"``/``"checkpoint"`` only, as in :func:`solve`.
 
     Returns:
         The state at each time in ``t``, stacked along a new leading axis (a tuple or pytree
@@ -164,7 +177,7 @@ def odeint(
     return solve(
         func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient, backend=backend,
         options=options, args=args, adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol,
-        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, throw=True,
+        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, checkpoints=checkpoints, throw=True,
     ).ys
 
 
@@ -217,10 +230,18 @@ def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
     return ts
 
 
-def _check_tolerance(name: str, value: Any) -> None:
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if is_number and not (math.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+def _check_tolerance(backend: Backend, xp: Any, name: str, value: Any) -> None:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidArgumentError(f"{name} must be a positive finite number, got {value!r}")
+    elif is_array(value) and backend.handles(value):
+        # An array (or a traced value under jit): checked element-wise, at run time if need be.
+        backend.check(xp.all(xp.isfinite(value) & (value > 0)),
+                      lambda value: InvalidArgumentError(f"{name} must be positive and finite, got {value}"), value)
+    else:
+        raise InvalidArgumentError(
+            f"{name} must be a positive finite number (or an array of them), got {type(value).__name__} {value!r}"
+        )
 
 
 def _failure(stats: Stats, ts: Any, options: SolverOptions) -> Exception:

@@ -104,6 +104,8 @@ class Backend(abc.ABC):
     name: str
     #: Whether gradient modes are available (``False`` for forward-only backends).
     differentiable: bool = True
+    #: The largest integer a loop carry holds (``None``: unbounded Python integers).
+    loop_integer_max: int | None = None
 
     @abc.abstractmethod
     def namespace(self) -> Any:
@@ -218,6 +220,23 @@ class Backend(abc.ABC):
         """The first ``count`` entries stacked; entries past them (up to capacity) set to ``fill``."""
         xp = self.namespace()
         return xp.stack(list(buffer[: int(count)]) + [fill] * (buffer.capacity - int(count)))
+
+    # -- checkpoint storage (see symadj/_checkpoints.py) -----------------------
+    def check_host_storage(self) -> None:
+        """Raise :class:`InvalidArgumentError` if states cannot be kept in host memory
+        (``checkpoints="offload"``); by default arrays live in host memory already."""
+
+    def host_buffer(self, capacity: int, like: Any) -> Any:
+        """An empty buffer in host memory of ``capacity`` arrays shaped like ``like``."""
+        return self.buffer(capacity, like)
+
+    def to_host(self, x: Any) -> Any:
+        """``x`` copied to host memory, asynchronously where the library can."""
+        return x
+
+    def to_device(self, x: Any, like: Any) -> Any:
+        """``x`` (from :meth:`to_host`) back in the memory of ``like``, asynchronously where possible."""
+        return x
 
     def accumulate(self, totals: list, increments: Sequence[Any]) -> list:
         """``totals + increments`` entry by entry; a backend may add in place into ``totals``,

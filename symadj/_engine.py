@@ -72,14 +72,25 @@ def rk_advance(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0
 def rk_step(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0: Any
             ) -> tuple[Any, Any, list[Any]]:
     """One step: returns y_{n+1}, the FSAL derivative f(t+h, y_{n+1}) (``None`` if not FSAL), and all k."""
+    return rk_step_with_stages(xp, f, tab, t, h, y, k0)[:3]
+
+
+def rk_step_with_stages(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0: Any
+                        ) -> tuple[Any, Any, list[Any], list[Any]]:
+    """:func:`rk_step`, and the stage states Y_0..Y_{s-1} as a fourth result."""
     states, derivatives = rk_stages(xp, f, tab, t, h, y, k0, tab.stages)
     if tab.stages > 1:
         derivatives.append(f(stage_time(t, h, tab.floats.c[-1]), states[-1]))
     if tab.fsal:
         # The last stage state is y_{n+1} itself (its row of a equals b), and its
         # derivative, taken at t + 1·h = t + h exactly, is the next step's first.
-        return states[-1], derivatives[-1], derivatives
-    return rk_solution(xp, tab, h, y, derivatives), None, derivatives
+        return states[-1], derivatives[-1], derivatives, states
+    return rk_solution(xp, tab, h, y, derivatives), None, derivatives, states
+
+
+def rk_advance_evaluations(tab: Tableau) -> int:
+    """Evaluations of f in one :func:`rk_advance` (its f(t, y) included)."""
+    return 1 + max(tab.stages - 2, 0) + (0 if tab.fsal or tab.stages == 1 else 1)
 
 
 def error_ratio(xp: Any, tab: Tableau, h: Any, y: Any, y_new: Any, derivatives: Sequence[Any],

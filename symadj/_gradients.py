@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, Field
+from ._checkpoints import AllSteps, CheckpointPolicy, as_checkpoint_policy
 from ._compat import device_of
 from ._engine import rk_advance, rk_stages, stage_time
 from ._integrate import Problem, Trajectory, integrate
 from ._options import SolverOptions
 from ._solution import Stats
 from ._state import StateLayout
-from .errors import UnknownNameError
+from .errors import InvalidArgumentError, UnknownNameError
 
 StepAdjoint = Callable[[Any, Any, Any, Any, list], tuple[Any, list]]
 
@@ -100,24 +101,55 @@ class Backprop(GradientMode):
 
 
 class _RecordingMode(GradientMode):
-    """Modes whose forward pass keeps the state at each accepted step and nothing else."""
+    """Modes whose forward pass keeps the accepted steps, as a checkpoint policy says.
+
+    Args:
+        checkpoints: a :class:`CheckpointPolicy` or its name (``"all"``, ``"offload"``,
+            ``"stages"``, ``"revolve:K"``); see docs/checkpoints.md.
+    """
+
+    def __init__(self, checkpoints: str | CheckpointPolicy = "all") -> None:
+        self.checkpoints = as_checkpoint_policy(checkpoints)
+        self.checkpoints.validate(self.name)
 
     def _solve(self, backend, problem, field, y0):
+        xp, tab, policy = problem.xp, problem.tableau, self.checkpoints
+        policy.check(backend, problem.options.max_steps)
+        active = tuple(i for i in range(tab.stages) if tab.adjoint.active[i])
+
         def forward(y0, params):
-            outputs, stats, trajectory = integrate(backend, problem, field.with_params(params), y0, record=True)
+            outputs, stats, trajectory = integrate(backend, problem, field.with_params(params), y0, record=True,
+                                                   checkpoints=policy, active_stages=active)
             return outputs, stats, (trajectory, params)
 
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
-            step = self.step_adjoint(backend, problem, field.with_params(params), params)
-            return walk_backward(backend, problem.xp, trajectory, outputs_cotangent, params, step)
+            bound = field.with_params(params)
+            step = self.step_adjoint(backend, problem, bound, params, from_stages=policy.stages)
+
+            def advance(t, h, y):
+                return rk_advance(xp, bound, tab, t, h, y, bound(t, y))
+
+            return policy.walk(backend, xp, trajectory, outputs_cotangent, params, step, advance)
 
         return backend.custom_vjp(forward, backward, y0, field.params)
 
     @abc.abstractmethod
-    def step_adjoint(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any]
-                     ) -> StepAdjoint:
-        """``(t_n, h_n, y_n, λ_{n+1}, θ̄) -> (λ_n, θ̄)`` for one accepted step."""
+    def step_adjoint(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
+                     from_stages: bool = False) -> StepAdjoint:
+        """``(t_n, h_n, y_n, λ_{n+1}, θ̄) -> (λ_n, θ̄)`` for one accepted step (with
+        ``from_stages``, the stacked stage states of the step in place of y_n)."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.checkpoints == self.checkpoints
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.checkpoints))
+
+    def __repr__(self) -> str:
+        if self.checkpoints == AllSteps():
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(checkpoints={self.checkpoints!r})"
 
 
 class Symplectic(_RecordingMode):
@@ -138,8 +170,8 @@ class Symplectic(_RecordingMode):
 
     name = "symplectic"
 
-    def step_adjoint(self, backend, problem, field, params):
-        return symplectic_step(backend, problem.xp, problem.tableau, field, params)
+    def step_adjoint(self, backend, problem, field, params, from_stages=False):
+        return symplectic_step(backend, problem.xp, problem.tableau, field, params, from_stages)
 
 
 class Checkpoint(_RecordingMode):
@@ -158,7 +190,7 @@ class Checkpoint(_RecordingMode):
 
     name = "checkpoint"
 
-    def step_adjoint(self, backend, problem, field, params):
+    def step_adjoint(self, backend, problem, field, params, from_stages=False):
         xp, tab = problem.xp, problem.tableau
 
         def step(t, h, y, lam, params_bar):
@@ -249,34 +281,39 @@ def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
         raise UnknownNameError("gradient", mode, _GRADIENT_MODES) from None
 
 
+def with_checkpoints(mode: GradientMode, checkpoints: str | CheckpointPolicy | None, given_as_object: bool
+                     ) -> GradientMode:
+    """``mode`` with the ``checkpoints=`` policy of :func:`symadj.solve` (``None``: the mode's own)."""
+    if checkpoints is None:
+        return mode
+    if not isinstance(mode, _RecordingMode):
+        raise InvalidArgumentError(
+            f"checkpoints={checkpoints!r} applies to gradient='symplectic' or 'checkpoint' only, not "
+            f"gradient={mode.name!r}, which keeps no checkpoints"
+        )
+    if given_as_object:
+        raise InvalidArgumentError(
+            f"checkpoints= was given next to a {type(mode).__name__} object: set it on the object instead, "
+            f"e.g. symadj.{type(mode).__name__}(checkpoints={checkpoints!r})"
+        )
+    return type(mode)(checkpoints=checkpoints)
+
+
 def walk_backward(backend: Backend, xp: Any, trajectory: Trajectory, outputs_cotangent: Any,
                   params: Sequence[Any], step_adjoint: StepAdjoint) -> tuple[Any, list]:
-    """Walk the accepted steps in reverse, adding each output's cotangent exactly at its time."""
-    lam = xp.zeros_like(outputs_cotangent[0])
-    params_bar = [xp.zeros_like(p) for p in params]
-    n_steps = trajectory.n_steps
-
-    def body(i: Any, carry: tuple) -> tuple:
-        lam, params_bar, k = carry
-        n = n_steps - 1 - i
-        hit = backend.buffer_read(trajectory.output_steps, k) == n + 1
-        lam = lam + xp.where(hit, outputs_cotangent[k], xp.zeros_like(lam))
-        k = backend.select(hit, k - 1, k)
-        t = backend.buffer_read(trajectory.times, n)
-        h = backend.buffer_read(trajectory.steps, n)
-        y = backend.buffer_read(trajectory.states, n)
-        lam, params_bar = step_adjoint(t, h, y, lam, params_bar)
-        return lam, params_bar, k
-
-    lam, params_bar, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, trajectory.n_outputs - 1))
-    return lam + outputs_cotangent[0], params_bar
+    """Walk the accepted steps in reverse, adding each output's cotangent exactly at its time
+    (the walk of ``checkpoints="all"``; other policies have their own, see ``_checkpoints``)."""
+    return AllSteps().walk(backend, xp, trajectory, outputs_cotangent, params, step_adjoint, None)
 
 
-def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: Sequence[Any]) -> StepAdjoint:
+def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: Sequence[Any],
+                    from_stages: bool = False) -> StepAdjoint:
     """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
 
     κ_i = h (B_i e_i λ' + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
     with cotangent κ_i,  λ_n = λ' + Σ μ_i,  θ̄ += Σ p_i.  Inactive stages are skipped.
+    With ``from_stages`` the step takes the stacked states of the active stages (kept by
+    ``checkpoints="stages"``) in place of y_n and recomputes nothing.
 
     The stages are a loop, not unrolled: a compiler then holds one stage's activations
     and parameter cotangents at a time instead of scheduling all of them at once.
@@ -288,7 +325,10 @@ def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: S
 
     def step(t, h, y, lam, params_bar):
         states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), last + 1)
-        stage_states = xp.stack([states[i] for i in active])
+        return from_stage_states(t, h, xp.stack([states[i] for i in active]), lam, params_bar)
+
+    def from_stage_states(t, h, stage_states, lam, params_bar):
+        y = stage_states[0]
         times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in active])
         input_weights = xp.asarray([adjoint.input_weight[i] for i in active], dtype=y.dtype, device=device_of(y))
         couplings = xp.asarray([[adjoint.coupling[i][j] for j in active] for i in active], dtype=y.dtype,
@@ -311,7 +351,7 @@ def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: S
         _, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, lam, params_bar))
         return lam_new, params_bar
 
-    return step
+    return from_stage_states if from_stages else step
 
 
 def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params: Sequence[Any],

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend
-from ._engine import VectorField, error_ratio, rk_step
+from ._checkpoints import AllSteps, CheckpointPolicy
+from ._engine import VectorField, error_ratio, rk_advance_evaluations, rk_step_with_stages
 from ._options import SolverOptions
 from ._solution import Stats, Status
 from ._stepsize import initial_step, next_step
@@ -37,8 +38,9 @@ class Problem:
 
 
 class Trajectory(NamedTuple):
-    """The accepted steps, kept for the backward pass: step n goes from ``states[n]`` at
-    ``times[n]`` with size ``steps[n]``; output k was reached after ``output_steps[k]`` steps."""
+    """The accepted steps, kept for the backward pass: step n goes from ``times[n]`` with
+    size ``steps[n]``; output k was reached after ``output_steps[k]`` steps. ``states``
+    holds what the checkpoint policy kept (with the default, ``states[n]`` is y_n)."""
 
     times: Any
     steps: Any
@@ -67,13 +69,17 @@ class _Carry(NamedTuple):
 
 
 def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, record: bool,
-              differentiable: bool = False) -> tuple[Any, Stats, Trajectory | None]:
+              differentiable: bool = False, checkpoints: CheckpointPolicy | None = None,
+              active_stages: tuple[int, ...] = ()) -> tuple[Any, Stats, Trajectory | None]:
     """Solve from ``ts[0]`` through every output time.
 
     Returns the outputs stacked along a leading axis (NaN where not reached), the
-    statistics, and, when ``record``, the accepted steps for the backward pass.
-    ``differentiable`` asks the backend for a loop its autodiff can reverse.
+    statistics, and, when ``record``, the accepted steps for the backward pass, kept as
+    the ``checkpoints`` policy says (default: every state); a policy that keeps stage
+    states keeps those listed in ``active_stages``. ``differentiable`` asks the backend
+    for a loop its autodiff can reverse.
     """
+    policy = checkpoints if checkpoints is not None else AllSteps()
     xp, tab, options, ts = problem.xp, problem.tableau, problem.options, problem.ts
     n_outputs = problem.n_outputs
     t0 = ts[0]
@@ -97,6 +103,12 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     fixed_h = h0
     capacity = options.max_steps if record else 0
     zero_index = xp.asarray(0)
+
+    def kept(y: Any, stage_states: list[Any]) -> Any:
+        """What the policy stores for a step from ``y``."""
+        return xp.stack([stage_states[i] for i in active_stages]) if policy.stages else y
+
+    kept_like = xp.stack([y0] * len(active_stages)) if record and policy.stages else y0
     carry = _Carry(
         t=t0, y=y0, dy=dy0, h=h0,
         previous_ratio=xp.ones((), dtype=y0.dtype),
@@ -105,7 +117,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         output_steps=backend.buffer_write(backend.buffer(n_outputs, zero_index), 0, zero_index),
         times=backend.buffer(capacity, t0) if record else None,
         steps=backend.buffer(capacity, t0) if record else None,
-        states=backend.buffer(capacity, y0) if record else None,
+        states=policy.buffer(backend, capacity, kept_like) if record else None,
     )
     evals_per_attempt = tab.stages - 1
     landing_slack = 1.0 + 64 * xp.finfo(t0.dtype).eps
@@ -119,7 +131,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         # than followed by a step of size 1e-16 (e.g. ten steps of 0.1 towards 1.0).
         lands = xp.abs(remaining) <= xp.abs(c.h) * landing_slack
         h = xp.where(lands, remaining, c.h)
-        y_new, dy_fsal, derivatives = rk_step(xp, f, tab, c.t, h, c.y, c.dy)
+        y_new, dy_fsal, derivatives, stage_states = rk_step_with_stages(xp, f, tab, c.t, h, c.y, c.dy)
         finite = xp.all(xp.isfinite(y_new))
         if adaptive:
             ratio = backend.stop_gradient(error_ratio(
@@ -138,7 +150,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                 c = c._replace(
                     times=backend.buffer_write(c.times, c.n_accepted, c.t),
                     steps=backend.buffer_write(c.steps, c.n_accepted, h),
-                    states=backend.buffer_write(c.states, c.n_accepted, c.y),
+                    states=policy.store(backend, c.states, c.n_accepted, kept(c.y, stage_states)),
                 )
             c = c._replace(t=t_new, y=y_new, dy=dy_new, h=h_next, previous_ratio=ratio,
                            n_accepted=c.n_accepted + 1,
@@ -169,11 +181,15 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                                differentiable=differentiable)
     status = backend.select(carry.next_output == n_outputs, int(Status.SUCCESS), carry.status)
     outputs = backend.buffer_stack(carry.outputs, carry.next_output, xp.full_like(y0, xp.nan))
+    checkpoint_bytes, extra_fevals = 0, 0
+    if record:
+        checkpoint_bytes, extra_fevals = policy.costs(
+            backend, carry.n_accepted, _bytes_of(xp, kept_like), _bytes_of(xp, t0), rk_advance_evaluations(tab))
     stats = Stats(
         n_steps=carry.n_accepted + carry.n_rejected, n_accepted=carry.n_accepted,
         n_rejected=carry.n_rejected, n_fevals=carry.n_fevals, status=status,
         t_final=carry.t, n_outputs=carry.next_output,
-        checkpoint_bytes=carry.n_accepted * _bytes_per_step(xp, y0, t0) if record else 0,
+        checkpoint_bytes=checkpoint_bytes, extra_fevals=extra_fevals,
     )
     trajectory = None
     if record:
@@ -182,6 +198,5 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     return outputs, stats, trajectory
 
 
-def _bytes_per_step(xp: Any, y: Any, t: Any) -> int:
-    """Bytes of one recorded step: its state, start time and step size."""
-    return (math.prod(y.shape) * xp.finfo(y.dtype).bits + 2 * xp.finfo(t.dtype).bits) // 8
+def _bytes_of(xp: Any, x: Any) -> int:
+    return math.prod(x.shape) * xp.finfo(x.dtype).bits // 8

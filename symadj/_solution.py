@@ -45,8 +45,11 @@ class Stats(NamedTuple):
         status: a :class:`Status` code.
         t_final: the time the solve reached.
         n_outputs: how many output times were reached.
-        checkpoint_bytes: memory held for the backward pass (states, times and step sizes of
-            the accepted steps); 0 for modes that keep none.
+        checkpoint_bytes: memory held at peak for the backward pass (the states the checkpoint
+            policy keeps, and the times and step sizes of the accepted steps), in device or
+            host memory; 0 for modes that keep none.
+        extra_fevals: evaluations of the vector field the backward pass will spend recomputing
+            states that the checkpoint policy did not keep (``"revolve:K"``); 0 otherwise.
 
     Examples:
         >>> import numpy as np, symadj
@@ -64,6 +67,7 @@ class Stats(NamedTuple):
     t_final: Any
     n_outputs: Any
     checkpoint_bytes: Any = 0
+    extra_fevals: Any = 0
 
 
 @dataclass(frozen=True)

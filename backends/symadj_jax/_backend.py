@@ -70,6 +70,7 @@ class JaxBackend(Backend):
     """Gradient modes for JAX arrays and pytrees, traceable under ``jit``/``vmap``."""
 
     name = "jax"
+    loop_integer_max = 2**31 - 1
 
     def namespace(self) -> Any:
         return jnp
@@ -159,6 +160,24 @@ class JaxBackend(Backend):
     def buffer_stack(self, buffer, count, fill):
         written = jnp.arange(buffer.shape[0]) < count
         return jnp.where(written.reshape((-1,) + (1,) * (buffer.ndim - 1)), buffer, fill)
+
+    # -- checkpoint storage -------------------------------------------------
+    def check_host_storage(self):
+        device = jax.devices()[0]
+        if not any(memory.kind == "pinned_host" for memory in device.addressable_memories()):
+            raise InvalidArgumentError(
+                f"checkpoints='offload' needs a host memory space, which JAX's {device.platform!r} "
+                f"platform does not offer; use checkpoints='all' or 'revolve:K'"
+            )
+
+    def host_buffer(self, capacity, like):
+        return jax.device_put(self.buffer(capacity, like), jax.memory.Space.Host)
+
+    def to_host(self, x):
+        return jax.device_put(x, jax.memory.Space.Host)
+
+    def to_device(self, x, like):
+        return jax.device_put(x, jax.memory.Space.Device)
 
     # -- autodiff -----------------------------------------------------------
     def stop_gradient(self, x):

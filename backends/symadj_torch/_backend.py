@@ -75,6 +75,20 @@ class TorchBackend(Backend):
                 f"adjoint_params=(...) listing every tensor to differentiate"
             )
 
+    def to_host(self, x):
+        if x.device.type == "cpu":
+            return x
+        if not torch.cuda.is_available():
+            return x.to("cpu")
+        # Pinned memory lets the copy run asynchronously; the stream orders it before any reuse.
+        host = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        return host.copy_(x, non_blocking=True)
+
+    def to_device(self, x, like):
+        if x.device == like.device:
+            return x
+        return x.to(like.device, non_blocking=x.is_pinned())
+
     def accumulate(self, totals, increments):
         for total, inc in zip(totals, increments):
             total.add_(inc)

@@ -21,8 +21,9 @@ import subprocess
 import sys
 import time
 
+# "library:mode", or "symadj:mode@policy" for a checkpoint policy other than "all".
 METHODS = [
-    "symadj:symplectic", "symadj:checkpoint", "symadj:backprop", "symadj:adjoint",
+    "symadj:symplectic", "symadj:symplectic@stages", "symadj:checkpoint", "symadj:backprop", "symadj:adjoint",
     "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
 ]
 
@@ -112,6 +113,7 @@ def worker(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     library, mode = args.worker.split(":")
+    mode, _, policy = mode.partition("@")
     func = _model(args, torch)
     y0 = torch.randn(args.batch, args.features, device=args.device)
     ts = torch.tensor([0.0, args.end], device=args.device)
@@ -127,7 +129,8 @@ def worker(args):
         import symadj
 
         def run():
-            return symadj.solve(func, y0, ts, method=args.method, rtol=args.rtol, atol=args.atol, gradient=mode)
+            return symadj.solve(func, y0, ts, method=args.method, rtol=args.rtol, atol=args.atol, gradient=mode,
+                                checkpoints=policy or None)
     else:
         import torchdiffeq
 

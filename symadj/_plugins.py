@@ -83,6 +83,7 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._loaded = False
+        self._loading = False
         self._tableaux: dict[str, Tableau | Path] = {}
         self._backends: dict[str, BackendInfo] = {}
         self._backend_objects: dict[str, Backend] = {}
@@ -93,9 +94,16 @@ class Registry:
         if self._loaded:
             return
         with self._lock:
-            if not self._loaded:
-                self._load_plugins()
-                self._loaded = True
+            # A plugin that looks up the registry while registering (``get_tableau("rk4")``
+            # to extend a shipped scheme) re-enters here on this thread: it sees the
+            # registry as filled so far instead of starting the load over, recursively.
+            if not self._loaded and not self._loading:
+                self._loading = True
+                try:
+                    self._load_plugins()
+                finally:
+                    self._loading = False
+                    self._loaded = True
 
     def _load_plugins(self) -> None:
         manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
@@ -117,6 +125,11 @@ class Registry:
     def _call_plugin(self, impl: Any, add: Any) -> None:
         try:
             contributions = impl.function() or []
+            if isinstance(contributions, (str, Path, Tableau, BackendInfo)) or not isinstance(contributions, Iterable):
+                raise InvalidArgumentError(
+                    f"{impl.function.__name__} must return a list, got {type(contributions).__name__}"
+                )
+            contributions = list(contributions)  # a generator may fail part-way: nothing is added then
         except Exception as exc:
             self._report(f"plugin {impl.plugin_name!r} failed to register: {type(exc).__name__}: {exc}")
             return
@@ -151,6 +164,10 @@ class Registry:
 
     def register_tableau(self, tableau: Tableau | str | Path, *, replace: bool = False) -> Tableau:
         self._ensure_loaded()
+        if not isinstance(tableau, (Tableau, str, Path)):
+            raise InvalidArgumentError(
+                f"register_tableau takes a symadj.Tableau or the path of a TOML file, got {type(tableau).__name__}"
+            )
         if not isinstance(tableau, Tableau):
             tableau = Tableau.from_file(tableau)  # verify now: the caller wants errors at once
         self._add_tableau_entry(tableau, replace=replace)
@@ -202,7 +219,18 @@ class Registry:
                     f"backend {name!r} needs {info.library}, which is not installed: "
                     f"pip install '{info.extra}'"
                 )
-            backend = info.load()
+            try:
+                backend = info.load()
+            except Exception as exc:
+                raise BackendUnavailableError(
+                    f"backend {name!r} failed to load: {type(exc).__name__}: {exc}; reinstall its plugin "
+                    f"({info.extra}) or choose another backend"
+                ) from exc
+            if not isinstance(backend, Backend):
+                raise BackendUnavailableError(
+                    f"backend {name!r}: its load() returned a {type(backend).__name__}, not a symadj.Backend; "
+                    f"the plugin that registered it is broken"
+                )
             self._backend_objects[name] = backend
             return backend
 

@@ -207,6 +207,16 @@ class Tableau:
         stages = len(b_parsed)
         if stages == 0:
             raise TableauError(f"{where}: field 'b' is empty; a scheme needs at least one stage")
+        if order > stages:
+            # Checked before the order conditions: their rooted trees grow exponentially with the order.
+            raise TableauError(
+                f"{where}: field 'order' is {order} but an explicit scheme with {stages} stages has order at "
+                f"most {stages}; declare the order the scheme has"
+            )
+        if not isinstance(description, str):
+            raise TableauError(f"{where}: field 'description' must be a string, got {description!r}")
+        if not isinstance(fsal, bool):
+            raise TableauError(f"{where}: field 'fsal' must be true or false, got {fsal!r}")
         values = {
             "name": name,
             "c": parse.vector(c, "c", stages),
@@ -216,7 +226,7 @@ class Tableau:
             "description": description,
             "embedded": _embedded(parse, embedded, "b_embedded", b_parsed),
             "secondary": _embedded(parse, secondary, "secondary_error.b_embedded", b_parsed),
-            "fsal": bool(fsal),
+            "fsal": fsal,
             "dense": _dense(parse, dense, stages),
             "partner": _partner(parse, partner, stages),
             "source": source,
@@ -452,8 +462,13 @@ def _embedded(parse: _Parser, value, label: str, b: tuple[Fraction, ...]) -> Emb
     if value is None or isinstance(value, EmbeddedEstimate):
         return value
     order, weights = value
-    if not isinstance(order, int) or order < 1:
+    if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         raise TableauError(f"{parse.source}: the order of '{label}' must be a positive integer, got {order!r}")
+    if order > len(b):
+        raise TableauError(
+            f"{parse.source}: the order of '{label}' is {order} but the scheme has {len(b)} stages, so at most "
+            f"{len(b)}; declare the order the estimate has"
+        )
     b_hat = parse.vector(weights, label, len(b))
     return EmbeddedEstimate(order, b_hat, tuple(x - y for x, y in zip(b, b_hat)))
 
@@ -462,6 +477,8 @@ def _dense(parse: _Parser, value, stages: int) -> DenseOutput | None:
     if value is None or isinstance(value, DenseOutput):
         return value
     order, rows = value
+    if not isinstance(order, int) or isinstance(order, bool) or order < 1:
+        raise TableauError(f"{parse.source}: field 'dense.order' must be a positive integer, got {order!r}")
     if not isinstance(rows, Sequence) or len(rows) != stages:
         raise TableauError(f"{parse.source}: field 'dense.b' must have one row per stage ({stages})")
     return DenseOutput(order, tuple(parse.vector(row, f"dense.b[{i}]") for i, row in enumerate(rows)))

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import symadj
+
+# Property tests: CI runs a bounded number of examples from a fixed seed (derandomize), so a
+# failure reproduces; HYPOTHESIS_PROFILE=dev explores more, with fresh random examples.
+settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=300, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SHIPPED = [
     "euler", "midpoint", "heun2", "ralston2", "heun_euler", "fehlberg2", "bosh3", "rk4", "rk38",

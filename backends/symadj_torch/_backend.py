@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat.torch as xp_torch
 import torch
 
-from symadj import Backend, Field, GradientNotSupportedError, InvalidArgumentError
+from symadj import Backend, Field, GradientNotSupportedError, InvalidArgumentError, SymadjWarning
 from symadj._state import call_with_args
 
 
@@ -21,6 +24,35 @@ class TorchField(Field):
 
     def __call__(self, t: Any, y: Any) -> Any:
         return self._f(t, y)
+
+
+def _eager(method: Callable) -> Callable:
+    """``method``, kept out of torch.compile's graphs.
+
+    Dynamo cannot trace a solve: the number of steps and every accept/reject branch depend
+    on the state's values, so it would recompile for each step count. The loop, the
+    custom-gradient node and the parameter probe run eagerly instead (one graph break
+    each); the rest of the model still compiles, and so does a func compiled on its own.
+    ``torch.compiler.disable`` imports Dynamo (seconds), so it is applied on the first call
+    made while Dynamo is loaded; a program that never compiles never imports it.
+    """
+    disabled: list[Callable] = []
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" not in sys.modules:
+            return method(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch.compiler.disable(method, reason="symadj runs its ODE solve eagerly"))
+        return disabled[0](*args, **kwargs)
+
+    return call
+
+
+COMPILE_WARNING = (
+    "symadj.odeint under torch.compile: the ODE solve runs eagerly (a graph break), the code around it "
+    "is compiled. To compile the vector field, compile func itself: odeint(torch.compile(func), ...)"
+)
 
 
 class TorchBackend(Backend):
@@ -53,12 +85,19 @@ class TorchBackend(Backend):
         else:
             candidates = list(func.parameters()) if isinstance(func, torch.nn.Module) else []
             candidates += [a for a in _tensors_in(args)]
+        if torch.compiler.is_compiling():
+            warnings.warn(COMPILE_WARNING, SymadjWarning, stacklevel=2)
         for p in candidates:
             if not isinstance(p, torch.Tensor):
                 raise InvalidArgumentError(f"adjoint_params must hold tensors, got {type(p).__name__}")
         params = _unique([p for p in candidates if p.requires_grad])
         return TorchField(layout.wrap(xp_torch, call_with_args(func, args)), params)
 
+    @_eager
+    def while_loop(self, cond, body, carry, *, max_iterations, differentiable=False):
+        return super().while_loop(cond, body, carry, max_iterations=max_iterations, differentiable=differentiable)
+
+    @_eager
     def check_params_found(self, field: Field, ts: Any, y0: Any) -> None:
         if not torch.is_grad_enabled():
             return
@@ -106,6 +145,7 @@ class TorchBackend(Backend):
         grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
         return out.detach(), grads[0], grads[1:]
 
+    @_eager
     def custom_vjp(self, forward, backward, y0, params):
         aux: list[Any] = []
         outputs = _Solve.apply(forward, backward, aux, y0, *params)

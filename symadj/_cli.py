@@ -1,4 +1,5 @@
-"""The ``symadj`` command: ``symadj tableaux`` lists and verifies tableaux."""
+"""The ``symadj`` command: ``symadj tableaux`` lists and verifies tableaux, ``symadj backends`` lists
+backends, ``symadj bench`` measures the gradient modes against each other and the installed peers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Sequence
 
 from ._plugins import registry
 from ._tableau import Tableau
-from .errors import TableauError
+from .bench.config import add_arguments as add_bench_arguments
+from .errors import SymadjError, TableauError
 
 
 def _tableaux(args: argparse.Namespace) -> int:
@@ -43,6 +45,12 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.cli import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symadj", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,10 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     tableaux.set_defaults(run=_tableaux)
     backends = commands.add_parser("backends", help="list the backends and whether they are installed")
     backends.set_defaults(run=_backends)
+    bench = commands.add_parser(
+        "bench", help="time and peak memory of every gradient mode and installed peer (fresh process each)",
+        description="Neural ODE gradient benchmark: every symadj gradient mode on every installed backend, "
+                    "torchdiffeq and diffrax, each in a fresh process; a table, and with --out CSV, JSON and a figure.")
+    add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``symadj`` console script and ``python -m symadj``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    args.argv = argv
+    try:
+        return args.run(args)
+    except SymadjError as exc:
+        print(f"symadj: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,149 @@
+"""The benchmark problems in JAX, solved by symadj's JAX backend or by diffrax, jitted.
+
+The vector field counts its calls through ``jax.debug.callback``: evaluations inside a
+compiled loop cannot be counted otherwise, and one program (not a second, counting copy)
+keeps compile time down. Its cost is one host call per evaluation, small next to a
+network evaluation of the default sizes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import measure
+from .methods import Method
+from .problems import ProblemSpec, gradient_vector, make_arrays
+
+
+def _net(params: list[tuple[Any, Any]], h: Any) -> Any:
+    for weight, bias in params[:-1]:
+        h = jnp.tanh(h @ weight + bias)
+    return h @ params[-1][0] + params[-1][1]
+
+
+def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
+    """The vector field ``f(t, y, params)``; ``on_call`` (a host function) runs at every call."""
+
+    def field(t: Any, y: Any, params: list[tuple[Any, Any]]) -> Any:
+        if on_call is not None:
+            jax.debug.callback(on_call)
+        if spec.kind == "mlp":
+            return _net(params, y)
+        if spec.kind == "pendulum":
+            angle, velocity = y[:, :1], y[:, 1:]
+            return jnp.concatenate([velocity, _net(params, jnp.concatenate(
+                [jnp.sin(angle), jnp.cos(angle), velocity], axis=1))], axis=1)
+        # FFJORD's Hutchinson estimate e^T (df/dz) e, with J e carried through the layers
+        # by hand, exactly as the torch version does.
+        z = y[0]
+        h = jnp.concatenate([z, jnp.broadcast_to(jnp.asarray(t, z.dtype), (z.shape[0], 1))], axis=1)
+        tangent = jnp.concatenate([probe, jnp.zeros_like(z[:, :1])], axis=1)
+        for weight, bias in params[:-1]:
+            h = jnp.tanh(h @ weight + bias)
+            tangent = (1 - h * h) * (tangent @ weight)
+        dz = h @ params[-1][0] + params[-1][1]
+        return dz, jnp.sum((tangent @ params[-1][0]) * probe, axis=1)
+
+    return field
+
+
+def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
+    """The scalar the benchmark differentiates (the same in every backend)."""
+    if spec.kind == "mlp":
+        return jnp.mean(ys[-1] ** 2)
+    if spec.kind == "pendulum":
+        return jnp.mean((ys - target) ** 2)
+    z, delta = ys[0][-1], ys[1][-1]
+    return -jnp.mean(-0.5 * jnp.sum(z**2, axis=1) - math.log(2 * math.pi) + delta)
+
+
+class JaxCase:
+    """One method on one problem: compiled once, run forward and backward repeatedly."""
+
+    def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu") -> None:
+        arrays = make_arrays(spec)
+        jax_dtype = jnp.dtype(dtype)
+        cast = lambda a: jnp.asarray(a, dtype=jax_dtype)  # noqa: E731
+        self.spec, self.method = spec, method
+        self.params = [(cast(w), cast(b)) for w, b in arrays["params"]]
+        leaves = tuple(cast(a) for a in arrays["y0"])
+        self.y0 = leaves if len(leaves) > 1 else leaves[0]
+        self.times = cast(arrays["times"])
+        self.probe = cast(arrays["extra"]) if spec.kind == "cnf" else None
+        self.target = cast(arrays["extra"]) if spec.kind == "pendulum" else None
+        self.max_steps = self._max_steps()
+        self.calls = 0
+        start = time.perf_counter()
+        self._compiled = self._compile(make_field(spec, self.probe, self._bump))
+        self.info = {"compile_s": time.perf_counter() - start,
+                     "temp_mib": self._compiled.memory_analysis().temp_size_in_bytes / 2**20}
+
+    def _bump(self) -> None:
+        self.calls += 1
+
+    def _max_steps(self) -> int:
+        # Every JAX method gets the same bound, from a forward solve: backprop and diffrax's
+        # DirectAdjoint allocate for max_steps, not for the steps taken.
+        import symadj
+
+        spec = self.spec
+        stats = jax.jit(lambda y0, p: symadj.solve(make_field(spec, self.probe), y0, self.times, args=p,
+                                                   method=spec.method, rtol=spec.rtol, atol=spec.atol).stats)
+        return math.ceil(1.5 * int(stats(self.y0, self.params).n_steps)) + 8
+
+    def _loss(self, field: Any) -> Any:
+        spec, method = self.spec, self.method
+        if method.library == "symadj":
+            import symadj
+
+            def loss(params: Any, y0: Any) -> Any:
+                sol = symadj.solve(field, y0, self.times, args=params, method=spec.method, rtol=spec.rtol,
+                                   atol=spec.atol, gradient=method.mode, options={"max_steps": self.max_steps})
+                return loss_of(spec, sol.ys, self.target), sol.stats.n_accepted
+
+            return loss
+        import diffrax
+
+        solver = {"dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5}[spec.method]()
+
+        def loss(params: Any, y0: Any) -> Any:
+            sol = diffrax.diffeqsolve(
+                diffrax.ODETerm(field), solver, self.times[0], self.times[-1], None, y0, args=params,
+                saveat=diffrax.SaveAt(ts=self.times), adjoint=getattr(diffrax, method.mode)(),
+                stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), max_steps=self.max_steps)
+            return loss_of(spec, sol.ys, self.target), sol.stats["num_accepted_steps"]
+
+        return loss
+
+    def _compile(self, field: Any) -> Any:
+        grad = jax.jit(jax.value_and_grad(self._loss(field), argnums=(0, 1), has_aux=True))
+        return grad.lower(self.params, self.y0).compile()
+
+    def run(self) -> None:
+        """One forward and backward pass, waited for."""
+        jax.block_until_ready(self._compiled(self.params, self.y0))
+        jax.effects_barrier()
+
+    def counted(self) -> tuple[np.ndarray, int | None, int]:
+        """One forward and backward pass: the gradient (canonical order), accepted steps and
+        evaluations of the field (forward and backward, as counted at run time)."""
+        self.calls = 0
+        (_, steps), (param_grads, y0_grad) = jax.block_until_ready(self._compiled(self.params, self.y0))
+        jax.effects_barrier()
+        first = y0_grad[0] if isinstance(y0_grad, tuple) else y0_grad
+        vector = gradient_vector([(np.asarray(w), np.asarray(b)) for w, b in param_grads], np.asarray(first))
+        return vector, int(steps), self.calls
+
+    def reset_peak(self) -> float:
+        """Start a peak-memory measurement; returns its baseline in MiB."""
+        return measure.reset_peak()
+
+    def peak_mib(self) -> float:
+        """Peak resident memory (MiB, not above the baseline) since :meth:`reset_peak`."""
+        return measure.peak_mib()

@@ -1,0 +1,101 @@
+"""The benchmark's results as a terminal table, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.metadata
+import json
+import math
+import os
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+from .runner import BenchConfig, Row
+
+LIBRARIES = ("symadj", "numpy", "torch", "torchdiffeq", "jax", "jaxlib", "diffrax", "equinox")
+COLUMNS = (("time [s]", 10), ("peak [MiB]", 11), ("XLA temp [MiB]", 15), ("fevals", 8), ("steps", 6),
+           ("grad rel err", 13))
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the installed library versions, for the record."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(), "versions": versions}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def format_table(rows: Sequence[Row], config: BenchConfig) -> str:
+    """The table problems, one block each: a line per method, then the methods that did not run."""
+    lines = [f"float32 forward+backward, median of {config.repeats} after a warm-up, each method in a fresh process "
+             f"({config.threads or 'default'} thread(s), {config.device}); peak = "
+             f"{'CUDA max allocated' if config.device.startswith('cuda') else 'resident memory above baseline'}; "
+             f"grad rel err against float64 dopri8 at rtol {config.reference_rtol:g}"]
+    header = f"{'method':<36}" + "".join(f"{title:>{width}}" for title, width in COLUMNS)
+    for point in [point for point in config.points if point.main]:
+        point_rows = [row for row in rows if row.point == point.id]
+        lines += ["", point.spec.label, header, "-" * len(header)]
+        for row in point_rows:
+            if row.ok:
+                figures = (_figure(row.seconds, ".3f"), _figure(row.peak_mib, ".1f"), _figure(row.temp_mib, ".1f"),
+                           _figure(row.fevals, "d"), _figure(row.steps, "d"), _figure(row.grad_rel_error, ".1e"))
+                lines.append(f"{row.method:<36}" + "".join(f"{f:>{w}}" for f, (_, w) in zip(figures, COLUMNS)))
+            elif not row.status.startswith("skipped"):
+                lines.append(f"{row.method:<36}  {row.status}")
+    skipped = {row.method: row.status for row in rows if row.status.startswith("skipped")}
+    if skipped:
+        lines += [""] + [f"{method:<36}  {status}" for method, status in skipped.items()]
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def write_csv(rows: Sequence[Row], path: str) -> None:
+    """One line per method and point; empty cells where a figure does not exist."""
+    names = [f.name for f in dataclasses.fields(Row)]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if _plain(v) is None else v for k, v in dataclasses.asdict(row).items()})
+
+
+def write_json(rows: Sequence[Row], config: BenchConfig, path: str, command: str) -> None:
+    """Every row, the problems' settings, the command and the environment (non-finite numbers as null)."""
+    document = {
+        "command": command,
+        "environment": environment(),
+        "settings": {"repeats": config.repeats, "threads": config.threads, "device": config.device,
+                     "reference": f"float64 dopri8, rtol = atol = {config.reference_rtol:g}"},
+        "problems": {point.id: {**dataclasses.asdict(point.spec), "label": point.spec.label, "main": point.main,
+                                "sweep": point.sweep} for point in config.points},
+        "rows": [{k: _plain(v) for k, v in dataclasses.asdict(row).items()} for row in rows],
+    }
+    with open(path, "w") as handle:
+        json.dump(document, handle, indent=1)
+        handle.write("\n")

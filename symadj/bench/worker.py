@@ -1,0 +1,118 @@
+"""The benchmark's worker process: one method, run on each problem it is given.
+
+``python -m symadj.bench.worker TASK.json`` prints one JSON line per problem, as soon as
+it is measured, so that the runner can show progress. The runner starts a fresh worker
+for every method so that memory peaks of different methods never mix; within a worker,
+each problem's peak is measured from a baseline taken after the previous one is freed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+from . import measure
+from .methods import Method, get_method
+from .problems import ProblemSpec
+
+
+def build_case(method: Method, spec: ProblemSpec, dtype: str, device: str) -> Any:
+    """The torch or JAX case that runs ``method`` on ``spec`` (imports its library now)."""
+    if method.backend == "torch":
+        from ._torch_case import TorchCase
+
+        return TorchCase(method, spec, dtype, device)
+    from ._jax_case import JaxCase
+
+    return JaxCase(method, spec, dtype, device)
+
+
+def measure_case(case: Any, repeats: int) -> dict[str, Any]:
+    """Time (median of ``repeats`` after a warm-up), then one more run for peak memory,
+    evaluations, steps and the gradient."""
+    measure.set_mmap_threshold(measure.LARGE_MMAP_THRESHOLD)
+    case.run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        case.run()
+        times.append(time.perf_counter() - start)
+    measure.set_mmap_threshold(measure.SMALL_MMAP_THRESHOLD)
+    measure.release_free_memory()
+    baseline = case.reset_peak()
+    gradient, steps, fevals = case.counted()
+    peak = case.peak_mib() - baseline
+    measure.set_mmap_threshold(measure.LARGE_MMAP_THRESHOLD)
+    return {"seconds": statistics.median(times), "peak_mib": max(peak, 0.0), "fevals": fevals, "steps": steps,
+            "gradient": gradient, **case.info}
+
+
+def relative_error(gradient: np.ndarray, reference_file: str | None) -> float:
+    """‖g − g_ref‖ / ‖g_ref‖, or NaN when there is no reference."""
+    if not reference_file or not os.path.exists(reference_file):
+        return math.nan
+    reference = np.load(reference_file)
+    return float(np.linalg.norm(gradient - reference) / np.linalg.norm(reference))
+
+
+def _configure(task: dict[str, Any], method: Method) -> None:
+    threads = task.get("threads", 0)
+    if method.backend == "torch" and threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if method.backend == "jax" and task["dtype"] == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def run_task(task: dict[str, Any]) -> None:
+    """Measure ``task["method"]`` on each of ``task["problems"]``, printing a JSON line each.
+
+    With ``task["reference"]`` set, compute and save each problem's gradient instead
+    (``<reference_dir>/<id>.npy``).
+    """
+    method = get_method(task["method"])
+    _configure(task, method)
+    for item in task["problems"]:
+        spec = ProblemSpec(**item["spec"])
+        row: dict[str, Any] = {"id": item["id"]}
+        start = time.perf_counter()
+        try:
+            case = build_case(method, spec, task["dtype"], task["device"])
+            if task.get("reference"):
+                gradient, steps, fevals = case.counted()
+                np.save(os.path.join(task["reference_dir"], f"{item['id']}.npy"), gradient)
+                row.update(status="ok", steps=steps, fevals=fevals)
+            else:
+                result = measure_case(case, task["repeats"])
+                ref_file = os.path.join(task["reference_dir"], f"{item['id']}.npy") if task["reference_dir"] else None
+                row.update(status="ok", grad_rel_error=relative_error(result.pop("gradient"), ref_file), **result)
+            del case
+        except Exception as exc:  # a failure is a result: reported in the table, not fatal to the run
+            traceback.print_exc(file=sys.stderr)
+            row.update(status=f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        row["wall_s"] = time.perf_counter() - start
+        measure.release_free_memory()
+        print(json.dumps(row), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m symadj.bench.worker TASK.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as handle:
+        run_task(json.load(handle))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""``symadj bench``: flags to points, the memory probe, the report, and the quick run end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from symadj._cli import build_parser, main
+from symadj.bench import measure, plot, report, runner
+from symadj.bench.config import bench_config, points
+from symadj.bench.methods import Method, all_methods, select
+from symadj.bench.problems import ProblemSpec
+from symadj.errors import UnknownNameError
+
+FIGURES = ("seconds", "peak_mib", "fevals", "grad_rel_error")
+
+
+def parse(*flags: str):
+    return build_parser().parse_args(["bench", *flags])
+
+
+def test_quick_points_have_every_problem_and_a_sweep_through_the_mlp_problem():
+    quick = points(parse("--quick"))
+    assert [p.id for p in quick if p.main] == ["mlp", "cnf", "pendulum"]
+    sweep = [p for p in quick if p.sweep]
+    assert sorted(p.spec.end for p in sweep) == [0.5, 1.0, 2.0]
+    assert next(p for p in quick if p.id == "mlp").sweep  # the table's mlp is the sweep's t_end = 1, run once
+    assert len({p.spec for p in quick}) == len(quick)
+
+
+def test_problem_flags_override_quick_sizes():
+    specs = {p.id: p.spec for p in points(parse("--quick", "--mlp-width", "16", "--pendulum-method", "rk4",
+                                                 "--sweep", "off"))}
+    assert specs["mlp"].width == 16 and specs["mlp"].layers == 4
+    assert specs["pendulum"].method == "rk4" and set(specs) == {"mlp", "cnf", "pendulum"}
+
+
+def test_default_run_is_the_issue_problem():
+    mlp = next(p.spec for p in points(parse()) if p.id == "mlp")
+    assert (mlp.layers, mlp.width, mlp.batch, mlp.method, mlp.rtol) == (8, 512, 256, "dopri5", 1e-7)
+
+
+@pytest.mark.parametrize("flags, kind", [(("--problem", "lorenz"), "benchmark problem"),
+                                         (("--backend", "tensorflow"), "benchmark backend"),
+                                         (("--method", "rk45-magic"), "benchmark method")])
+def test_unknown_names_list_what_exists(flags, kind):
+    with pytest.raises(UnknownNameError) as caught:
+        bench_config(parse(*flags))
+    assert caught.value.kind == kind and caught.value.known
+
+
+def test_cli_reports_an_unknown_name_without_a_traceback(capsys):
+    assert main(["bench", "--problem", "lorenz"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark problem 'lorenz'" in err and "'pendulum'" in err
+
+
+def test_every_peer_and_mode_is_known():
+    names = {method.name for method in all_methods()}
+    assert {"symadj-torch:symplectic", "symadj-jax:backprop", "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
+            "diffrax:RecursiveCheckpointAdjoint", "diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint"} <= names
+    assert [m.name for m in select(["torch"], ["adjoint"])] == ["symadj-torch:adjoint", "torchdiffeq:odeint_adjoint"]
+
+
+def test_peak_is_measured_above_the_baseline():
+    measure.release_free_memory()
+    baseline = measure.reset_peak()
+    block = np.ones(64 * 2**20 // 8)
+    peak = measure.peak_mib() - baseline
+    del block
+    assert 60 <= peak < 200
+
+
+def test_a_missing_peer_is_listed_as_skipped_with_its_pip_command(monkeypatch):
+    monkeypatch.setattr(runner, "_reference", lambda *args: None)
+    absent = Method("nolib:odeint", "nolib", "torch", "odeint", ("no_such_module_here",), "pip install nolib")
+    config = runner.BenchConfig(points=(runner.Point("mlp", ProblemSpec("mlp", layers=2, width=4, batch=2)),),
+                                methods=(absent,))
+    rows = runner.run(config, runner.Progress(1, stream=io.StringIO()))
+    assert rows[0].status == "skipped: not installed (pip install nolib)"
+    assert "pip install nolib" in report.format_table(rows, config)
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _check_quick_results(out, backends):
+    rows = _rows(out / "results.csv")
+    expected = [m.name for m in select(backends) if m.available]
+    point_ids = {row["point"] for row in rows}
+    assert {"mlp", "cnf", "pendulum"} <= point_ids
+    for name in expected:
+        mine = [row for row in rows if row["method"] == name]
+        assert len(mine) == len(point_ids), f"{name} is missing points"
+        for row in mine:
+            assert row["status"] == "ok", f"{name} on {row['point']}: {row['status']}"
+            for figure in FIGURES:
+                assert math.isfinite(float(row[figure])), f"{name} on {row['point']}: {figure} = {row[figure]!r}"
+    for row in rows:
+        if row["method"].endswith(":symplectic"):
+            assert float(row["grad_rel_error"]) <= 1e-6, f"{row['method']} on {row['point']}"
+    document = json.loads((out / "results.json").read_text())
+    assert len(document["rows"]) == len(rows) and document["command"].startswith("symadj bench --quick")
+    if plot.can_plot():
+        assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _run_quick(out, *flags):
+    command = [sys.executable, "-m", "symadj", "bench", "--quick", *flags, "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_quick_run_on_torch_end_to_end(tmp_path):
+    pytest.importorskip("torch")
+    out = _run_quick(tmp_path, "--backend", "torch", "--repeats", "1")
+    assert "symadj-torch:symplectic" in out and "grad rel err" in out
+    _check_quick_results(tmp_path, ["torch"])
+
+
+@pytest.mark.slow
+def test_quick_run_on_every_backend_end_to_end(tmp_path):
+    _run_quick(tmp_path)
+    _check_quick_results(tmp_path, None)

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, Field
-from ._checkpoints import AllSteps, CheckpointPolicy, as_checkpoint_policy
+from ._checkpoints import AllSteps, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
 from ._compat import device_of
 from ._engine import rk_advance, rk_stages, stage_time
-from ._integrate import Problem, Trajectory, integrate
+from ._integrate import Problem, integrate
 from ._options import SolverOptions
 from ._solution import Stats
 from ._state import StateLayout
 from .errors import InvalidArgumentError, UnknownNameError
-
-StepAdjoint = Callable[[Any, Any, Any, Any, list], tuple[Any, list]]
 
 
 class GradientMode(abc.ABC):
@@ -297,13 +295,6 @@ def with_checkpoints(mode: GradientMode, checkpoints: str | CheckpointPolicy | N
             f"e.g. symadj.{type(mode).__name__}(checkpoints={checkpoints!r})"
         )
     return type(mode)(checkpoints=checkpoints)
-
-
-def walk_backward(backend: Backend, xp: Any, trajectory: Trajectory, outputs_cotangent: Any,
-                  params: Sequence[Any], step_adjoint: StepAdjoint) -> tuple[Any, list]:
-    """Walk the accepted steps in reverse, adding each output's cotangent exactly at its time
-    (the walk of ``checkpoints="all"``; other policies have their own, see ``_checkpoints``)."""
-    return AllSteps().walk(backend, xp, trajectory, outputs_cotangent, params, step_adjoint, None)
 
 
 def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: Sequence[Any],

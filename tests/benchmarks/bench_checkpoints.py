@@ -3,10 +3,11 @@
 
 A 2000-step dopri5 solve (fixed steps, so every policy takes the same steps) of a small
 MLP field on a large state, where the checkpoints, not the network, dominate memory.
-Each policy runs in a fresh process; memory is the peak resident set above the baseline
-(CPU) or ``torch.cuda.max_memory_allocated`` (CUDA), as in bench_torch.py.
+Each policy runs in a fresh process: timed passes, then one pass for memory, the peak
+resident set above the baseline (CPU; measured as ``symadj bench`` does, see
+symadj/bench/measure.py) or ``torch.cuda.max_memory_allocated`` (CUDA).
 
-    python tests/benchmarks/bench_checkpoints.py            # 2000 steps, state 512 x 64
+    python tests/benchmarks/bench_checkpoints.py            # 2000 steps, state 256 x 64
     python tests/benchmarks/bench_checkpoints.py --quick    # 200 steps, about a minute
 """
 
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(__file__))
-from bench_torch import _peak_mib, _reset_peak  # noqa: E402
+from symadj.bench import measure
 
 POLICIES = ["all", "revolve:4", "revolve:16", "revolve:64", "stages"]
 
@@ -30,9 +29,9 @@ def _parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200 steps")
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--features", type=int, default=64)
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
@@ -74,16 +73,25 @@ def worker(args):
         net.zero_grad(set_to_none=True)
         return sol.stats
 
+    cuda = args.device.startswith("cuda")
+    measure.set_mmap_threshold(measure.LARGE_MMAP_THRESHOLD)
     iteration()
-    baseline = _reset_peak(torch, args.device)
     times = []
     for _ in range(args.repeats):
-        calls["fevals"] = 0
         start = time.perf_counter()
-        stats = iteration()
+        iteration()
         times.append(time.perf_counter() - start)
+    # The memory pass: small blocks are mmapped so that resident memory follows live memory.
+    measure.set_mmap_threshold(measure.SMALL_MMAP_THRESHOLD)
+    measure.release_free_memory()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    baseline = torch.cuda.memory_allocated() / 2**20 if cuda else measure.reset_peak()
+    calls["fevals"] = 0
+    stats = iteration()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else measure.peak_mib()
     print(json.dumps({"policy": args.worker, "seconds": statistics.median(times),
-                      "peak_mib": _peak_mib(torch, args.device) - baseline, "steps": int(stats.n_accepted),
+                      "peak_mib": peak - baseline, "steps": int(stats.n_accepted),
                       "fevals": calls["fevals"], "extra_fevals": int(stats.extra_fevals),
                       "checkpoint_mib": int(stats.checkpoint_bytes) / 2**20}))
 
@@ -97,12 +105,11 @@ def main(argv=None):
           f"MLP 2x{args.width}, device {args.device}, median of {args.repeats}")
     print(f"{'checkpoints':<12} {'fwd+bwd s':>10} {'vs all':>7} {'peak MiB':>9} {'held MiB':>9} "
           f"{'fevals':>7} {'extra':>7}")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")  # the resident set follows live memory
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--only" and a not in args.only]
     baseline_seconds = None
     for policy in args.only:
         out = subprocess.run([sys.executable, __file__, *passthrough, "--worker", policy],
-                             capture_output=True, text=True, env=env)
+                             capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{policy:<12} failed: {out.stderr.strip().splitlines()[-1] if out.stderr else 'no output'}")
             continue

@@ -17,7 +17,8 @@ import math
 import statistics
 import time
 
-SYMADJ_MODES = ["symplectic", "checkpoint", "backprop", "adjoint"]
+# "mode", or "mode@policy" for a checkpoint policy other than "all".
+SYMADJ_MODES = ["symplectic", "symplectic@stages", "checkpoint", "backprop", "adjoint"]
 DIFFRAX_ADJOINTS = ["RecursiveCheckpointAdjoint", "BacksolveAdjoint", "DirectAdjoint"]
 
 
@@ -79,10 +80,11 @@ def main(argv=None):
 
     def loss_of(name):
         library, mode = name.split(":")
+        mode, _, policy = mode.partition("@")
         if library == "symadj":
             def loss(y0, p):
                 ys = symadj.odeint(field, y0, ts, args=p, method="dopri5", gradient=mode, rtol=args.rtol,
-                                   atol=args.atol, options={"max_steps": max_steps})
+                                   atol=args.atol, options={"max_steps": max_steps}, checkpoints=policy or None)
                 return jnp.mean(ys[-1] ** 2)
 
             return loss

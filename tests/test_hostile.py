@@ -70,6 +70,7 @@ def test_nonfinite_y0(lib, bad):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("method", ["dopri5", "rk4"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # numpy's inf - inf, on purpose
 def test_func_turning_nonfinite_mid_solve_names_time_and_step(lib, bad, method):
     options = {"step_size": 0.1} if method == "rk4" else None
     with pytest.raises(NonFiniteError, match=r"NaN or infinite in the step from t=0\.\d+ \(after \d+ accepted steps\)"

@@ -8,11 +8,12 @@ needs (stopping gradients, vector–Jacobian products, a custom-gradient wrapper
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._compat import device_of
+from ._compat import device_of, is_array
 from ._solution import Status
 from .errors import InvalidArgumentError
 
@@ -78,12 +79,38 @@ class Field(abc.ABC):
         return self
 
 
+#: Entries of at most this many elements go into a :class:`StackedBuffer`.
+STACKED_ENTRY_SIZE = 256
+
+
 class ListBuffer(list):
     """A growable buffer for eagerly executing backends; ``capacity`` bounds what is stacked."""
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
         self.capacity = capacity
+
+
+class StackedBuffer:
+    """A growable buffer of small arrays (times, step sizes, small states) for eagerly
+    executing backends: one stacked array that doubles when full, where a list would hold
+    an array object per entry (about a kilobyte each in PyTorch, more than a small state)."""
+
+    def __init__(self, xp: Any, capacity: int, like: Any) -> None:
+        self.xp, self.capacity, self.count = xp, capacity, 0
+        self.data = xp.zeros((min(capacity, 64), *like.shape), dtype=like.dtype, device=device_of(like))
+
+    def write(self, index: int, value: Any) -> None:
+        if index == self.data.shape[0]:
+            self.data = self.xp.concat([self.data, self.xp.zeros_like(self.data)])
+        self.data[index, ...] = value
+        self.count = max(self.count, index + 1)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.data[index, ...]
 
 
 class Backend(abc.ABC):
@@ -196,7 +223,14 @@ class Backend(abc.ABC):
     # -- functional buffers -------------------------------------------------
     def buffer(self, capacity: int, like: Any) -> Any:
         """An empty buffer of ``capacity`` arrays shaped like ``like``."""
+        if capacity > 0 and is_array(like) and math.prod(like.shape) <= STACKED_ENTRY_SIZE and self.stackable(like):
+            return StackedBuffer(self.namespace(), capacity, like)
         return ListBuffer(capacity)
+
+    def stackable(self, like: Any) -> bool:
+        """Whether arrays like ``like`` may be copied into a stacked buffer (an autograd
+        backend says no while it records: a copy would enter its graph)."""
+        return True
 
     def buffer_write(self, buffer: Any, index: Any, value: Any) -> Any:
         """The buffer with ``value`` at ``index`` (``index`` <= number written so far).
@@ -204,6 +238,9 @@ class Backend(abc.ABC):
         A buffer may also be an array, written in place by eager backends.
         """
         index = int(index)
+        if isinstance(buffer, StackedBuffer):
+            buffer.write(index, value)
+            return buffer
         if not isinstance(buffer, ListBuffer):
             buffer[index] = value
             return buffer
@@ -219,7 +256,12 @@ class Backend(abc.ABC):
     def buffer_stack(self, buffer: Any, count: Any, fill: Any) -> Any:
         """The first ``count`` entries stacked; entries past them (up to capacity) set to ``fill``."""
         xp = self.namespace()
-        return xp.stack(list(buffer[: int(count)]) + [fill] * (buffer.capacity - int(count)))
+        count = int(count)
+        missing = [fill] * (buffer.capacity - count)
+        if isinstance(buffer, StackedBuffer):
+            filled = buffer.data[:count, ...]
+            return xp.concat([filled, xp.stack(missing)]) if missing else filled
+        return xp.stack(list(buffer[:count]) + missing)
 
     # -- checkpoint storage (see symadj/_checkpoints.py) -----------------------
     def check_host_storage(self) -> None:
@@ -228,7 +270,7 @@ class Backend(abc.ABC):
 
     def host_buffer(self, capacity: int, like: Any) -> Any:
         """An empty buffer in host memory of ``capacity`` arrays shaped like ``like``."""
-        return self.buffer(capacity, like)
+        return ListBuffer(capacity)  # holds whatever to_host gives, where buffer() allocates like `like`
 
     def to_host(self, x: Any) -> Any:
         """``x`` copied to host memory, asynchronously where the library can."""

@@ -114,6 +114,9 @@ class TorchBackend(Backend):
                 f"adjoint_params=(...) listing every tensor to differentiate"
             )
 
+    def stackable(self, like):
+        return not torch.is_grad_enabled()
+
     def to_host(self, x):
         if x.device.type == "cpu":
             return x

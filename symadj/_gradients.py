@@ -318,12 +318,24 @@ def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: S
         states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), last + 1)
         return from_stage_states(t, h, xp.stack([states[i] for i in active]), lam, params_bar)
 
+    coefficients_on: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def coefficients(like: Any) -> tuple[Any, Any]:
+        """The partner's input weights and couplings in ``like``'s dtype and memory, made
+        once: a copy to the device at every step would stall the backward walk on it."""
+        key = (str(like.dtype), str(device_of(like)))
+        if key not in coefficients_on:
+            coefficients_on[key] = (
+                xp.asarray([adjoint.input_weight[i] for i in active], dtype=like.dtype, device=device_of(like)),
+                xp.asarray([[adjoint.coupling[i][j] for j in active] for i in active], dtype=like.dtype,
+                           device=device_of(like)),
+            )
+        return coefficients_on[key]
+
     def from_stage_states(t, h, stage_states, lam, params_bar):
         y = stage_states[0]
         times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in active])
-        input_weights = xp.asarray([adjoint.input_weight[i] for i in active], dtype=y.dtype, device=device_of(y))
-        couplings = xp.asarray([[adjoint.coupling[i][j] for j in active] for i in active], dtype=y.dtype,
-                               device=device_of(y))
+        input_weights, couplings = coefficients(y)
         h_state = xp.astype(h, y.dtype)
 
         def stage(k, carry):

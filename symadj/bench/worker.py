@@ -8,6 +8,7 @@ each problem's peak is measured from a baseline taken after the previous one is 
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -23,16 +24,14 @@ from . import measure
 from .methods import Method, get_method
 from .problems import ProblemSpec
 
+# Array-library code lives in the backend plugins; the core imports neither torch nor JAX.
+CASE_MODULES = {"torch": "symadj_torch.bench_case", "jax": "symadj_jax.bench_case"}
 
-def build_case(method: Method, spec: ProblemSpec, dtype: str, device: str) -> Any:
-    """The torch or JAX case that runs ``method`` on ``spec`` (imports its library now)."""
-    if method.backend == "torch":
-        from ._torch_case import TorchCase
 
-        return TorchCase(method, spec, dtype, device)
-    from ._jax_case import JaxCase
-
-    return JaxCase(method, spec, dtype, device)
+def case_module(method: Method) -> Any:
+    """The backend plugin's benchmark module for ``method`` (imports its array library now):
+    it supplies ``configure(threads, dtype)`` and ``BenchCase(method, spec, dtype, device)``."""
+    return importlib.import_module(CASE_MODULES[method.backend])
 
 
 def measure_case(case: Any, repeats: int) -> dict[str, Any]:
@@ -63,18 +62,6 @@ def relative_error(gradient: np.ndarray, reference_file: str | None) -> float:
     return float(np.linalg.norm(gradient - reference) / np.linalg.norm(reference))
 
 
-def _configure(task: dict[str, Any], method: Method) -> None:
-    threads = task.get("threads", 0)
-    if method.backend == "torch" and threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if method.backend == "jax" and task["dtype"] == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-
-
 def run_task(task: dict[str, Any]) -> None:
     """Measure ``task["method"]`` on each of ``task["problems"]``, printing a JSON line each.
 
@@ -82,13 +69,14 @@ def run_task(task: dict[str, Any]) -> None:
     (``<reference_dir>/<id>.npy``).
     """
     method = get_method(task["method"])
-    _configure(task, method)
+    cases = case_module(method)
+    cases.configure(task.get("threads", 0), task["dtype"])
     for item in task["problems"]:
         spec = ProblemSpec(**item["spec"])
         row: dict[str, Any] = {"id": item["id"]}
         start = time.perf_counter()
         try:
-            case = build_case(method, spec, task["dtype"], task["device"])
+            case = cases.BenchCase(method, spec, task["dtype"], task["device"])
             if task.get("reference"):
                 gradient, steps, fevals = case.counted()
                 np.save(os.path.join(task["reference_dir"], f"{item['id']}.npy"), gradient)

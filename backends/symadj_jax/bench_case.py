@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import measure
-from .methods import Method
-from .problems import ProblemSpec, gradient_vector, make_arrays
+from symadj.bench import measure
+from symadj.bench.methods import Method
+from symadj.bench.problems import ProblemSpec, gradient_vector, make_arrays
 
 
 def _net(params: list[tuple[Any, Any]], h: Any) -> Any:
@@ -53,6 +53,12 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     return field
 
 
+def configure(threads: int, dtype: str) -> None:
+    """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS)."""
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+
 def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
     """The scalar the benchmark differentiates (the same in every backend)."""
     if spec.kind == "mlp":
@@ -63,7 +69,7 @@ def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
     return -jnp.mean(-0.5 * jnp.sum(z**2, axis=1) - math.log(2 * math.pi) + delta)
 
 
-class JaxCase:
+class BenchCase:
     """One method on one problem: compiled once, run forward and backward repeatedly."""
 
     def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu") -> None:

@@ -1,4 +1,5 @@
-"""The benchmark problems in PyTorch, solved by symadj's torch backend or by torchdiffeq."""
+"""``symadj bench`` in PyTorch: the problems, solved by symadj's torch backend or by torchdiffeq
+(loaded by the benchmark's worker process, see symadj/bench/worker.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import measure
-from .methods import Method
-from .problems import ProblemSpec, gradient_vector, make_arrays
+from symadj.bench import measure
+from symadj.bench.methods import Method
+from symadj.bench.problems import ProblemSpec, gradient_vector, make_arrays
 
 
 class Field(torch.nn.Module):
@@ -51,6 +52,12 @@ class Field(torch.nn.Module):
         return dz, ((tangent @ self.weights[-1]) * self.probe).sum(dim=1)
 
 
+def configure(threads: int, dtype: str) -> None:
+    """Set up the worker process: ``threads`` intra-op threads (0: torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def loss_of(spec: ProblemSpec, ys: Any, target: torch.Tensor | None) -> torch.Tensor:
     """The scalar the benchmark differentiates (the same in every backend)."""
     if spec.kind == "mlp":
@@ -62,7 +69,7 @@ def loss_of(spec: ProblemSpec, ys: Any, target: torch.Tensor | None) -> torch.Te
     return -log_p.mean()
 
 
-class TorchCase:
+class BenchCase:
     """One method on one problem, ready to run forward and backward repeatedly."""
 
     def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu") -> None:

@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,19 @@ def test_quick_run_on_torch_end_to_end(tmp_path):
 def test_quick_run_on_every_backend_end_to_end(tmp_path):
     _run_quick(tmp_path)
     _check_quick_results(tmp_path, None)
+
+
+def test_torch_benchmark_floor_times_the_network_alone(capsys):
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+    try:
+        import bench_torch
+    finally:
+        sys.path.pop(0)
+    figures = bench_torch.main(["--quick", "--floor", "--layers", "2", "--width", "32", "--batch", "8"])
+    assert all(math.isfinite(v) and v > 0 for v in figures.values())
+    forward, vjp, backprop = figures["forward_ms"], figures["vjp_ms"], figures["backprop_ms"]
+    # Each stage costs F + V in place of P, and V repeats the work of P: the bound exceeds 1.
+    assert figures["stages_floor"] == pytest.approx((forward + vjp) / backprop)
+    assert figures["stages_floor"] > 1
+    assert "stages / backprop >=" in capsys.readouterr().out

@@ -7,6 +7,8 @@ warm-up forward and backward with the kernel's peak counter reset; on CUDA it is
 
     python tests/benchmarks/bench_torch.py            # 8 layers x 512, batch 256, dopri5, rtol 1e-7
     python tests/benchmarks/bench_torch.py --quick    # a small version, under a minute
+    python tests/benchmarks/bench_torch.py --floor    # the network's own costs, and the least
+                                                      # time checkpoints="stages" can take
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def _parse(argv=None):
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--only", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--floor", action="store_true",
+                        help="time the network alone and print the lower bound of stages/backprop")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -179,10 +183,67 @@ def _run_worker(passthrough, method, measure):
     return {"peak_mib": row["peak_mib"]} if measure == "memory" else {k: v for k, v in row.items() if k != "peak_mib"}
 
 
+def floor(args, evaluations=60):
+    """Per evaluation of the network: a forward without a graph (F), backprop through a chain
+    of evaluations as a solve makes (P), and one vector-Jacobian product with its own forward
+    (V). A solve with checkpoints="stages" takes F + V per stage where backprop takes P, so
+    (F + V) / P bounds its time ratio from below, whatever the solver's own overhead."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    net = _model(args, torch).net
+    params = list(net.parameters())
+    states = [0.1 * torch.randn(args.batch, args.features, device=args.device) for _ in range(evaluations)]
+
+    def no_graph():
+        with torch.no_grad():
+            for y in states:
+                net(y)
+
+    def chain():
+        y = states[0].requires_grad_(False)
+        for _ in states:
+            y = y + 0.01 * net(y)
+        y.square().mean().backward()
+        net.zero_grad(set_to_none=True)
+
+    def vjps():
+        totals = [torch.zeros_like(p) for p in params]
+        for y in states:
+            y = y.detach().requires_grad_(True)
+            out = net(y)
+            torch._foreach_add_(totals, list(torch.autograd.grad(out, (y, *params), torch.ones_like(out))[1:]))
+
+    def per_evaluation_ms(fn):
+        fn()
+        times = []
+        for _ in range(max(args.repeats, 3)):
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return 1e3 * statistics.median(times) / evaluations
+
+    f, p, v = per_evaluation_ms(no_graph), per_evaluation_ms(chain), per_evaluation_ms(vjps)
+    print(f"# {args.layers} layers x {args.width}, batch {args.batch}, device {args.device}, "
+          f"threads {torch.get_num_threads()}; ms per network evaluation")
+    print(f"forward without graph        F = {f:8.3f}")
+    print(f"backprop through a chain     P = {p:8.3f}   (backward/forward {(p - f) / f:.2f})")
+    print(f"VJP with its own forward     V = {v:8.3f}")
+    print(f"stages / backprop >= (F + V) / P = {(f + v) / p:.3f}")
+    return {"forward_ms": f, "backprop_ms": p, "vjp_ms": v, "stages_floor": (f + v) / p}
+
+
 def main(argv=None):
     args = _parse(argv)
     if args.worker:
         return worker(args)
+    if args.floor:
+        return floor(args)
     print(f"# {args.layers} layers x {args.width} (gain {args.gain}), batch {args.batch}, {args.method}, "
           f"rtol {args.rtol}, t in [0, {args.end}], device {args.device}, median of {args.repeats}")
     print(f"{'method':<28} {'fwd+bwd s':>10} {'peak MiB':>10} {'fevals':>8} {'steps':>6}")

@@ -202,7 +202,7 @@ def floor(args, evaluations=60):
                 net(y)
 
     def chain():
-        y = states[0].requires_grad_(False)
+        y = states[0]
         for _ in states:
             y = y + 0.01 * net(y)
         y.square().mean().backward()

@@ -85,6 +85,7 @@ class BenchCase:
         self.target = cast(arrays["extra"]) if spec.kind == "pendulum" else None
         self.max_steps = self._max_steps()
         self.calls = 0
+        self._gradients: Any = None
         start = time.perf_counter()
         self._compiled = self._compile(make_field(spec, self.probe, self._bump))
         self.info = {"compile_s": time.perf_counter() - start,
@@ -136,15 +137,19 @@ class BenchCase:
         jax.block_until_ready(self._compiled(self.params, self.y0))
         jax.effects_barrier()
 
-    def counted(self) -> tuple[np.ndarray, int | None, int]:
-        """One forward and backward pass: the gradient (canonical order), accepted steps and
-        evaluations of the field (forward and backward, as counted at run time)."""
+    def counted(self) -> tuple[int, int]:
+        """One forward and backward pass, its gradient kept for :meth:`gradient`: accepted
+        steps and evaluations of the field (forward and backward, as counted at run time)."""
         self.calls = 0
-        (_, steps), (param_grads, y0_grad) = jax.block_until_ready(self._compiled(self.params, self.y0))
+        (_, steps), self._gradients = jax.block_until_ready(self._compiled(self.params, self.y0))
         jax.effects_barrier()
+        return int(steps), self.calls
+
+    def gradient(self) -> np.ndarray:
+        """The gradient of the last :meth:`counted` pass, in canonical order; then dropped."""
+        (param_grads, y0_grad), self._gradients = self._gradients, None
         first = y0_grad[0] if isinstance(y0_grad, tuple) else y0_grad
-        vector = gradient_vector([(np.asarray(w), np.asarray(b)) for w, b in param_grads], np.asarray(first))
-        return vector, int(steps), self.calls
+        return gradient_vector([(np.asarray(w), np.asarray(b)) for w, b in param_grads], np.asarray(first))
 
     def reset_peak(self) -> float:
         """Start a peak-memory measurement; returns its baseline in MiB."""

@@ -111,15 +111,19 @@ class BenchCase:
         self._iteration()
         self._clear()
 
-    def counted(self) -> tuple[np.ndarray, int | None, int]:
-        """One forward and backward pass: the gradient (canonical order), accepted steps
-        (``None`` where the method does not report them) and evaluations of the field."""
+    def counted(self) -> tuple[int | None, int]:
+        """One forward and backward pass, its gradient kept for :meth:`gradient`: accepted
+        steps (``None`` where the method does not report them) and evaluations of the field."""
+        self._clear()
         self.field.calls = 0
-        steps = self._iteration()
+        return self._iteration(), self.field.calls
+
+    def gradient(self) -> np.ndarray:
+        """The gradient of the last :meth:`counted` pass, in canonical order; then dropped."""
         grads = [(w.grad.cpu().numpy(), b.grad.cpu().numpy()) for w, b in zip(self.field.weights, self.field.biases)]
         vector = gradient_vector(grads, self.leaves[0].grad.cpu().numpy())
         self._clear()
-        return vector, steps, self.field.calls
+        return vector
 
     def _clear(self) -> None:
         self.field.zero_grad(set_to_none=True)

@@ -57,3 +57,44 @@ def make_array(name: str, values, dtype: str = "float64"):
     import jax.numpy as jnp
 
     return jnp.asarray(values, dtype=dtype)
+
+
+def torch_rotating_field(width: int = 16):
+    """A float64 module field: a rotation plus a time-modulated tanh MLP (weights from
+    seed 0); ``calls`` counts its evaluations."""
+    import torch
+
+    torch.manual_seed(0)
+
+    class Field(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.Tanh(), torch.nn.Linear(width, 3))
+            self.register_buffer("rotation", torch.tensor([[0.0, 3.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+            self.calls = 0
+
+        def forward(self, t, y):
+            self.calls += 1
+            return y @ self.rotation.T + self.net(y) * torch.cos(t)
+
+    return Field().double()
+
+
+def jax_rotating_problem():
+    """The same kind of field for JAX, ``func(t, y, params)``, with float64 enabled:
+    returns ``(func, y0, params)``."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    params = {"w1": jnp.asarray(rng.uniform(-0.5, 0.5, (16, 3))), "b1": jnp.zeros(16),
+              "w2": jnp.asarray(rng.uniform(-0.5, 0.5, (3, 16)))}
+    rotation = jnp.array([[0.0, 3.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+
+    def func(t, y, p):
+        return y @ rotation.T + jnp.tanh(y @ p["w1"].T + p["b1"]) @ p["w2"].T * jnp.cos(t)
+
+    return func, jnp.asarray(rng.normal(size=(4, 3))), params

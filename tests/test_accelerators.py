@@ -11,6 +11,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import jax_rotating_problem, torch_rotating_field
 
 import symadj
 
@@ -52,31 +53,16 @@ def _relative_error(got, want) -> float:
 
 
 def _torch_field(device, width=16):
-    import torch
-
-    torch.manual_seed(0)
-
-    class Field(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.Tanh(), torch.nn.Linear(width, 3))
-            self.register_buffer("rotation", torch.tensor([[0.0, 3.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
-
-        def forward(self, t, y):
-            return y @ self.rotation.T + self.net(y) * torch.cos(t)
-
-    return Field().double().to(device)
+    return torch_rotating_field(width).to(device)
 
 
 def _torch_gradients(func, y0, ts, **kwargs):
-    import torch
-
     y0 = y0.detach().clone().requires_grad_(True)
     func.zero_grad()
     sol = symadj.solve(func, y0, ts, rtol=TOL, atol=TOL, **kwargs)
     (sol.ys ** 2 + sol.ys).sum().backward()
     grads = [y0.grad, *(p.grad for p in func.parameters())]
-    return [g.detach().cpu().numpy() for g in grads], sol.ys.detach().cpu().numpy(), sol.stats, torch
+    return [g.detach().cpu().numpy() for g in grads], sol.ys.detach().cpu().numpy()
 
 
 @ON_TORCH_ACCELERATORS
@@ -87,10 +73,10 @@ def test_torch_exact_modes_match_backprop_on_the_device(device, method):
     func = _torch_field(device)
     y0 = torch.randn(4, 3, dtype=torch.float64, device=device)
     ts = torch.linspace(0.0, 3.0, 4, dtype=torch.float64, device=device)
-    reference, _, _, _ = _torch_gradients(func, y0, ts, method=method, gradient="backprop")
+    reference, _ = _torch_gradients(func, y0, ts, method=method, gradient="backprop")
     for gradient, checkpoints in [("symplectic", None), ("symplectic", "stages"), ("symplectic", "offload"),
                                   ("symplectic", "revolve:4"), ("checkpoint", None)]:
-        grads, _, _, _ = _torch_gradients(func, y0, ts, method=method, gradient=gradient, checkpoints=checkpoints)
+        grads, _ = _torch_gradients(func, y0, ts, method=method, gradient=gradient, checkpoints=checkpoints)
         for got, want in zip(grads, reference):
             assert _relative_error(got, want) <= 1e-10, (gradient, checkpoints)
 
@@ -106,7 +92,7 @@ def test_torch_device_and_cpu_give_the_same_solution_and_gradient(device):
     for where in ("cpu", device):
         results[where] = _torch_gradients(_torch_field(where), y0.to(where), ts.to(where), method="rk4",
                                           options={"step_size": 0.05})
-    (cpu_grads, cpu_ys, _, _), (device_grads, device_ys, _, _) = results["cpu"], results[device]
+    (cpu_grads, cpu_ys), (device_grads, device_ys) = results["cpu"], results[device]
     assert _relative_error(device_ys, cpu_ys) <= 1e-10
     for got, want in zip(device_grads, cpu_grads):
         assert _relative_error(got, want) <= 1e-10
@@ -134,8 +120,8 @@ def test_torch_offload_holds_the_states_in_host_memory(device):
     assert on_device >= steps * state_bytes
     # The outputs (two states) stay on the device; the checkpoints do not.
     assert offloaded <= 4 * state_bytes
-    reference, _, _, _ = _torch_gradients(func, y0, ts, checkpoints="all")
-    grads, _, _, _ = _torch_gradients(func, y0, ts, checkpoints="offload")
+    reference, _ = _torch_gradients(func, y0, ts, checkpoints="all")
+    grads, _ = _torch_gradients(func, y0, ts, checkpoints="offload")
     assert all(np.array_equal(got, want) for got, want in zip(grads, reference))
 
 
@@ -144,19 +130,10 @@ def test_torch_offload_holds_the_states_in_host_memory(device):
 
 def _jax_problem():
     import jax
-
-    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    rng = np.random.default_rng(0)
-    params = {"w1": jnp.asarray(rng.uniform(-0.5, 0.5, (16, 3))), "b1": jnp.zeros(16),
-              "w2": jnp.asarray(rng.uniform(-0.5, 0.5, (3, 16)))}
-    rotation = jnp.array([[0.0, 3.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-
-    def func(t, y, p):
-        return y @ rotation.T + jnp.tanh(y @ p["w1"].T + p["b1"]) @ p["w2"].T * jnp.cos(t)
-
-    return jax, jnp, func, jnp.asarray(rng.normal(size=(4, 3))), params
+    func, y0, params = jax_rotating_problem()
+    return jax, jnp, func, y0, params
 
 
 @ON_JAX_ACCELERATORS

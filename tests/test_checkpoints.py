@@ -8,6 +8,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+from conftest import jax_rotating_problem, torch_rotating_field
 
 import symadj
 from symadj._checkpoints import revolve_counts
@@ -60,20 +61,7 @@ def test_schedule_is_optimal_and_within_budget():
 
 def _torch_problem():
     torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-
-    class Field(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
-            self.register_buffer("rotation", torch.tensor([[0.0, 3.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
-            self.calls = 0
-
-        def forward(self, t, y):
-            self.calls += 1
-            return y @ self.rotation.T + self.net(y) * torch.cos(t)
-
-    return Field().double(), torch.randn(4, 3, dtype=torch.float64)
+    return torch_rotating_field(), torch.randn(4, 3, dtype=torch.float64)
 
 
 def _torch_gradients(func, y0, checkpoints, gradient="symplectic"):
@@ -141,18 +129,9 @@ def test_torch_revolve_on_fixed_steps_non_fsal():
 
 def test_jax_policies_give_identical_gradients():
     jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
-    rng = np.random.default_rng(0)
-    params = {"w1": jnp.asarray(rng.uniform(-0.5, 0.5, (16, 3))), "b1": jnp.zeros(16),
-              "w2": jnp.asarray(rng.uniform(-0.5, 0.5, (3, 16)))}
-    rotation = jnp.array([[0.0, 3.0, 0.0], [-3.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-
-    def func(t, y, p):
-        return y @ rotation.T + jnp.tanh(y @ p["w1"].T + p["b1"]) @ p["w2"].T * jnp.cos(t)
-
-    y0 = jnp.asarray(rng.normal(size=(4, 3)))
+    func, y0, params = jax_rotating_problem()
     ts = jnp.linspace(0.0, END, 5)
     budgets = (2, 17, 400)
     policies = ["all", "offload", "stages", *(f"revolve:{k}" for k in budgets)]

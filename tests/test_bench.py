@@ -17,7 +17,7 @@ from symadj._cli import build_parser, main
 from symadj.bench import measure, plot, report, runner
 from symadj.bench.config import bench_config, points
 from symadj.bench.methods import Method, all_methods, select
-from symadj.bench.problems import ProblemSpec
+from symadj.bench.problems import ProblemSpec, make_arrays
 from symadj.errors import UnknownNameError
 
 FIGURES = ("seconds", "peak_mib", "fevals", "grad_rel_error")
@@ -46,6 +46,30 @@ def test_problem_flags_override_quick_sizes():
 def test_default_run_is_the_issue_problem():
     mlp = next(p.spec for p in points(parse()) if p.id == "mlp")
     assert (mlp.layers, mlp.width, mlp.batch, mlp.method, mlp.rtol) == (8, 512, 256, "dopri5", 1e-7)
+
+
+def test_timeseries_is_chosen_by_name_at_its_defaults_and_left_out_of_the_default_run():
+    spec = {p.id: p.spec for p in points(parse("--problem", "timeseries", "--sweep", "off"))}["timeseries"]
+    assert (spec.layers, spec.width, spec.batch, spec.features) == (2, 64, 64, 8)
+    assert (spec.method, spec.rtol, spec.atol, spec.end, spec.outputs) == ("dopri5", 1e-5, 1e-5, 10.0, 200)
+    assert "timeseries" not in {p.id for p in points(parse())}
+    quick = points(parse("--problem", "timeseries", "--quick", "--sweep", "off", "--timeseries-outputs", "7"))
+    assert [p.id for p in quick] == ["timeseries"] and quick[0].spec.outputs == 7 and quick[0].spec.width == 32
+
+
+def test_timeseries_arrays_fit_a_teacher_trajectory_whatever_the_solver_settings():
+    spec = ProblemSpec("timeseries", layers=2, width=8, batch=4, features=3, end=2.0, outputs=6)
+    arrays = make_arrays(spec)
+    assert [(w.shape, b.shape) for w, b in arrays["params"]] == [((3, 8), (8,)), ((8, 3), (3,))]
+    (y0,), target = arrays["y0"], arrays["extra"]
+    assert y0.shape == (4, 3) and target.shape == (6, 4, 3) and np.all(np.isfinite(target))
+    np.testing.assert_allclose(arrays["times"], np.linspace(0.0, 2.0, 6))
+    np.testing.assert_array_equal(target[0], y0)
+    assert np.abs(target[-1] - y0).max() > 0.1  # the teacher moves the state
+    # The float64 reference solves the same spec with dopri8 at another tolerance: same data.
+    reference = make_arrays(spec.replace(method="dopri8", rtol=1e-10, atol=1e-10))
+    np.testing.assert_array_equal(reference["extra"], target)
+    np.testing.assert_array_equal(reference["params"][0][0], arrays["params"][0][0])
 
 
 @pytest.mark.parametrize("flags, kind", [(("--problem", "lorenz"), "benchmark problem"),
@@ -136,6 +160,27 @@ def test_quick_run_on_jax_end_to_end(tmp_path):
     out = _run_quick(tmp_path, "--backend", "jax", "--repeats", "1")
     assert "symadj-jax:symplectic" in out and "grad rel err" in out
     _check_quick_results(tmp_path, ["jax"])
+
+
+def test_timeseries_on_torch_end_to_end():
+    # symadj's symplectic mode and both torchdiffeq peers, each in its own worker, against
+    # the float64 reference: the same loss over every output time, so the errors compare.
+    # (Every torch method on every default problem runs in the quick test above.)
+    pytest.importorskip("torch")
+    spec = ProblemSpec("timeseries", layers=2, width=16, batch=4, features=4, end=2.0, outputs=8, rtol=1e-8,
+                       atol=1e-8, gain=1.0)
+    methods = tuple(select(["torch"], ["symplectic", "torchdiffeq"]))
+    config = runner.BenchConfig(points=(runner.Point("timeseries", spec),), methods=methods, repeats=1, threads=1)
+    rows = {row.method: row for row in runner.run(config, runner.Progress(4, stream=io.StringIO()))}
+    assert sorted(rows) == sorted(m.name for m in methods)
+    for name in [m.name for m in methods if m.available]:
+        row = rows[name]
+        assert row.status == "ok", f"{name}: {row.status}"
+        for figure in FIGURES:
+            assert math.isfinite(getattr(row, figure)), f"{name}: {figure} = {getattr(row, figure)!r}"
+    symplectic = rows["symadj-torch:symplectic"]
+    assert symplectic.steps > 0 and symplectic.grad_rel_error <= 1e-6
+    assert "timeseries (2x16, batch 4x4" in report.format_table(list(rows.values()), config)
 
 
 def test_torch_benchmark_floor_times_the_network_alone(capsys):

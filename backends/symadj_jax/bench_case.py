@@ -18,7 +18,7 @@ import numpy as np
 
 from symadj.bench import measure
 from symadj.bench.methods import Method
-from symadj.bench.problems import ProblemSpec, gradient_vector, make_arrays
+from symadj.bench.problems import FITTED, LIBRARY_DEFAULTS, PLAIN_MLP, ProblemSpec, gradient_vector, make_arrays
 
 
 def _net(params: list[tuple[Any, Any]], h: Any) -> Any:
@@ -33,7 +33,7 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     def field(t: Any, y: Any, params: list[tuple[Any, Any]]) -> Any:
         if on_call is not None:
             jax.debug.callback(on_call)
-        if spec.kind == "mlp":
+        if spec.kind in PLAIN_MLP:
             return _net(params, y)
         if spec.kind == "pendulum":
             angle, velocity = y[:, :1], y[:, 1:]
@@ -63,7 +63,7 @@ def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
     """The scalar the benchmark differentiates (the same in every backend)."""
     if spec.kind == "mlp":
         return jnp.mean(ys[-1] ** 2)
-    if spec.kind == "pendulum":
+    if spec.kind in FITTED:
         return jnp.mean((ys - target) ** 2)
     z, delta = ys[0][-1], ys[1][-1]
     return -jnp.mean(-0.5 * jnp.sum(z**2, axis=1) - math.log(2 * math.pi) + delta)
@@ -82,8 +82,8 @@ class BenchCase:
         self.y0 = leaves if len(leaves) > 1 else leaves[0]
         self.times = cast(arrays["times"])
         self.probe = cast(arrays["extra"]) if spec.kind == "cnf" else None
-        self.target = cast(arrays["extra"]) if spec.kind == "pendulum" else None
-        self.max_steps = self._max_steps()
+        self.target = cast(arrays["extra"]) if spec.kind in FITTED else None
+        self.max_steps = None if spec.kind in LIBRARY_DEFAULTS else self._max_steps()
         self.calls = 0
         self._gradients: Any = None
         start = time.perf_counter()
@@ -96,7 +96,8 @@ class BenchCase:
 
     def _max_steps(self) -> int:
         # Every JAX method gets the same bound, from a forward solve: backprop and diffrax's
-        # DirectAdjoint allocate for max_steps, not for the steps taken.
+        # DirectAdjoint allocate for max_steps, not for the steps taken. (Problems in
+        # LIBRARY_DEFAULTS skip this: each library keeps its own default, 4096 in both.)
         import symadj
 
         spec = self.spec
@@ -106,12 +107,13 @@ class BenchCase:
 
     def _loss(self, field: Any) -> Any:
         spec, method = self.spec, self.method
+        bound = {} if self.max_steps is None else {"max_steps": self.max_steps}
         if method.library == "symadj":
             import symadj
 
             def loss(params: Any, y0: Any) -> Any:
                 sol = symadj.solve(field, y0, self.times, args=params, method=spec.method, rtol=spec.rtol,
-                                   atol=spec.atol, gradient=method.mode, options={"max_steps": self.max_steps})
+                                   atol=spec.atol, gradient=method.mode, options=bound or None)
                 return loss_of(spec, sol.ys, self.target), sol.stats.n_accepted
 
             return loss
@@ -123,7 +125,7 @@ class BenchCase:
             sol = diffrax.diffeqsolve(
                 diffrax.ODETerm(field), solver, self.times[0], self.times[-1], None, y0, args=params,
                 saveat=diffrax.SaveAt(ts=self.times), adjoint=getattr(diffrax, method.mode)(),
-                stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), max_steps=self.max_steps)
+                stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), **bound)
             return loss_of(spec, sol.ys, self.target), sol.stats["num_accepted_steps"]
 
         return loss

@@ -11,7 +11,7 @@ import torch
 
 from symadj.bench import measure
 from symadj.bench.methods import Method
-from symadj.bench.problems import ProblemSpec, gradient_vector, make_arrays
+from symadj.bench.problems import FITTED, PLAIN_MLP, ProblemSpec, gradient_vector, make_arrays
 
 
 class Field(torch.nn.Module):
@@ -33,7 +33,7 @@ class Field(torch.nn.Module):
 
     def forward(self, t: torch.Tensor, y: Any) -> Any:
         self.calls += 1
-        if self.kind == "mlp":
+        if self.kind in PLAIN_MLP:
             return self.net(y)
         if self.kind == "pendulum":
             angle, velocity = y[:, :1], y[:, 1:]
@@ -62,7 +62,7 @@ def loss_of(spec: ProblemSpec, ys: Any, target: torch.Tensor | None) -> torch.Te
     """The scalar the benchmark differentiates (the same in every backend)."""
     if spec.kind == "mlp":
         return ys[-1].square().mean()
-    if spec.kind == "pendulum":
+    if spec.kind in FITTED:
         return (ys - target).square().mean()
     z, delta = ys[0][-1], ys[1][-1]
     log_p = -0.5 * z.square().sum(dim=1) - math.log(2 * math.pi) + delta
@@ -82,8 +82,8 @@ class BenchCase:
         self.leaves = leaves
         self.y0 = tuple(leaves) if len(leaves) > 1 else leaves[0]
         self.times = torch.as_tensor(arrays["times"], dtype=torch_dtype, device=device)
-        self.target = None if arrays["extra"] is None or spec.kind != "pendulum" else \
-            torch.as_tensor(arrays["extra"], dtype=torch_dtype, device=device)
+        self.target = torch.as_tensor(arrays["extra"], dtype=torch_dtype, device=device) if spec.kind in FITTED \
+            else None
         self._solve = self._solver(method)
 
     def _solver(self, method: Method) -> Any:

@@ -13,20 +13,25 @@ from typing import Any
 
 from ..errors import InvalidArgumentError, UnknownNameError
 from .methods import select
-from .problems import KINDS, ProblemSpec
+from .problems import KINDS, PLAIN_MLP, ProblemSpec
 from .runner import BenchConfig, Point
 
 DEFAULTS: dict[str, ProblemSpec] = {
     "mlp": ProblemSpec("mlp"),
     "cnf": ProblemSpec("cnf", layers=4, width=64, batch=512, rtol=1e-7, atol=1e-7),
     "pendulum": ProblemSpec("pendulum", layers=3, width=64, batch=256, method="dopri8", end=2.0, outputs=11),
+    "timeseries": ProblemSpec("timeseries", layers=2, width=64, batch=64, features=8, rtol=1e-5, atol=1e-5,
+                              end=10.0, outputs=200),
 }
+# What a plain ``symadj bench`` (and ``--quick``) runs; the others are chosen with --problem.
+DEFAULT_KINDS = ("mlp", "cnf", "pendulum")
 # Small and smooth (lower gain: fewer steps), so that ``--quick`` is quick; the tolerances
 # stay those of the full run.
 QUICK: dict[str, dict[str, Any]] = {
     "mlp": {"layers": 4, "width": 64, "batch": 32, "features": 8, "gain": 1.5},
     "cnf": {"layers": 3, "width": 32, "batch": 64, "gain": 1.0},
     "pendulum": {"layers": 3, "width": 32, "batch": 32, "end": 1.0, "outputs": 5, "gain": 1.0},
+    "timeseries": {"width": 32, "batch": 16, "outputs": 50, "gain": 1.0},
 }
 SWEEPS = ("end", "rtol", "off")
 SWEEP_VALUES = {"end": (0.5, 1.0, 2.0, 4.0), "rtol": (1e-5, 1e-6, 1e-7, 1e-8)}
@@ -40,9 +45,10 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``symadj bench`` flags to ``parser``."""
-    parser.add_argument("--quick", action="store_true", help="small sizes (all problems, all methods)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (of every problem run), for a smoke run")
+    others = [kind for kind in KINDS if kind not in DEFAULT_KINDS]
     parser.add_argument("--problem", nargs="+", metavar="NAME",
-                        help=f"problems to run (default all: {', '.join(KINDS)})")
+                        help=f"problems to run (default {', '.join(DEFAULT_KINDS)}; also {', '.join(others)})")
     parser.add_argument("--backend", nargs="+", metavar="NAME", help="backends to run: torch, jax (default all)")
     parser.add_argument("--method", nargs="+", metavar="NAME",
                         help="methods whose name contains one of these (e.g. symplectic torchdiffeq); default all")
@@ -66,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for kind in KINDS:
         group = parser.add_argument_group(f"{kind} problem")
         for name, spec_field in _FIELDS.items():
-            if kind != "mlp" and name == "features":
+            if kind not in PLAIN_MLP and name == "features":
                 continue
             group.add_argument(f"--{kind}-{name}", type=_TYPES[str(spec_field.type)], metavar="X",
                                help=f"(default {getattr(DEFAULTS[kind], name)})")
@@ -78,7 +84,7 @@ def problem_specs(args: argparse.Namespace) -> dict[str, ProblemSpec]:
     Raises:
         UnknownNameError: a problem name that does not exist.
     """
-    kinds = args.problem or list(KINDS)
+    kinds = args.problem or list(DEFAULT_KINDS)
     for kind in kinds:
         if kind not in KINDS:
             raise UnknownNameError("benchmark problem", kind, KINDS)

@@ -15,8 +15,17 @@ import numpy as np
 
 from ..errors import UnknownNameError
 
-KINDS = ("mlp", "cnf", "pendulum")
+KINDS = ("mlp", "cnf", "pendulum", "timeseries")
+# Problems whose field is the network alone, dy/dt = MLP(y), on ``features`` per sample.
+PLAIN_MLP = ("mlp", "timeseries")
+# Problems whose ``extra`` array is a target trajectory, fitted by the mean squared error
+# over every output time.
+FITTED = ("pendulum", "timeseries")
+# Problems run with each library's own default options (max_steps included), as a user
+# would run them; the others give every JAX method the same tight max_steps.
+LIBRARY_DEFAULTS = ("timeseries",)
 GRAVITY, DAMPING = 9.81, 0.3
+TARGET_RTOL = 1e-11
 
 
 @dataclass(frozen=True)
@@ -25,12 +34,14 @@ class ProblemSpec:
 
     Attributes:
         kind: ``"mlp"`` (a neural ODE dy/dt = MLP(y)), ``"cnf"`` (a 2-D continuous
-            normalising flow with a Hutchinson trace) or ``"pendulum"`` (learned damped
-            pendulum dynamics, several output times).
+            normalising flow with a Hutchinson trace), ``"pendulum"`` (learned damped
+            pendulum dynamics, several output times) or ``"timeseries"`` (dy/dt = MLP(y)
+            fitted at every one of many output times to the trajectory of another,
+            differently seeded network, as a latent ODE is fitted to a time series).
         layers: linear layers of the network.
         width: hidden width.
         batch: trajectories (samples) in the batch.
-        features: state size per sample (``"mlp"`` only; 2 for the others).
+        features: state size per sample (``"mlp"`` and ``"timeseries"``; 2 for the others).
         method: the Runge–Kutta tableau.
         rtol: relative tolerance.
         atol: absolute tolerance.
@@ -66,9 +77,12 @@ class ProblemSpec:
     def label(self) -> str:
         """A short description for tables: sizes, tableau, tolerance and interval."""
         size = f"{self.layers}x{self.width}, batch {self.batch}"
-        if self.kind == "mlp":
+        if self.kind in PLAIN_MLP:
             size += f"x{self.features}"
-        return f"{self.kind} ({size}, {self.method}, rtol {self.rtol:g}, t in [0, {self.end:g}])"
+        span = f"t in [0, {self.end:g}]"
+        if self.kind == "timeseries":
+            span += f", {self.outputs} outputs"
+        return f"{self.kind} ({size}, {self.method}, rtol {self.rtol:g}, {span})"
 
     def replace(self, **changes: Any) -> ProblemSpec:
         """A copy with some fields changed."""
@@ -77,33 +91,41 @@ class ProblemSpec:
 
 def state_size(spec: ProblemSpec) -> int:
     """Size of one sample's state in the network's input (the flows add time as an input)."""
-    return {"mlp": spec.features, "cnf": 3, "pendulum": 3}[spec.kind]
+    return spec.features if spec.kind in PLAIN_MLP else 3
 
 
 def output_size(spec: ProblemSpec) -> int:
     """Size of the network's output: the whole derivative, or its learned part."""
-    return {"mlp": spec.features, "cnf": 2, "pendulum": 1}[spec.kind]
+    return spec.features if spec.kind in PLAIN_MLP else {"cnf": 2, "pendulum": 1}[spec.kind]
 
 
 def make_arrays(spec: ProblemSpec) -> dict[str, Any]:
     """The problem's float64 arrays: ``params`` [(W, b), ...], ``y0`` (a tuple) and ``extra``.
 
     ``extra`` holds the Hutchinson probe vectors (``"cnf"``, fixed for the whole solve as in
-    FFJORD) or the target trajectory (``"pendulum"``).
+    FFJORD) or the target trajectory at every output time (``"pendulum"``, ``"timeseries"``).
     """
     rng = np.random.default_rng(spec.seed)
     sizes = [state_size(spec)] + [spec.width] * (spec.layers - 1) + [output_size(spec)]
-    params = [(rng.normal(0.0, spec.gain / math.sqrt(n_in), (n_in, n_out)), 0.1 * rng.normal(size=n_out))
-              for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    params = _mlp_params(rng, sizes, spec.gain)
     times = np.linspace(0.0, spec.end, spec.outputs)
     if spec.kind == "mlp":
         return {"params": params, "y0": (rng.normal(size=(spec.batch, spec.features)),), "times": times, "extra": None}
+    if spec.kind == "timeseries":
+        y0 = rng.normal(size=(spec.batch, spec.features))
+        teacher = _mlp_params(np.random.default_rng([spec.seed, 1]), sizes, spec.gain)
+        return {"params": params, "y0": (y0,), "times": times, "extra": _teacher_target(teacher, y0, times)}
     if spec.kind == "cnf":
         x = _two_moons(rng, spec.batch)
         probe = rng.choice([-1.0, 1.0], size=(spec.batch, 2))  # Rademacher, as FFJORD
         return {"params": params, "y0": (x, np.zeros(spec.batch)), "times": times, "extra": probe}
     y0 = np.stack([rng.uniform(-2.5, 2.5, spec.batch), rng.uniform(-2.0, 2.0, spec.batch)], axis=1)
     return {"params": params, "y0": (y0,), "times": times, "extra": _pendulum_target(y0, times)}
+
+
+def _mlp_params(rng: np.random.Generator, sizes: list[int], gain: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(rng.normal(0.0, gain / math.sqrt(n_in), (n_in, n_out)), 0.1 * rng.normal(size=n_out))
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])]
 
 
 def _two_moons(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -121,7 +143,21 @@ def _pendulum_target(y0: np.ndarray, times: np.ndarray) -> np.ndarray:
     def pendulum(t: Any, y: np.ndarray) -> np.ndarray:
         return np.stack([y[:, 1], -GRAVITY * np.sin(y[:, 0]) - DAMPING * y[:, 1]], axis=1)
 
-    return np.asarray(odeint(pendulum, y0, times, method="dopri8", rtol=1e-11, atol=1e-11))
+    return np.asarray(odeint(pendulum, y0, times, method="dopri8", rtol=TARGET_RTOL, atol=TARGET_RTOL))
+
+
+def _teacher_target(teacher: list[tuple[np.ndarray, np.ndarray]], y0: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The trajectory of the teacher network's ODE from ``y0``, solved by symadj's NumPy
+    backend at a tight tolerance: independent of the problem's tableau and tolerance, so
+    that the float64 reference (a dopri8 solve of the same spec) fits the same data."""
+    from .._api import odeint
+
+    def teacher_field(t: Any, y: np.ndarray) -> np.ndarray:
+        for weight, bias in teacher[:-1]:
+            y = np.tanh(y @ weight + bias)
+        return y @ teacher[-1][0] + teacher[-1][1]
+
+    return np.asarray(odeint(teacher_field, y0, times, method="dopri8", rtol=TARGET_RTOL, atol=TARGET_RTOL))
 
 
 def gradient_vector(param_grads: list[tuple[Any, Any]], y0_grad: Any) -> np.ndarray:

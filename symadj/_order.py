@@ -49,6 +49,26 @@ def rooted_trees(max_order: int) -> RootedTrees:
     return RootedTrees(tuple(children), tuple(order), tuple(density))
 
 
+def elementary_weights(
+    a: Sequence[Sequence[Fraction]], max_order: int
+) -> Iterator[tuple[int, int, int, list[Fraction]]]:
+    """Yield ``(tree index, tree order, γ(tree), Φ(tree))`` for every tree up to ``max_order``.
+
+    Φ(tree) holds one elementary weight per stage: Φ_i(τ) = Π_children (A Φ(child))_i, so that
+    Φ_i is 1 for the single node and the scheme has order p when b·Φ(τ) = 1/γ(τ) for ρ(τ) ≤ p.
+    ``a`` is given as its strictly lower-triangular rows (row i has i entries).
+    """
+    trees = rooted_trees(max_order)
+    stages = len(a)
+    a_times: list[list[Fraction]] = []  # a_times[k] = A @ Phi(tree k)
+    for index, forest in enumerate(trees.children):
+        phi = [Fraction(1)] * stages
+        for child in forest:
+            phi = [p * q for p, q in zip(phi, a_times[child])]
+        a_times.append([sum((aij * phi[j] for j, aij in enumerate(row)), Fraction(0)) for row in a])
+        yield index, trees.order[index], trees.density[index], phi
+
+
 def order_condition_residuals(
     a: Sequence[Sequence[Fraction]], b: Sequence[Fraction], max_order: int
 ) -> Iterator[tuple[int, int, Fraction]]:
@@ -56,13 +76,23 @@ def order_condition_residuals(
 
     ``a`` is given as its strictly lower-triangular rows (row i has i entries).
     """
-    trees = rooted_trees(max_order)
-    stages = len(b)
-    a_times: list[list[Fraction]] = []  # a_times[k] = A @ Phi(tree k)
-    for index, forest in enumerate(trees.children):
-        phi = [Fraction(1)] * stages
-        for child in forest:
-            phi = [p * q for p, q in zip(phi, a_times[child])]
-        a_times.append([sum((aij * phi[j] for j, aij in enumerate(row)), Fraction(0)) for row in a])
+    for index, order, density, phi in elementary_weights(a, max_order):
         weight = sum((bi * p for bi, p in zip(b, phi)), Fraction(0))
-        yield index, trees.order[index], weight - Fraction(1, trees.density[index])
+        yield index, order, weight - Fraction(1, density)
+
+
+def dense_condition_residuals(
+    a: Sequence[Sequence[Fraction]], coefficients: Sequence[Sequence[Fraction]], max_order: int
+) -> Iterator[tuple[int, int, int, Fraction]]:
+    """Yield ``(tree index, tree order, power k, Σ_i p_ik Φ_i(tree) − [k = ρ]/γ)`` up to ``max_order``.
+
+    A continuous extension b_i(θ) = Σ_k p_ik θ^k has order q when Σ_i b_i(θ) Φ_i(τ) = θ^ρ(τ)/γ(τ)
+    for every tree with ρ(τ) ≤ q, as polynomials in θ: one condition per tree and power.
+    ``coefficients[i][k-1]`` is p_ik; all rows have the same length, the degree.
+    """
+    degree = len(coefficients[0]) if coefficients else 0
+    for index, order, density, phi in elementary_weights(a, max_order):
+        for power in range(1, degree + 1):
+            weight = sum((row[power - 1] * p for row, p in zip(coefficients, phi)), Fraction(0))
+            target = Fraction(1, density) if power == order else Fraction(0)
+            yield index, order, power, weight - target

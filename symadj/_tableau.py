@@ -22,7 +22,7 @@ from typing import Any, Union
 
 import tomllib
 
-from ._order import order_condition_residuals
+from ._order import dense_condition_residuals, order_condition_residuals
 from .errors import TableauError
 
 Coefficient = Union[str, int, float, Fraction]
@@ -42,7 +42,11 @@ class EmbeddedEstimate:
 
 @dataclass(frozen=True)
 class DenseOutput:
-    """Continuous extension: ``b_i(θ) = Σ_k coefficients[i][k-1] θ^k``."""
+    """Continuous extension: ``b_i(θ) = Σ_k coefficients[i][k-1] θ^k``, every row of one length (the degree).
+
+    The interpolant over a step is y(t0 + θh) = y0 + h Σ_i b_i(θ) k_i, with b_i(1) = b_i; it has order
+    ``order`` when its local error is O(h^(order+1)) uniformly in θ ∈ [0, 1].
+    """
 
     order: int
     coefficients: tuple[tuple[Fraction, ...], ...]
@@ -154,7 +158,9 @@ class Tableau:
             or a ``(order, b_embedded)`` pair.
         secondary: a second embedded estimate (DOP853's order-3 one).
         fsal: whether the last stage is the next step's first.
-        dense: dense-output coefficients, when the literature gives them.
+        dense: the continuous extension, as a :class:`DenseOutput` or an ``(order, rows)`` pair where
+            row i lists p_i1, …, p_id of b_i(θ) = Σ_k p_ik θ^k; its order conditions are checked as
+            polynomial identities in θ. Without one, the solver lands a step on every output time.
         partner: the symplectic partner; derived when omitted.
         source: where the tableau came from (a file path), used in error messages.
 
@@ -165,6 +171,9 @@ class Tableau:
         >>> heun = Tableau("heun2", c=[0, 1], a=[[], [1]], b=["1/2", "1/2"], order=2)
         >>> heun.stages, heun.partner.a[0]
         (2, (Fraction(1, 2), Fraction(-1, 2)))
+        >>> Tableau("heun2", c=[0, 1], a=[[], [1]], b=["1/2", "1/2"], order=2,
+        ...         dense=(2, [[1, "-1/2"], [0, "1/2"]])).dense_order
+        2
     """
 
     name: str
@@ -253,6 +262,11 @@ class Tableau:
         """Order of the embedded solution, or ``None`` for a fixed-step scheme."""
         return self.embedded.order if self.embedded else None
 
+    @property
+    def dense_order(self) -> int | None:
+        """Order of the continuous extension, or ``None`` when the scheme has none."""
+        return self.dense.order if self.dense else None
+
     @functools.cached_property
     def floats(self) -> FloatCoefficients:
         """The coefficients as Python floats, for the stepping engine."""
@@ -340,6 +354,7 @@ class FloatCoefficients:
     b: tuple[float, ...]
     error: tuple[float, ...] | None
     secondary_error: tuple[float, ...] | None
+    dense: tuple[tuple[float, ...], ...] | None  # dense[i][k-1] = p_ik, as in DenseOutput
 
     @classmethod
     def of(cls, tab: Tableau) -> FloatCoefficients:
@@ -352,6 +367,7 @@ class FloatCoefficients:
             b=tuple(float(x) for x in tab.b),
             error=tuple(float(x) for x in tab.embedded.error) if tab.embedded else None,
             secondary_error=tuple(float(x) for x in tab.secondary.error) if tab.secondary else None,
+            dense=tuple(tuple(float(x) for x in row) for row in tab.dense.coefficients) if tab.dense else None,
         )
 
 
@@ -416,12 +432,7 @@ def _verify(tab: Tableau) -> None:
                 f"(FSAL needs c_s = 1, b_s = 0 and row {s - 1} of a equal to b[:{s - 1}])"
             )
     if tab.dense is not None:
-        for i, row in enumerate(tab.dense.coefficients):
-            if not close(sum(row, Fraction(0)), tab.b[i]):
-                raise TableauError(
-                    f"{where}: field 'dense.b[{i}]' sums to {sum(row, Fraction(0))} at θ = 1, "
-                    f"expected b[{i}] = {tab.b[i]}"
-                )
+        _check_dense(where, tab, tolerance)
     if tab.partner is not None:
         _check_partner(where, tab)
 
@@ -432,6 +443,46 @@ def _check_order(where: str, label: str, a, b, order: int, tolerance: Fraction) 
             raise TableauError(
                 f"{where}: field '{label}' violates the order-{tree_order} condition of rooted tree "
                 f"#{index} (residual {float(residual):.3g}); the declared order {order} does not hold"
+            )
+
+
+def _check_dense(where: str, tab: Tableau, tolerance: Fraction) -> None:
+    dense = tab.dense
+    assert dense is not None
+    rows = dense.coefficients
+    if len(rows) != tab.stages or not rows[0]:
+        raise TableauError(
+            f"{where}: field 'dense.b' has {len(rows)} rows, expected {tab.stages} non-empty ones (one per stage)"
+        )
+    degree = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != degree:
+            raise TableauError(
+                f"{where}: field 'dense.b[{i}]' has {len(row)} entries, expected {degree} like dense.b[0] "
+                f"(every row lists p_i1 … p_id of the same degree d)"
+            )
+    if dense.order > tab.order:
+        raise TableauError(
+            f"{where}: field 'dense.order' is {dense.order} but the scheme has order {tab.order}; "
+            f"b_i(1) = b_i makes the extension's order at most the scheme's"
+        )
+    if degree < dense.order:
+        raise TableauError(
+            f"{where}: field 'dense.b' has degree {degree} but 'dense.order' is {dense.order}; "
+            f"an extension of order q needs polynomials of degree at least q"
+        )
+    for i, row in enumerate(rows):
+        if abs(sum(row, Fraction(0)) - tab.b[i]) > tolerance:
+            raise TableauError(
+                f"{where}: field 'dense.b[{i}]' sums to {sum(row, Fraction(0))} at θ = 1, "
+                f"expected b[{i}] = {tab.b[i]} (the condition b_i(1) = b_i)"
+            )
+    for index, tree_order, power, residual in dense_condition_residuals(tab.a, rows, dense.order):
+        if abs(residual) > tolerance:
+            raise TableauError(
+                f"{where}: field 'dense.b' violates the order-{tree_order} condition of rooted tree #{index} "
+                f"at θ^{power} (residual {float(residual):.3g}); the declared dense order {dense.order} "
+                f"does not hold"
             )
 
 
@@ -479,7 +530,7 @@ def _dense(parse: _Parser, value, stages: int) -> DenseOutput | None:
     order, rows = value
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         raise TableauError(f"{parse.source}: field 'dense.order' must be a positive integer, got {order!r}")
-    if not isinstance(rows, Sequence) or len(rows) != stages:
+    if not isinstance(rows, Sequence) or isinstance(rows, str) or len(rows) != stages:
         raise TableauError(f"{parse.source}: field 'dense.b' must have one row per stage ({stages})")
     return DenseOutput(order, tuple(parse.vector(row, f"dense.b[{i}]") for i, row in enumerate(rows)))
 

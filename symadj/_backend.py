@@ -133,6 +133,9 @@ class Backend(abc.ABC):
     differentiable: bool = True
     #: The largest integer a loop carry holds (``None``: unbounded Python integers).
     loop_integer_max: int | None = None
+    #: Whether loops are staged into a compiled program (JAX) rather than run in Python; a
+    #: staged loop that reverse mode goes through cannot hold another loop.
+    staged_loops: bool = False
 
     @abc.abstractmethod
     def namespace(self) -> Any:

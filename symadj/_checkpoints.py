@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from ._backend import Backend
 from .errors import InvalidArgumentError
 
-StepAdjoint = Callable[[Any, Any, Any, Any, list], tuple[Any, list]]
+StepAdjoint = Callable[[Any, Any, Any, Any, list, Any], tuple[Any, list]]
 Advance = Callable[[Any, Any, Any], Any]
 
 
@@ -71,12 +71,13 @@ class CheckpointPolicy(abc.ABC):
 
     # -- backward -------------------------------------------------------------
     @abc.abstractmethod
-    def walk(self, backend: Backend, xp: Any, trajectory: Any, outputs_cotangent: Any,
+    def walk(self, backend: Backend, xp: Any, trajectory: Any, outputs: Any,
              params: Sequence[Any], step_adjoint: StepAdjoint, advance: Advance) -> tuple[Any, list]:
         """λ at ``t[0]`` and the parameter cotangents: the accepted steps walked in reverse.
 
-        ``step_adjoint(t_n, h_n, value_n, λ_{n+1}, θ̄) -> (λ_n, θ̄)``; ``advance(t_n, h_n, y_n)``
-        is y_{n+1}, recomputed exactly as the forward pass computed it.
+        ``outputs`` is the outputs' cotangent (:class:`symadj._outputs.OutputsCotangent`);
+        ``step_adjoint(t_n, h_n, value_n, λ_{n+1}, θ̄, outputs of step n) -> (λ_n, θ̄)``;
+        ``advance(t_n, h_n, y_n)`` is y_{n+1}, recomputed exactly as the forward pass computed it.
         """
 
     def __repr__(self) -> str:
@@ -111,8 +112,8 @@ class AllSteps(CheckpointPolicy):
     def costs(self, backend, n_steps, value_bytes, scalar_bytes, evals_per_step):
         return n_steps * (value_bytes + 2 * scalar_bytes), 0
 
-    def walk(self, backend, xp, trajectory, outputs_cotangent, params, step_adjoint, advance):
-        lam = xp.zeros_like(outputs_cotangent[0])
+    def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
+        lam = xp.zeros_like(outputs.first)
         params_bar = [xp.zeros_like(p) for p in params]
         n_steps, states = trajectory.n_steps, trajectory.states
 
@@ -125,15 +126,15 @@ class AllSteps(CheckpointPolicy):
             n = n_steps - 1 - i
             # Started one step ahead, so that a transfer from host memory overlaps this step.
             y_ahead = fetch(n - 1)
-            lam, k = _add_output_cotangent(backend, xp, trajectory, outputs_cotangent, n, lam, k)
+            in_step, k = outputs.of_step(n, k)
             lam, params_bar = step_adjoint(backend.buffer_read(trajectory.times, n),
-                                           backend.buffer_read(trajectory.steps, n), y, lam, params_bar)
+                                           backend.buffer_read(trajectory.steps, n), y, lam, params_bar, in_step)
             return lam, params_bar, k, y_ahead
 
         # An eager buffer holds exactly the recorded steps, possibly none (a failed solve).
         first = fetch(n_steps - 1) if _is_array_buffer(states) or len(states) else None
-        lam, params_bar, _, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, trajectory.n_outputs - 1, first))
-        return lam + outputs_cotangent[0], params_bar
+        lam, params_bar, _, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, outputs.last_index, first))
+        return lam + outputs.first, params_bar
 
 
 @dataclass(frozen=True, repr=False)
@@ -261,9 +262,8 @@ class Revolve(CheckpointPolicy):
         peak, advanced = revolve_counts(backend, n_steps, self.budget)
         return peak * value_bytes + n_steps * 2 * scalar_bytes, advanced * evals_per_step
 
-    def walk(self, backend, xp, trajectory, outputs_cotangent, params, step_adjoint, advance):
-        return revolve_walk(backend, xp, trajectory, outputs_cotangent, params, step_adjoint, advance,
-                            self.budget)
+    def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
+        return revolve_walk(backend, xp, trajectory, outputs, params, step_adjoint, advance, self.budget)
 
 
 _POLICIES: dict[str, type[CheckpointPolicy]] = {
@@ -398,13 +398,13 @@ class _Walk(NamedTuple):
     positions: Any
 
 
-def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs_cotangent: Any, params: Sequence[Any],
+def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs: Any, params: Sequence[Any],
                  step_adjoint: StepAdjoint, advance: Advance, budget: int) -> tuple[Any, list]:
     """The backward walk of :class:`Revolve`: at most ``budget`` states, segments recomputed."""
     n_steps = trajectory.n_steps
     times, steps = trajectory.times, trajectory.steps
     start = _Walk(end=n_steps, top=_held_after_forward(backend, n_steps, budget) - 1,
-                  k=trajectory.n_outputs - 1, lam=xp.zeros_like(outputs_cotangent[0]),
+                  k=outputs.last_index, lam=xp.zeros_like(outputs.first),
                   params_bar=[xp.zeros_like(p) for p in params], slots=trajectory.states,
                   positions=_positions(backend, budget))
 
@@ -419,9 +419,9 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs_cotangent: 
 
         def reverse(c: _Walk) -> _Walk:
             n = c.end - 1
-            lam, k = _add_output_cotangent(backend, xp, trajectory, outputs_cotangent, n, c.lam, c.k)
+            in_step, k = outputs.of_step(n, c.k)
             lam, params_bar = step_adjoint(backend.buffer_read(times, n), backend.buffer_read(steps, n), y,
-                                           lam, c.params_bar)
+                                           c.lam, c.params_bar, in_step)
             return c._replace(end=n, top=backend.select(p == n, c.top - 1, c.top), k=k, lam=lam,
                               params_bar=params_bar)
 
@@ -433,18 +433,10 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs_cotangent: 
         return backend.cond(target == c.end - 1, reverse, push, c)
 
     c = backend.while_loop(lambda c: c.end > 0, body, start, max_iterations=2**31 - 1)
-    return c.lam + outputs_cotangent[0], c.params_bar
+    return c.lam + outputs.first, c.params_bar
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def _add_output_cotangent(backend: Backend, xp: Any, trajectory: Any, outputs_cotangent: Any, n: Any,
-                          lam: Any, k: Any) -> tuple[Any, Any]:
-    """λ plus the cotangent of the output reached at the end of step ``n``, if one was."""
-    hit = backend.buffer_read(trajectory.output_steps, k) == n + 1
-    lam = lam + xp.where(hit, outputs_cotangent[k], xp.zeros_like(lam))
-    return lam, backend.select(hit, k - 1, k)
 
 
 def _is_array_buffer(buffer: Any) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._stepsize import error_norm, error_scale
 from ._tableau import Tableau
 
 VectorField = Callable[[Any, Any], Any]
@@ -69,15 +68,10 @@ def rk_advance(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0
     return rk_solution(xp, tab, h, y, derivatives)
 
 
-def rk_step(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0: Any
-            ) -> tuple[Any, Any, list[Any]]:
-    """One step: returns y_{n+1}, the FSAL derivative f(t+h, y_{n+1}) (``None`` if not FSAL), and all k."""
-    return rk_step_with_stages(xp, f, tab, t, h, y, k0)[:3]
-
-
 def rk_step_with_stages(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0: Any
                         ) -> tuple[Any, Any, list[Any], list[Any]]:
-    """:func:`rk_step`, and the stage states Y_0..Y_{s-1} as a fourth result."""
+    """One step: y_{n+1}, the FSAL derivative f(t+h, y_{n+1}) (``None`` if not FSAL), every
+    stage derivative k_i, and the stage states Y_0..Y_{s-1}."""
     states, derivatives = rk_stages(xp, f, tab, t, h, y, k0, tab.stages)
     if tab.stages > 1:
         derivatives.append(f(stage_time(t, h, tab.floats.c[-1]), states[-1]))
@@ -91,28 +85,3 @@ def rk_step_with_stages(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y
 def rk_advance_evaluations(tab: Tableau) -> int:
     """Evaluations of f in one :func:`rk_advance` (its f(t, y) included)."""
     return 1 + max(tab.stages - 2, 0) + (0 if tab.fsal or tab.stages == 1 else 1)
-
-
-def error_ratio(xp: Any, tab: Tableau, h: Any, y: Any, y_new: Any, derivatives: Sequence[Any],
-                rtol: Any, atol: Any, norm: Any) -> Any:
-    """The embedded error estimate divided by its tolerance, as one norm (accept if <= 1).
-
-    With a secondary estimate (DOP853) the two are combined as Hairer's dop853 does:
-    r5² / sqrt(r5² + 0.01 r3²).
-    """
-    coeffs = tab.floats
-    h_state = xp.astype(h, y.dtype)
-    scale = error_scale(xp, y, y_new, rtol, atol)
-
-    def ratio_of(weights: Sequence[float]) -> Any:
-        terms = [(e, derivatives[i]) for i, e in enumerate(weights) if e != 0.0]
-        estimate = combine(xp.zeros_like(y), h_state, terms)
-        return error_norm(xp, estimate / scale, norm)
-
-    primary = ratio_of(coeffs.error)
-    if coeffs.secondary_error is None:
-        return primary
-    secondary = ratio_of(coeffs.secondary_error)
-    denominator = primary * primary + 0.01 * secondary * secondary
-    safe = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
-    return xp.where(denominator > 0, primary * primary / xp.sqrt(safe), xp.zeros_like(primary))

@@ -15,11 +15,13 @@ from typing import Any
 from ._backend import Backend, Field
 from ._checkpoints import AllSteps, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
 from ._compat import device_of
-from ._engine import rk_advance, rk_stages, stage_time
+from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_time
 from ._integrate import Problem, integrate
 from ._options import SolverOptions
+from ._outputs import Interpolant, OutputsCotangent, dense_stages
 from ._solution import Stats
 from ._state import StateLayout
+from ._tableau import Tableau
 from .errors import InvalidArgumentError, UnknownNameError
 
 
@@ -113,30 +115,38 @@ class _RecordingMode(GradientMode):
     def _solve(self, backend, problem, field, y0):
         xp, tab, policy = problem.xp, problem.tableau, self.checkpoints
         policy.check(backend, problem.options.max_steps)
-        active = tuple(i for i in range(tab.stages) if tab.adjoint.active[i])
+        interpolant = problem.interpolant
+        kept_stages = adjoint_stages(tab, interpolant)
 
         def forward(y0, params):
             outputs, stats, trajectory = integrate(backend, problem, field.with_params(params), y0, record=True,
-                                                   checkpoints=policy, active_stages=active)
+                                                   checkpoints=policy, active_stages=kept_stages)
             return outputs, stats, (trajectory, params)
 
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
             step = self.step_adjoint(backend, problem, bound, params, from_stages=policy.stages)
+            outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
+                                       self.interpolated_stages(tab, interpolant))
 
             def advance(t, h, y):
                 return rk_advance(xp, bound, tab, t, h, y, bound(t, y))
 
-            return policy.walk(backend, xp, trajectory, outputs_cotangent, params, step, advance)
+            return policy.walk(backend, xp, trajectory, outputs, params, step, advance)
 
         return backend.custom_vjp(forward, backward, y0, field.params)
+
+    def interpolated_stages(self, tab: Tableau, interpolant: Interpolant | None) -> tuple[int, ...]:
+        """The stages whose cotangents from interpolated outputs the step adjoint takes."""
+        return interpolant.stages if interpolant is not None else ()
 
     @abc.abstractmethod
     def step_adjoint(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
                      from_stages: bool = False) -> StepAdjoint:
-        """``(t_n, h_n, y_n, λ_{n+1}, θ̄) -> (λ_n, θ̄)`` for one accepted step (with
-        ``from_stages``, the stacked stage states of the step in place of y_n)."""
+        """``(t_n, h_n, y_n, λ_{n+1}, θ̄, outputs) -> (λ_n, θ̄)`` for one accepted step, with
+        ``outputs`` the :class:`OutputCotangents` of the outputs in it (with ``from_stages``,
+        the stacked stage states of the step in place of y_n)."""
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.checkpoints == self.checkpoints
@@ -169,7 +179,11 @@ class Symplectic(_RecordingMode):
     name = "symplectic"
 
     def step_adjoint(self, backend, problem, field, params, from_stages=False):
-        return symplectic_step(backend, problem.xp, problem.tableau, field, params, from_stages)
+        return symplectic_step(backend, problem.xp, problem.tableau, field, params, from_stages,
+                               problem.interpolant)
+
+    def interpolated_stages(self, tab, interpolant):
+        return adjoint_stages(tab, interpolant) if interpolant is not None else ()
 
 
 class Checkpoint(_RecordingMode):
@@ -189,15 +203,39 @@ class Checkpoint(_RecordingMode):
     name = "checkpoint"
 
     def step_adjoint(self, backend, problem, field, params, from_stages=False):
-        xp, tab = problem.xp, problem.tableau
+        xp, tab, interpolant = problem.xp, problem.tableau, problem.interpolant
 
-        def step(t, h, y, lam, params_bar):
-            def advance(y, params):
-                f = field.with_params(params)
-                return rk_advance(xp, f, tab, t, h, y, f(t, y))
+        def step(t, h, y, lam, params_bar, outputs):
+            lam = lam + outputs.at_end
 
-            _, y_bar, step_bar = backend.vjp(advance, y, params, lam)
-            return y_bar, backend.accumulate(params_bar, step_bar)
+            def plain(carry):
+                lam, params_bar = carry
+
+                def advance(y, params):
+                    f = field.with_params(params)
+                    return rk_advance(xp, f, tab, t, h, y, f(t, y))
+
+                _, y_bar, step_bar = backend.vjp(advance, y, params, lam)
+                return y_bar, backend.accumulate(params_bar, step_bar)
+
+            def with_outputs(carry):
+                # The step's end state and its derivatives k_i, with cotangents λ' and h·D_i.
+                lam, params_bar = carry
+                stages = interpolant.stages
+
+                def advance(y, params):
+                    f = field.with_params(params)
+                    y_new, _, derivatives, _ = rk_step_with_stages(xp, f, tab, t, h, y, f(t, y))
+                    return xp.stack([y_new, *(derivatives[i] for i in stages)])
+
+                h_state = xp.astype(h, lam.dtype)
+                cotangent = xp.stack([lam, *(h_state * outputs.dense[p] for p in range(len(stages)))])
+                _, y_bar, step_bar = backend.vjp(advance, y, params, cotangent)
+                return y_bar + outputs.direct, backend.accumulate(params_bar, step_bar)
+
+            if interpolant is None:
+                return plain((lam, params_bar))
+            return backend.cond(outputs.has_dense, with_outputs, plain, (lam, params_bar))
 
         return step
 
@@ -297,51 +335,59 @@ def with_checkpoints(mode: GradientMode, checkpoints: str | CheckpointPolicy | N
     return type(mode)(checkpoints=checkpoints)
 
 
-def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: Sequence[Any],
-                    from_stages: bool = False) -> StepAdjoint:
+def adjoint_stages(tab: Tableau, interpolant: Interpolant | None) -> tuple[int, ...]:
+    """The stages the symplectic step takes products at: those the partner scheme uses and,
+    with interpolated outputs, those the interpolant weighs."""
+    return dense_stages(tab) if interpolant is not None else tuple(
+        i for i in range(tab.stages) if tab.adjoint.active[i])
+
+
+def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, params: Sequence[Any],
+                    from_stages: bool = False, interpolant: Interpolant | None = None) -> StepAdjoint:
     """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
 
-    κ_i = h (B_i e_i λ' + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
-    with cotangent κ_i,  λ_n = λ' + Σ μ_i,  θ̄ += Σ p_i.  Inactive stages are skipped.
-    With ``from_stages`` the step takes the stacked states of the active stages (kept by
-    ``checkpoints="stages"``) in place of y_n and recomputes nothing.
+    κ_i = h (B_i e_i λ' + D_i + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
+    with cotangent κ_i,  λ_n = λ' + G + Σ μ_i,  θ̄ += Σ p_i, where the outputs ḡ_m
+    interpolated inside the step give D_i = Σ_m b_i(θ_m) ḡ_m and G = Σ_m ḡ_m (both zero
+    in a step without them). Stages that receive no cotangent are skipped: a stage only
+    the interpolant weighs (the FSAL stage) only in steps holding outputs.
+    With ``from_stages`` the step takes the stacked states of :func:`adjoint_stages` (kept
+    by ``checkpoints="stages"``) in place of y_n and recomputes nothing.
 
     The stages are a loop, not unrolled: a compiler then holds one stage's activations
     and parameter cotangents at a time instead of scheduling all of them at once.
     """
     adjoint, coeffs = tab.adjoint, tab.floats
-    active = [i for i in range(tab.stages) if adjoint.active[i]]
-    last = active[-1]
-    count = len(active)
+    plain = tuple(i for i in range(tab.stages) if adjoint.active[i])
+    kept = adjoint_stages(tab, interpolant)
+    coefficients_on: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
-    def step(t, h, y, lam, params_bar):
-        states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), last + 1)
-        return from_stage_states(t, h, xp.stack([states[i] for i in active]), lam, params_bar)
-
-    coefficients_on: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-    def coefficients(like: Any) -> tuple[Any, Any]:
+    def coefficients(stages: tuple[int, ...], like: Any) -> tuple[Any, Any]:
         """The partner's input weights and couplings in ``like``'s dtype and memory, made
-        once: a copy to the device at every step would stall the backward walk on it."""
-        key = (str(like.dtype), str(device_of(like)))
-        if key not in coefficients_on:
+        once: a copy to the device at every step would stall the backward walk on it. (A
+        staged backend makes them per trace: an array kept across traces would leak.)"""
+        key = (stages, str(like.dtype), str(device_of(like)))
+        if key not in coefficients_on or backend.staged_loops:
             coefficients_on[key] = (
-                xp.asarray([adjoint.input_weight[i] for i in active], dtype=like.dtype, device=device_of(like)),
-                xp.asarray([[adjoint.coupling[i][j] for j in active] for i in active], dtype=like.dtype,
+                xp.asarray([adjoint.input_weight[i] for i in stages], dtype=like.dtype, device=device_of(like)),
+                xp.asarray([[adjoint.coupling[i][j] for j in stages] for i in stages], dtype=like.dtype,
                            device=device_of(like)),
             )
         return coefficients_on[key]
 
-    def from_stage_states(t, h, stage_states, lam, params_bar):
+    def over(stages: tuple[int, ...], t, h, stage_states, lam, params_bar, dense=None):
+        """The partner step over ``stages``, whose states are stacked in ``stage_states``."""
         y = stage_states[0]
-        times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in active])
-        input_weights, couplings = coefficients(y)
+        times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in stages])
+        input_weights, couplings = coefficients(stages, y)
         h_state = xp.astype(h, y.dtype)
+        count = len(stages)
 
         def stage(k, carry):
             mus, lam_new, params_bar = carry
             p = count - 1 - k
-            cotangent = h_state * (input_weights[p] * lam + xp.tensordot(couplings[p], mus, axes=1))
+            weighted = input_weights[p] * lam if dense is None else input_weights[p] * lam + dense[p]
+            cotangent = h_state * (weighted + xp.tensordot(couplings[p], mus, axes=1))
 
             def evaluate(y, params):
                 return field.with_params(params)(times[p], y)
@@ -353,6 +399,42 @@ def symplectic_step(backend: Backend, xp: Any, tab: Any, field: Field, params: S
         mus = xp.zeros_like(stage_states)
         _, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, lam, params_bar))
         return lam_new, params_bar
+
+    def stacked(stages: tuple[int, ...], states: Any) -> Any:
+        return xp.stack([states[i] for i in stages])
+
+    def step(t, h, y, lam, params_bar, outputs):
+        lam = lam + outputs.at_end
+
+        def without_outputs(carry):
+            states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), plain[-1] + 1)
+            return over(plain, t, h, stacked(plain, states), *carry)
+
+        def with_outputs(carry):
+            lam, params_bar = carry
+            states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), kept[-1] + 1)
+            lam, params_bar = over(kept, t, h, stacked(kept, states), lam, params_bar, outputs.dense)
+            return lam + outputs.direct, params_bar
+
+        if interpolant is None:
+            return without_outputs((lam, params_bar))
+        return backend.cond(outputs.has_dense, with_outputs, without_outputs, (lam, params_bar))
+
+    def from_stage_states(t, h, stage_states, lam, params_bar, outputs):
+        lam = lam + outputs.at_end
+
+        def without_outputs(carry):
+            rows = [kept.index(i) for i in plain]
+            return over(plain, t, h, stacked(rows, stage_states), *carry)
+
+        def with_outputs(carry):
+            lam, params_bar = carry
+            lam, params_bar = over(kept, t, h, stage_states, lam, params_bar, outputs.dense)
+            return lam + outputs.direct, params_bar
+
+        if interpolant is None:
+            return without_outputs((lam, params_bar))
+        return backend.cond(outputs.has_dense, with_outputs, without_outputs, (lam, params_bar))
 
     return from_stage_states if from_stages else step
 

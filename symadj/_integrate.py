@@ -1,9 +1,11 @@
-"""The adaptive (or fixed-step) integration loop, written against a backend's primitives.
+"""The integration loop, written against a backend's primitives.
 
-Steps are clipped so that they land on every output time; no interpolation. A step
-from t_n of size h_n ends at t_n + h_n, computed once, so every later use of that
-time (stage times, the next step's FSAL derivative, the backward pass) sees the same
-number. Step sizes are treated as constants by every gradient mode.
+The loop reads: attempt a step, let the controller decide, and on acceptance record the
+step and evaluate the outputs inside it (see ``symadj/_outputs.py``: with a continuous
+extension, outputs are interpolated; steps land only on the final time, ``step_t`` and
+``jump_t``). A step from t_n of size h_n ends at t_n + h_n, computed once, so every later
+use of that time (stage times, the next step's FSAL derivative, the backward pass) sees
+the same number. Step sizes are treated as constants by every gradient mode.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any, NamedTuple
 
 from ._backend import Backend
 from ._checkpoints import AllSteps, CheckpointPolicy
-from ._engine import VectorField, error_ratio, rk_advance_evaluations, rk_step_with_stages
+from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
 from ._options import SolverOptions
+from ._outputs import Interpolant, count_reached, interpolates, landing_times
 from ._solution import Stats, Status
-from ._stepsize import initial_step, next_step
+from ._stepsize import controller_for
 from ._tableau import Tableau
 
 
@@ -36,18 +39,37 @@ class Problem:
     def n_outputs(self) -> int:
         return self.ts.shape[0]
 
+    @property
+    def interpolant(self) -> Interpolant | None:
+        """The continuous extension outputs are evaluated with, or ``None`` where steps land on them."""
+        return Interpolant.of(self.tableau) if interpolates(self.tableau, self.options) else None
+
 
 class Trajectory(NamedTuple):
     """The accepted steps, kept for the backward pass: step n goes from ``times[n]`` with
-    size ``steps[n]``; output k was reached after ``output_steps[k]`` steps. ``states``
-    holds what the checkpoint policy kept (with the default, ``states[n]`` is y_n)."""
+    size ``steps[n]``; output k (k ≥ 1) lies in step ``output_steps[k]`` at θ =
+    ``output_thetas[k]`` (1: the step's end state). ``states`` holds what the checkpoint
+    policy kept (with the default, ``states[n]`` is y_n)."""
 
     times: Any
     steps: Any
     states: Any
     output_steps: Any
+    output_thetas: Any
     n_steps: Any
     n_outputs: Any
+
+
+class _Step(NamedTuple):
+    """An accepted step, as the output evaluation sees it."""
+
+    index: Any
+    t: Any
+    h: Any
+    y: Any
+    y_new: Any
+    derivatives: list
+    reached: Any  # the time outputs are taken up to: the landing time if the step landed
 
 
 class _Carry(NamedTuple):
@@ -57,15 +79,18 @@ class _Carry(NamedTuple):
     h: Any
     previous_ratio: Any
     next_output: Any
+    next_landing: Any
     n_accepted: Any
     n_rejected: Any
     n_fevals: Any
     status: Any
     outputs: Any
     output_steps: Any
+    output_thetas: Any
     times: Any
     steps: Any
     states: Any
+    history: Any
 
 
 def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, record: bool,
@@ -84,25 +109,19 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     n_outputs = problem.n_outputs
     t0 = ts[0]
     direction = xp.sign(ts[-1] - t0)
+    controller = controller_for(tab, options)
+    interpolant = problem.interpolant
+    landings = landing_times(xp, ts, direction, interpolant is not None, options.step_t, options.jump_t)
+    has_jumps = bool(options.jump_t)
     dy0 = f(t0, y0)
-    n_fevals = 1
-    adaptive = tab.adaptive and options.step_size is None
-    if options.step_size is not None:
-        h0 = options.step_size * direction
-    elif not adaptive:
-        h0 = ts[-1] - t0  # one step per output interval: every step is clipped to the next output
-    elif options.first_step is not None:
-        h0 = options.first_step * direction
-    else:
-        # Step sizes are constants of the discrete solve: no gradient through the heuristic.
-        magnitude = initial_step(xp, f, t0, backend.stop_gradient(y0), backend.stop_gradient(dy0),
-                                 direction, tab.embedded_order or tab.order, problem.rtol, problem.atol,
-                                 options.norm)
-        h0 = backend.stop_gradient(magnitude) * direction
-        n_fevals += 1
-    fixed_h = h0
+    h0, choosing_evaluations = controller.first_step(xp, backend, problem, f, t0, y0, dy0, direction)
     capacity = options.max_steps if record else 0
     zero_index = xp.asarray(0)
+    if not backend.staged_loops:
+        outputs_at = _EagerOutputs
+    else:
+        outputs_at = _DeferredOutputs if interpolant is not None and differentiable else _StagedOutputs
+    writer = outputs_at(backend, xp, ts, direction, interpolant, options.max_steps)
 
     def kept(y: Any, stage_states: list[Any]) -> Any:
         """What the policy stores for a step from ``y``."""
@@ -112,12 +131,15 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     carry = _Carry(
         t=t0, y=y0, dy=dy0, h=h0,
         previous_ratio=xp.ones((), dtype=y0.dtype),
-        next_output=1, n_accepted=0, n_rejected=0, n_fevals=n_fevals, status=int(Status.RUNNING),
+        next_output=1, next_landing=count_reached(xp, landings.times, direction, t0),
+        n_accepted=0, n_rejected=0, n_fevals=1 + choosing_evaluations, status=int(Status.RUNNING),
         outputs=backend.buffer_write(backend.buffer(n_outputs, y0), 0, y0),
         output_steps=backend.buffer_write(backend.buffer(n_outputs, zero_index), 0, zero_index),
+        output_thetas=backend.buffer_write(backend.buffer(n_outputs, t0), 0, xp.zeros_like(t0)),
         times=backend.buffer(capacity, t0) if record else None,
         steps=backend.buffer(capacity, t0) if record else None,
         states=policy.buffer(backend, capacity, kept_like) if record else None,
+        history=writer.history(y0, dy0),
     )
     evals_per_attempt = tab.stages - 1
     landing_slack = 1.0 + 64 * xp.finfo(t0.dtype).eps
@@ -126,61 +148,67 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         return (c.next_output < n_outputs) & (c.status == int(Status.RUNNING))
 
     def attempt(c: _Carry) -> _Carry:
-        remaining = ts[c.next_output] - c.t
-        # A step that falls short of an output by a few ulps is stretched onto it, rather
+        landing = backend.select(c.next_landing < landings.count, c.next_landing, landings.count - 1)
+        landing_time = landings.times[landing]
+        jump = landings.jumps[landing] if has_jumps else False
+        # A step onto a discontinuity ends one ulp before it, so that its stages at c = 1 see
+        # func's side before the jump; the next step starts one ulp after it.
+        target = xp.where(jump, xp.nextafter(landing_time, landing_time - direction), landing_time) \
+            if has_jumps else landing_time
+        remaining = target - c.t
+        # A step that falls short of a landing time by a few ulps is stretched onto it, rather
         # than followed by a step of size 1e-16 (e.g. ten steps of 0.1 towards 1.0).
         lands = xp.abs(remaining) <= xp.abs(c.h) * landing_slack
         h = xp.where(lands, remaining, c.h)
         y_new, dy_fsal, derivatives, stage_states = rk_step_with_stages(xp, f, tab, c.t, h, c.y, c.dy)
         finite = xp.all(xp.isfinite(y_new))
-        if adaptive:
-            ratio = backend.stop_gradient(error_ratio(
-                xp, tab, h, c.y, y_new, derivatives, problem.rtol, problem.atol, options.norm))
-            ratio = xp.where(finite, ratio, xp.full_like(ratio, xp.inf))
-            accept = ratio <= 1
-            h_next = next_step(xp, backend.stop_gradient(h), ratio, c.previous_ratio, tab.order, options)
-        else:
-            ratio, accept, h_next = c.previous_ratio, finite, fixed_h
+        decision = controller.decide(xp, backend, problem, h, c.y, y_new, derivatives, finite, c.previous_ratio,
+                                     c.h)
         t_new = c.t + h
         c = c._replace(n_fevals=c.n_fevals + evals_per_attempt)
 
         def accepted(c: _Carry) -> _Carry:
-            dy_new = dy_fsal if tab.fsal else f(t_new, y_new)
+            jumped = lands & jump
+            t_start = xp.where(jumped, xp.nextafter(landing_time, landing_time + direction), t_new) \
+                if has_jumps else t_new
+            if tab.fsal and has_jumps:
+                dy_new = backend.cond(jumped, lambda dy: f(t_start, y_new), lambda dy: dy, dy_fsal)
+                fresh = backend.select(jumped, 1, 0)
+            elif tab.fsal:
+                dy_new, fresh = dy_fsal, 0
+            else:
+                dy_new, fresh = f(t_start, y_new), 1
             if record:
                 c = c._replace(
                     times=backend.buffer_write(c.times, c.n_accepted, c.t),
                     steps=backend.buffer_write(c.steps, c.n_accepted, h),
                     states=policy.store(backend, c.states, c.n_accepted, kept(c.y, stage_states)),
                 )
-            c = c._replace(t=t_new, y=y_new, dy=dy_new, h=h_next, previous_ratio=ratio,
-                           n_accepted=c.n_accepted + 1,
-                           n_fevals=c.n_fevals + (0 if tab.fsal else 1))
-            return backend.cond(lands, reached_output, lambda c: c, c)
-
-        def reached_output(c: _Carry) -> _Carry:
+            step = _Step(c.n_accepted, c.t, h, c.y, y_new, derivatives, xp.where(lands, target, t_new))
+            c = writer.write(c, step)
             return c._replace(
-                outputs=backend.buffer_write(c.outputs, c.next_output, c.y),
-                output_steps=backend.buffer_write(c.output_steps, c.next_output,
-                                                  xp.asarray(c.n_accepted)),
-                next_output=c.next_output + 1,
+                t=t_start, y=y_new, dy=dy_new, h=decision.next_h, previous_ratio=decision.ratio,
+                next_landing=backend.select(lands, count_reached(xp, landings.times, direction, landing_time),
+                                            c.next_landing),
+                n_accepted=c.n_accepted + 1, n_fevals=c.n_fevals + fresh,
             )
 
         def rejected(c: _Carry) -> _Carry:
-            if not adaptive:
+            if not controller.adaptive:
                 return c._replace(n_rejected=c.n_rejected + 1, status=int(Status.NONFINITE))
-            too_small = (xp.abs(h_next) < options.min_step) | (c.t + h_next == c.t)
+            too_small = (xp.abs(decision.next_h) < options.min_step) | (c.t + decision.next_h == c.t)
             failure = backend.select(finite, int(Status.STEP_UNDERFLOW), int(Status.NONFINITE))
-            return c._replace(h=h_next, n_rejected=c.n_rejected + 1,
+            return c._replace(h=decision.next_h, n_rejected=c.n_rejected + 1,
                               status=backend.select(too_small, failure, c.status))
 
-        c = backend.cond(accept, accepted, rejected, c)
+        c = backend.cond(decision.accept, accepted, rejected, c)
         exhausted = (c.n_accepted + c.n_rejected >= options.max_steps) & running(c)
         return c._replace(status=backend.select(exhausted, int(Status.MAX_STEPS), c.status))
 
     carry = backend.while_loop(running, attempt, carry, max_iterations=options.max_steps,
                                differentiable=differentiable)
     status = backend.select(carry.next_output == n_outputs, int(Status.SUCCESS), carry.status)
-    outputs = backend.buffer_stack(carry.outputs, carry.next_output, xp.full_like(y0, xp.nan))
+    outputs = writer.finish(carry, y0)
     checkpoint_bytes, extra_fevals = 0, 0
     if record:
         checkpoint_bytes, extra_fevals = policy.costs(
@@ -193,9 +221,118 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     )
     trajectory = None
     if record:
-        trajectory = Trajectory(carry.times, carry.steps, carry.states, carry.output_steps,
+        trajectory = Trajectory(carry.times, carry.steps, carry.states, carry.output_steps, carry.output_thetas,
                                 carry.n_accepted, carry.next_output)
     return outputs, stats, trajectory
+
+
+class _StagedOutputs:
+    """Outputs evaluated as soon as their step is accepted, while its stages are alive: one
+    at a time, in a loop whose length the compiled program learns at run time."""
+
+    def __init__(self, backend: Backend, xp: Any, ts: Any, direction: Any, interpolant: Interpolant | None,
+                 max_steps: int) -> None:
+        self.backend, self.xp, self.ts, self.direction, self.interpolant = backend, xp, ts, direction, interpolant
+
+    def history(self, y0: Any, dy0: Any) -> Any:
+        return None
+
+    def write(self, c: _Carry, step: _Step) -> _Carry:
+        backend, xp, ts, interpolant = self.backend, self.xp, self.ts, self.interpolant
+        n_outputs = ts.shape[0]
+
+        def more(state: tuple) -> Any:
+            k = state[0]
+            inside = backend.select(k < n_outputs, k, n_outputs - 1)
+            return (k < n_outputs) & (self.direction * (ts[inside] - step.reached) <= 0)
+
+        def one(state: tuple) -> tuple:
+            k, outputs, steps, thetas = state
+            theta = (ts[k] - step.t) / step.h
+            value = step.y_new
+            if interpolant is not None:
+                value = xp.where(theta == 1, step.y_new,
+                                 interpolant.evaluate(xp, theta, step.h, step.y, step.derivatives))
+            return (k + 1, backend.buffer_write(outputs, k, value),
+                    backend.buffer_write(steps, k, xp.asarray(step.index)), backend.buffer_write(thetas, k, theta))
+
+        k, outputs, steps, thetas = backend.while_loop(
+            more, one, (c.next_output, c.outputs, c.output_steps, c.output_thetas), max_iterations=n_outputs)
+        return c._replace(next_output=k, outputs=outputs, output_steps=steps, output_thetas=thetas)
+
+    def finish(self, c: _Carry, y0: Any) -> Any:
+        return self.backend.buffer_stack(c.outputs, c.next_output, self.xp.full_like(y0, self.xp.nan))
+
+
+class _EagerOutputs(_StagedOutputs):
+    """:class:`_StagedOutputs` for eager backends: the outputs of a step are counted first,
+    then evaluated together."""
+
+    def write(self, c: _Carry, step: _Step) -> _Carry:
+        backend, xp, ts = self.backend, self.xp, self.ts
+        first, end = int(c.next_output), int(count_reached(xp, ts, self.direction, step.reached))
+        if end <= first:
+            return c
+        theta = (ts[first:end] - step.t) / step.h
+        values = xp.broadcast_to(step.y_new, (end - first, *step.y_new.shape))
+        if self.interpolant is not None:
+            at_end = xp.reshape(theta == 1, (-1, *(1,) * step.y.ndim))
+            values = xp.where(at_end, step.y_new,
+                              self.interpolant.evaluate(xp, theta, step.h, step.y, step.derivatives))
+        outputs, steps, thetas = c.outputs, c.output_steps, c.output_thetas
+        index = xp.asarray(step.index)
+        for k in range(first, end):
+            outputs = backend.buffer_write(outputs, k, values[k - first])
+            steps = backend.buffer_write(steps, k, index)
+            thetas = backend.buffer_write(thetas, k, theta[k - first])
+        return c._replace(next_output=end, outputs=outputs, output_steps=steps, output_thetas=thetas)
+
+
+class _DeferredOutputs(_StagedOutputs):
+    """Outputs evaluated after the loop, for a differentiable staged loop (JAX's reversible
+    loop cannot hold another loop): each step's state, size and interpolated stage
+    derivatives are kept (as reverse mode keeps them anyway), and every output is
+    gathered from its step at the end, one vectorised evaluation."""
+
+    def __init__(self, backend, xp, ts, direction, interpolant, max_steps):
+        super().__init__(backend, xp, ts, direction, interpolant, max_steps)
+        self.max_steps = max_steps
+
+    def history(self, y0: Any, dy0: Any) -> Any:
+        backend, xp = self.backend, self.xp
+        stacked = xp.stack([dy0] * len(self.interpolant.stages))
+        return (backend.buffer(self.max_steps + 1, y0), backend.buffer(self.max_steps, self.ts[0]),
+                backend.buffer(self.max_steps, stacked))
+
+    def write(self, c: _Carry, step: _Step) -> _Carry:
+        backend, xp, ts = self.backend, self.xp, self.ts
+        ys, hs, ks = c.history
+        ys = backend.buffer_write(backend.buffer_write(ys, step.index, step.y), step.index + 1, step.y_new)
+        hs = backend.buffer_write(hs, step.index, step.h)
+        ks = backend.buffer_write(ks, step.index, xp.stack([step.derivatives[i] for i in self.interpolant.stages]))
+        positions = xp.arange(ts.shape[0])
+        inside = (positions >= c.next_output) & (self.direction * (ts - step.reached) <= 0)
+        return c._replace(
+            next_output=c.next_output + xp.sum(xp.astype(inside, xp.int32)),
+            output_steps=xp.where(inside, step.index, c.output_steps),
+            output_thetas=xp.where(inside, (ts - step.t) / step.h, c.output_thetas),
+            history=(ys, hs, ks),
+        )
+
+    def finish(self, c: _Carry, y0: Any) -> Any:
+        xp = self.xp
+        ys, hs, ks = c.history
+        n, theta = c.output_steps, c.output_thetas
+        start, end = xp.take(ys, n, axis=0), xp.take(ys, n + 1, axis=0)
+        h, k = xp.take(hs, n, axis=0), xp.take(ks, n, axis=0)
+        weights = self.interpolant.weights(xp, theta, self.interpolant.stages, y0.dtype)  # (outputs, stages)
+        expand = (1,) * y0.ndim
+        increment = xp.sum(xp.reshape(weights, (*weights.shape, *expand)) * k, axis=1)
+        values = start + xp.reshape(xp.astype(h, y0.dtype), (-1, *expand)) * increment
+        values = xp.where(xp.reshape(theta == 1, (-1, *expand)), end, values)
+        positions = xp.reshape(xp.arange(self.ts.shape[0]), (-1, *expand))
+        values = xp.where(positions == 0, y0, values)
+        return xp.where(positions < c.next_output, values, xp.full_like(values, xp.nan))
 
 
 def _bytes_of(xp: Any, x: Any) -> int:

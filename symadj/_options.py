@@ -25,6 +25,11 @@ class SolverOptions:
         safety, ifactor, dfactor: controller safety factor and growth/shrink limits.
         pcoeff: proportional coefficient of the PI controller (0: torchdiffeq's I-controller).
         norm: ``"rms"`` (default), ``"max"``, or a callable taking the scaled error.
+        land_on_outputs: end a step on every output time instead of interpolating outputs
+            inside steps (the default for tableaux without a continuous extension).
+        step_t: times where a step must end (e.g. where func has a kink); any order.
+        jump_t: times where func is discontinuous: a step ends one ulp before each and the next
+            starts one ulp after it, with the derivative evaluated afresh (torchdiffeq's jump_t).
 
     Examples:
         >>> import symadj
@@ -45,6 +50,9 @@ class SolverOptions:
     dfactor: float = 0.2
     pcoeff: float = 0.0
     norm: Norm = "rms"
+    land_on_outputs: bool = False
+    step_t: tuple[float, ...] = ()
+    jump_t: tuple[float, ...] = ()
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> SolverOptions:
@@ -64,7 +72,11 @@ class SolverOptions:
         for key in options:
             if key not in names:
                 raise UnknownNameError("option", key, names)
-        return cls(**options)._validated()
+        values = dict(options)
+        for name in ("step_t", "jump_t"):
+            if name in values:
+                values[name] = _times(name, values[name])
+        return cls(**values)._validated()
 
     def _validated(self) -> SolverOptions:
         for name in ("first_step", "step_size"):
@@ -83,11 +95,36 @@ class SolverOptions:
             raise InvalidArgumentError(f"options['dfactor'] must be in (0, 1], got {self.dfactor!r}")
         if not (_finite_number(self.pcoeff) and 0 <= self.pcoeff < 1):
             raise InvalidArgumentError(f"options['pcoeff'] must be in [0, 1), got {self.pcoeff!r}")
+        if not isinstance(self.land_on_outputs, bool):
+            raise InvalidArgumentError(
+                f"options['land_on_outputs'] must be True or False, got {self.land_on_outputs!r}")
         if isinstance(self.norm, str) and self.norm not in ("rms", "max"):
             raise UnknownNameError("norm", self.norm, ["rms", "max"], hint="or pass a callable")
         if not isinstance(self.norm, str) and not callable(self.norm):
             raise InvalidArgumentError(f"options['norm'] must be 'rms', 'max' or a callable, got {self.norm!r}")
         return self
+
+
+def _times(name: str, value: Any) -> tuple[float, ...]:
+    """``step_t``/``jump_t`` as sorted Python floats: they shape the solve, so they must be concrete."""
+    if value is None:
+        return ()
+    try:
+        times = tuple(sorted(float(v) for v in _flat(value)))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"options[{name!r}] must be a 1-D sequence of concrete numbers (not traced values), got "
+            f"{type(value).__name__}: {exc}"
+        ) from None
+    if not all(math.isfinite(t) for t in times):
+        raise InvalidArgumentError(f"options[{name!r}] contains NaN or infinity: {times}")
+    return times
+
+
+def _flat(value: Any) -> list[Any]:
+    if getattr(value, "ndim", 1) == 0:
+        return [value]
+    return [item for v in value for item in _flat(v)] if getattr(value, "ndim", 0) > 1 else list(value)
 
 
 def _finite_number(value: Any) -> bool:

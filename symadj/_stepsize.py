@@ -1,10 +1,16 @@
-"""Step-size control: the error norm, the PI controller and the initial step (Hairer, Sec. II.4)."""
+"""Step-size control: the error norm, the PI controller, the initial step (Hairer, Sec. II.4), and
+the controller objects the integration loop asks."""
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+from ._engine import combine
 from ._options import SolverOptions
+from ._tableau import Tableau
 
 
 def error_norm(xp: Any, scaled: Any, norm: Any) -> Any:
@@ -60,3 +66,105 @@ def initial_step(xp: Any, f: Any, t0: Any, y0: Any, f0: Any, direction: Any, ord
     largest = xp.maximum(xp.maximum(d1, d2), xp.full_like(d1, 1e-300 if d1.dtype == xp.float64 else 1e-30))
     h1 = xp.where(flat, xp.maximum(xp.full_like(h0, 1e-6), h0 * 1e-3), (0.01 / largest) ** (1.0 / (order + 1)))
     return xp.astype(xp.minimum(100 * h0, h1), t0.dtype)
+
+
+def error_ratio(xp: Any, tab: Tableau, h: Any, y: Any, y_new: Any, derivatives: Sequence[Any],
+                rtol: Any, atol: Any, norm: Any) -> Any:
+    """The embedded error estimate divided by its tolerance, as one norm (accept if <= 1).
+
+    With a secondary estimate (DOP853) the two are combined as Hairer's dop853 does:
+    r5² / sqrt(r5² + 0.01 r3²).
+    """
+    coeffs = tab.floats
+    h_state = xp.astype(h, y.dtype)
+    scale = error_scale(xp, y, y_new, rtol, atol)
+
+    def ratio_of(weights: Sequence[float]) -> Any:
+        terms = [(e, derivatives[i]) for i, e in enumerate(weights) if e != 0.0]
+        estimate = combine(xp.zeros_like(y), h_state, terms)
+        return error_norm(xp, estimate / scale, norm)
+
+    primary = ratio_of(coeffs.error)
+    if coeffs.secondary_error is None:
+        return primary
+    secondary = ratio_of(coeffs.secondary_error)
+    denominator = primary * primary + 0.01 * secondary * secondary
+    safe = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
+    return xp.where(denominator > 0, primary * primary / xp.sqrt(safe), xp.zeros_like(primary))
+
+
+class Decision(NamedTuple):
+    """A controller's verdict on an attempted step."""
+
+    accept: Any
+    ratio: Any
+    next_h: Any
+
+
+class StepController(abc.ABC):
+    """Chooses step sizes: the first one before the loop, then one after each attempt.
+
+    Chosen once before the loop (:func:`controller_for`); the loop only asks it.
+    """
+
+    #: Whether steps are rejected and resized by an error estimate.
+    adaptive: bool = False
+
+    @abc.abstractmethod
+    def first_step(self, xp: Any, backend: Any, problem: Any, f: Any, t0: Any, y0: Any, dy0: Any,
+                   direction: Any) -> tuple[Any, int]:
+        """The first step size (signed) and the evaluations of ``f`` spent choosing it."""
+
+    @abc.abstractmethod
+    def decide(self, xp: Any, backend: Any, problem: Any, h: Any, y: Any, y_new: Any, derivatives: Any,
+               finite: Any, previous_ratio: Any, planned: Any) -> Decision:
+        """Accept or reject a step of size ``h`` from ``y`` to ``y_new``; the size of the next attempt.
+        ``planned`` is the size the step had before it was shortened to land on a time."""
+
+
+@dataclass(frozen=True)
+class ConstantSteps(StepController):
+    """Steps of one size, accepted whenever the state stays finite; ``size=None`` takes one
+    step per output interval (each step lands on the next output time)."""
+
+    size: float | None = None
+
+    def first_step(self, xp, backend, problem, f, t0, y0, dy0, direction):
+        if self.size is None:
+            return problem.ts[-1] - t0, 0
+        return self.size * direction, 0
+
+    def decide(self, xp, backend, problem, h, y, y_new, derivatives, finite, previous_ratio, planned):
+        return Decision(finite, previous_ratio, planned)
+
+
+@dataclass(frozen=True)
+class ErrorControl(StepController):
+    """The PI controller on the embedded error estimate (Hairer, Sec. II.4); with
+    ``pcoeff = 0`` torchdiffeq's controller. Step sizes are constants of the discrete solve:
+    no gradient flows through them."""
+
+    adaptive = True
+
+    def first_step(self, xp, backend, problem, f, t0, y0, dy0, direction):
+        options, tab = problem.options, problem.tableau
+        if options.first_step is not None:
+            return options.first_step * direction, 0
+        magnitude = initial_step(xp, f, t0, backend.stop_gradient(y0), backend.stop_gradient(dy0), direction,
+                                 tab.embedded_order or tab.order, problem.rtol, problem.atol, options.norm)
+        return backend.stop_gradient(magnitude) * direction, 1
+
+    def decide(self, xp, backend, problem, h, y, y_new, derivatives, finite, previous_ratio, planned):
+        options, tab = problem.options, problem.tableau
+        ratio = backend.stop_gradient(
+            error_ratio(xp, tab, h, y, y_new, derivatives, problem.rtol, problem.atol, options.norm))
+        ratio = xp.where(finite, ratio, xp.full_like(ratio, xp.inf))
+        next_h = next_step(xp, backend.stop_gradient(h), ratio, previous_ratio, tab.order, options)
+        return Decision(ratio <= 1, ratio, next_h)
+
+
+def controller_for(tab: Any, options: SolverOptions) -> StepController:
+    """Error control where the tableau has an estimate and no fixed ``step_size`` is set."""
+    if options.step_size is not None:
+        return ConstantSteps(options.step_size)
+    return ErrorControl() if tab.adaptive else ConstantSteps()

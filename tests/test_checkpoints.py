@@ -90,7 +90,9 @@ def test_torch_policies_give_identical_gradients():
         for got, want in zip(grads, reference):
             assert got.equal(want), policy  # bitwise: the same steps, the same products
         extra = int(policy_stats.extra_fevals)
-        assert calls - backward_calls == (extra if policy != "stages" else -5 * steps), policy
+        # 'stages' recomputes nothing: 5 stage evaluations a step fewer, and one more in each of the
+        # 3 steps holding an interpolated output (the FSAL stage, which only the interpolant weighs).
+        assert calls - backward_calls == (extra if policy != "stages" else -5 * steps - 3), policy
         budget = symadj.as_checkpoint_policy(policy)
         if isinstance(budget, symadj.Revolve):
             # dopri5 recomputes a step with 6 evaluations (7 stages, the last one shared).
@@ -98,7 +100,8 @@ def test_torch_policies_give_identical_gradients():
             held = min(steps, budget.budget)
             assert int(policy_stats.checkpoint_bytes) == held * state_bytes + steps * 2 * scalar_bytes
         elif policy == "stages":
-            assert int(policy_stats.checkpoint_bytes) == steps * (6 * state_bytes + 2 * scalar_bytes)
+            # dopri5's 6 stages with products, and its FSAL stage, which the interpolant weighs.
+            assert int(policy_stats.checkpoint_bytes) == steps * (7 * state_bytes + 2 * scalar_bytes)
 
 
 def test_torch_checkpoint_mode_with_revolve():

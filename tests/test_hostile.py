@@ -217,7 +217,8 @@ def test_negative_traced_tolerance_under_jax_jit():
 
 def test_unknown_options_are_listed(lib):
     with pytest.raises(UnknownNameError, match=r"unknown option 'maxsteps'; known: 'dfactor', 'first_step', "
-                                               r"'ifactor', 'max_steps', 'min_step', 'norm', 'pcoeff', 'safety'"):
+                                               r"'ifactor', 'jump_t', 'land_on_outputs', 'max_steps', 'min_step', "
+                                               r"'norm', 'pcoeff', 'safety', 'step_size', 'step_t'"):
         _solve(lib, lambda t, y: -y, options={"maxsteps": 10})
     with pytest.raises(UnknownNameError) as caught:
         _solve(lib, lambda t, y: -y, options={"step": 0.1})

@@ -71,6 +71,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     loop_integer_max = 2**31 - 1
+    staged_loops = True
 
     def namespace(self) -> Any:
         return jnp

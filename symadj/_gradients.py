@@ -452,17 +452,22 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         dy, y_bar, params_bar = backend.vjp(lambda y, p: field.with_params(p)(t, y), y, params, lam)
         return layout.flatten(xp, [dy, -y_bar, *(-p for p in params_bar)])
 
-    lam = outputs_cotangent[-1]
-    params_bar = [xp.zeros_like(p) for p in params]
     rtol = problem.rtol if mode.rtol is None else mode.rtol
     atol = problem.atol if mode.atol is None else mode.atol
-    for k in range(problem.n_outputs - 1, 0, -1):
-        segment = Problem(xp, problem.tableau, xp.stack([problem.ts[k], problem.ts[k - 1]]), rtol, atol, options)
+
+    def segment(i: Any, carry: tuple) -> tuple:
+        # A loop, not unrolled: a compiler traces one backward segment, however many outputs.
+        lam, params_bar = carry
+        k = problem.n_outputs - 1 - i
+        times = xp.stack([problem.ts[k], problem.ts[k - 1]])
         z0 = layout.flatten(xp, [outputs[k], lam, *params_bar])
-        z, stats, _ = integrate(backend, segment, augmented, z0, record=False)
+        z, _, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options), augmented, z0,
+                            record=False)
         _, lam, *params_bar = layout.unflatten(xp, z[-1])
-        lam = lam + outputs_cotangent[k - 1]
-    return lam, params_bar
+        return lam + outputs_cotangent[k - 1], params_bar
+
+    start = (outputs_cotangent[-1], [xp.zeros_like(p) for p in params])
+    return backend.fori_loop(0, problem.n_outputs - 1, segment, start)
 
 
 def _adjoint_options(xp: Any, options: Any, n_state: int) -> SolverOptions:

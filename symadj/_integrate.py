@@ -10,6 +10,7 @@ the same number. Step sizes are treated as constants by every gradient mode.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -39,7 +40,7 @@ class Problem:
     def n_outputs(self) -> int:
         return self.ts.shape[0]
 
-    @property
+    @functools.cached_property
     def interpolant(self) -> Interpolant | None:
         """The continuous extension outputs are evaluated with, or ``None`` where steps land on them."""
         return Interpolant.of(self.tableau) if interpolates(self.tableau, self.options) else None

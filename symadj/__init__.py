@@ -11,11 +11,20 @@ from __future__ import annotations
 
 from ._api import odeint, solve
 from ._backend import Backend, BackendInfo, Field
-from ._checkpoints import AllSteps, CheckpointPolicy, Offload, Revolve, Stages, as_checkpoint_policy
+from ._checkpoints import (
+    AllSteps,
+    Auto,
+    CheckpointPolicy,
+    Offload,
+    Revolve,
+    Stages,
+    as_checkpoint_policy,
+    parse_bytes,
+)
 from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
-from ._solution import Solution, Stats, Status
+from ._solution import Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (
     BackendUnavailableError,
@@ -182,11 +191,11 @@ def plugin_errors() -> list[str]:
 
 
 __all__ = [
-    "Adjoint", "AllSteps", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
+    "Adjoint", "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
     "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "PluginLoadWarning", "Revolve", "Solution",
-    "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
+    "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
     "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
-    "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint", "plugin_errors",
-    "register_backend", "register_tableau", "solve",
+    "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint", "parse_bytes",
+    "plugin_errors", "register_backend", "register_tableau", "solve",
 ]

@@ -136,6 +136,10 @@ class Backend(abc.ABC):
     #: Whether loops are staged into a compiled program (JAX) rather than run in Python; a
     #: staged loop that reverse mode goes through cannot hold another loop.
     staged_loops: bool = False
+    #: The memory budget of ``checkpoints="auto"`` when none is given, in bytes: an upper
+    #: bound on an eager backend, which allocates as steps come; allocated whole up front
+    #: by a staged one, whose shapes are fixed when it compiles.
+    default_checkpoint_memory: int = 1 << 30
 
     @abc.abstractmethod
     def namespace(self) -> Any:
@@ -255,6 +259,10 @@ class Backend(abc.ABC):
 
     def buffer_read(self, buffer: Any, index: Any) -> Any:
         return buffer[int(index)]
+
+    def buffer_capacity(self, buffer: Any) -> int:
+        """How many entries ``buffer`` was made for (a Python integer, known before the loop)."""
+        return buffer.capacity if isinstance(buffer, (ListBuffer, StackedBuffer)) else int(buffer.shape[0])
 
     def buffer_stack(self, buffer: Any, count: Any, fill: Any) -> Any:
         """The first ``count`` entries stacked; entries past them (up to capacity) set to ``fill``."""

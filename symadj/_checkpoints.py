@@ -16,15 +16,19 @@ the step-size controller is never run again.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend
+from ._solution import Schedule
 from .errors import InvalidArgumentError
 
 StepAdjoint = Callable[[Any, Any, Any, Any, list, Any], tuple[Any, list]]
+StepAdjointFor = Callable[[bool], StepAdjoint]
 Advance = Callable[[Any, Any, Any], Any]
 
 
@@ -48,36 +52,52 @@ class CheckpointPolicy(abc.ABC):
     name: str
     #: Whether the stage states of each step are kept (only ``"symplectic"`` uses them).
     stages: bool = False
+    #: What :attr:`Stats.schedule` reports for this policy.
+    schedule: Schedule = Schedule.STEPS
 
     def validate(self, mode_name: str) -> None:
         """Raise :class:`InvalidArgumentError` if the gradient mode ``mode_name`` cannot use this policy."""
 
+    def for_mode(self, mode_name: str) -> CheckpointPolicy:
+        """This policy as the gradient mode ``mode_name`` uses it (validated)."""
+        self.validate(mode_name)
+        return self
+
     def check(self, backend: Backend, max_steps: int) -> None:
         """Raise :class:`InvalidArgumentError` if ``backend`` cannot give this policy's storage."""
 
+    def keeps_stages(self, backend: Backend) -> bool:
+        """Whether the forward pass hands :meth:`store` each step's stacked stage states."""
+        return self.stages
+
     # -- forward --------------------------------------------------------------
     @abc.abstractmethod
-    def buffer(self, backend: Backend, max_steps: int, like: Any) -> Any:
-        """The empty buffer of states (or stage stacks) the forward pass fills."""
+    def buffer(self, backend: Backend, max_steps: int, like: Any, stages_like: Any = None) -> Any:
+        """The empty storage the forward pass fills, for states like ``like`` (and stage
+        stacks like ``stages_like`` where :meth:`keeps_stages`)."""
 
     @abc.abstractmethod
-    def store(self, backend: Backend, buffer: Any, index: Any, value: Any) -> Any:
-        """The buffer with the ``index``-th accepted step's starting ``value`` stored (or not)."""
+    def store(self, backend: Backend, buffer: Any, index: Any, value: Any, stages: Any = None) -> Any:
+        """The storage with the ``index``-th accepted step's starting state ``value`` (and
+        its stacked stage states ``stages``) stored, or not."""
 
     @abc.abstractmethod
-    def costs(self, backend: Backend, n_steps: Any, value_bytes: int, scalar_bytes: int,
-              evals_per_step: int) -> tuple[Any, Any]:
-        """Checkpoint bytes held at peak and the extra function evaluations of the backward pass."""
+    def costs(self, backend: Backend, buffer: Any, n_steps: Any, value_bytes: int, stages_bytes: int,
+              scalar_bytes: int, evals_per_step: int) -> tuple[Any, Any, Any]:
+        """Checkpoint bytes held at peak, the extra function evaluations of the backward
+        pass, and the :class:`Schedule` that ran, for the filled storage ``buffer``."""
 
     # -- backward -------------------------------------------------------------
     @abc.abstractmethod
     def walk(self, backend: Backend, xp: Any, trajectory: Any, outputs: Any,
-             params: Sequence[Any], step_adjoint: StepAdjoint, advance: Advance) -> tuple[Any, list]:
+             params: Sequence[Any], step_adjoint: StepAdjointFor, advance: Advance) -> tuple[Any, list]:
         """λ at ``t[0]`` and the parameter cotangents: the accepted steps walked in reverse.
 
         ``outputs`` is the outputs' cotangent (:class:`symadj._outputs.OutputsCotangent`);
-        ``step_adjoint(t_n, h_n, value_n, λ_{n+1}, θ̄, outputs of step n) -> (λ_n, θ̄)``;
-        ``advance(t_n, h_n, y_n)`` is y_{n+1}, recomputed exactly as the forward pass computed it.
+        ``step_adjoint(from_stages)`` gives ``(t_n, h_n, value_n, λ_{n+1}, θ̄, outputs of
+        step n) -> (λ_n, θ̄)``, taking the step's state (or, ``from_stages``, its stacked
+        stage states) as ``value_n``; ``advance(t_n, h_n, y_n)`` is y_{n+1}, recomputed
+        exactly as the forward pass computed it.
         """
 
     def __repr__(self) -> str:
@@ -100,42 +120,22 @@ class AllSteps(CheckpointPolicy):
 
     name = "all"
 
-    def buffer(self, backend, max_steps, like):
-        return backend.buffer(max_steps, like)
+    def buffer(self, backend, max_steps, like, stages_like=None):
+        return backend.buffer(max_steps, stages_like if self.stages else like)
 
-    def store(self, backend, buffer, index, value):
-        return backend.buffer_write(buffer, index, value)
+    def store(self, backend, buffer, index, value, stages=None):
+        return backend.buffer_write(buffer, index, stages if self.stages else value)
 
     def read(self, backend: Backend, buffer: Any, index: Any, like: Any) -> Any:
         return backend.buffer_read(buffer, index)
 
-    def costs(self, backend, n_steps, value_bytes, scalar_bytes, evals_per_step):
-        return n_steps * (value_bytes + 2 * scalar_bytes), 0
+    def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
+        return n_steps * ((stages_bytes if self.stages else value_bytes) + 2 * scalar_bytes), 0, self.schedule
 
     def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
-        lam = xp.zeros_like(outputs.first)
-        params_bar = [xp.zeros_like(p) for p in params]
-        n_steps, states = trajectory.n_steps, trajectory.states
-
-        def fetch(n: Any) -> Any:
-            # Clamped: the last iteration fetches step 0 again rather than step -1.
-            return self.read(backend, states, backend.select(n > 0, n, 0), lam)
-
-        def body(i: Any, carry: tuple) -> tuple:
-            lam, params_bar, k, y = carry
-            n = n_steps - 1 - i
-            # Started one step ahead, so that a transfer from host memory overlaps this step.
-            y_ahead = fetch(n - 1)
-            in_step, k = outputs.of_step(n, k)
-            lam, params_bar = step_adjoint(backend.buffer_read(trajectory.times, n),
-                                           backend.buffer_read(trajectory.steps, n), y, lam, params_bar, in_step)
-            return lam, params_bar, k, y_ahead
-
-        # An eager buffer holds exactly the recorded steps, possibly none (a failed solve).
-        first = fetch(n_steps - 1) if _is_array_buffer(states) or len(states) else None
-        lam, params_bar, _, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, outputs.last_index, first))
-        return lam + outputs.first, params_bar
-
+        return walk_every_step(backend, xp, trajectory, trajectory.states,
+                               lambda buffer, n: self.read(backend, buffer, n, outputs.first), outputs, params,
+                               step_adjoint(self.stages))
 
 @dataclass(frozen=True, repr=False)
 class Offload(AllSteps):
@@ -156,14 +156,15 @@ class Offload(AllSteps):
     """
 
     name = "offload"
+    schedule = Schedule.OFFLOAD
 
     def check(self, backend, max_steps):
         backend.check_host_storage()
 
-    def buffer(self, backend, max_steps, like):
+    def buffer(self, backend, max_steps, like, stages_like=None):
         return backend.host_buffer(max_steps, like)
 
-    def store(self, backend, buffer, index, value):
+    def store(self, backend, buffer, index, value, stages=None):
         return backend.buffer_write(buffer, index, backend.to_host(value))
 
     def read(self, backend, buffer, index, like):
@@ -192,6 +193,7 @@ class Stages(AllSteps):
 
     name = "stages"
     stages = True
+    schedule = Schedule.STAGES
 
     def validate(self, mode_name):
         if mode_name != "symplectic":
@@ -233,6 +235,7 @@ class Revolve(CheckpointPolicy):
 
     budget: int
     name = "revolve"
+    schedule = Schedule.REVOLVE
 
     def __post_init__(self) -> None:
         if not isinstance(self.budget, int) or isinstance(self.budget, bool) or self.budget < 1:
@@ -251,23 +254,274 @@ class Revolve(CheckpointPolicy):
                 f"got {max_steps}; lower max_steps or split the time interval into several solves"
             )
 
-    def buffer(self, backend, max_steps, like):
+    def buffer(self, backend, max_steps, like, stages_like=None):
         return backend.buffer(self.budget, like)
 
-    def store(self, backend, buffer, index, value):
+    def store(self, backend, buffer, index, value, stages=None):
         return backend.cond(index < self.budget, lambda b: backend.buffer_write(b, index, value),
                             lambda b: b, buffer)
 
-    def costs(self, backend, n_steps, value_bytes, scalar_bytes, evals_per_step):
+    def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
         peak, advanced = revolve_counts(backend, n_steps, self.budget)
-        return peak * value_bytes + n_steps * 2 * scalar_bytes, advanced * evals_per_step
+        return peak * value_bytes + n_steps * 2 * scalar_bytes, advanced * evals_per_step, self.schedule
 
     def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
-        return revolve_walk(backend, xp, trajectory, outputs, params, step_adjoint, advance, self.budget)
+        held = _held_after_forward(backend, trajectory.n_steps, self.budget)
+        return revolve_walk(backend, xp, trajectory, trajectory.states, held,
+                            _positions(backend, self.budget, 1), outputs, params, step_adjoint(False), advance,
+                            self.budget)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_bytes(value: int | str, what: str = "memory") -> int:
+    """A size in bytes from an integer or a string such as ``"512MiB"``, ``"2GiB"``, ``"100MB"``.
+
+    Raises:
+        InvalidArgumentError: not a non-negative size, naming ``what``.
+
+    Examples:
+        >>> parse_bytes("1.5GiB"), parse_bytes("64 MiB"), parse_bytes(4096)
+        (1610612736, 67108864, 4096)
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
+        if match and match.group(2).upper() in _UNITS:
+            return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    raise InvalidArgumentError(
+        f"{what}={value!r} is not a size: give bytes as an integer or a string such as '512MiB', '2GiB' or '100MB'"
+    )
+
+
+def _size(bytes_: int) -> str:
+    for unit in ("GiB", "MiB", "KiB"):
+        if bytes_ >= _UNITS[unit.upper()]:
+            return f"{bytes_ / _UNITS[unit.upper()]:.3g}{unit}"
+    return f"{bytes_}B"
+
+
+class _AutoStore(NamedTuple):
+    """What :class:`Auto` keeps: the stacked stage states of every step while they fit
+    (eager backends, ``stacks``; ``None`` once given up), else every ``stride``-th state in
+    ``states``. An eager backend fills ``count`` slots in step order; a staged one writes each
+    kept state into a free slot, ``positions`` holding each slot's step (−1: free), so that
+    dropping states moves no data (its last slot takes the states not kept)."""
+
+    stacks: Any
+    states: Any
+    stride: Any
+    count: Any
+    positions: Any
+
+
+@dataclass(frozen=True)
+class Auto(CheckpointPolicy):
+    """``"auto"`` (the default): the fastest exact schedule that keeps at most ``memory`` bytes.
+
+    Decided as the steps come, since their number is known only at the end: with
+    ``gradient="symplectic"`` on an eager backend (PyTorch) it keeps every step's stage
+    states while they fit (no recomputation at all, as ``"stages"``); then the state at
+    every step (as ``"all"``); when those fill the budget too it keeps every other one and
+    from then on every 2nd, 4th, ... step (the stride doubles each time the budget fills),
+    and the backward pass recomputes the steps in between from the nearest kept state,
+    with the budget's free slots, by Griewank's binomial schedule. Recomputation stays
+    about one forward pass while the steps number fewer than about the square of the
+    states that fit. The gradient is the same whatever it picks, to the bit.
+
+    A staged backend (JAX) fixes its storage when it compiles: it allocates
+    ``min(memory // state bytes, max_steps)`` states, never ``max_steps`` states of a large
+    state, and keeps no stage states. ``Stats.schedule`` says which schedule ran,
+    ``Stats.checkpoint_bytes`` the bytes held at peak and ``Stats.extra_fevals`` the
+    evaluations recomputed.
+
+    Args:
+        memory: the budget, in bytes or as a string (``"512MiB"``, ``"2GiB"``); ``None``
+            takes the backend's default (1 GiB with PyTorch, allocated only as needed;
+            48 MiB with JAX, allocated in full).
+
+    Raises:
+        InvalidArgumentError: ``memory`` is not a size, or (from :func:`symadj.solve`) it
+            holds fewer than two states, naming the smallest budget that works.
+
+    Examples:
+        >>> import torch, symadj
+        >>> y0 = torch.ones(1000, requires_grad=True)
+        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 4.0], method="rk4", options={"step_size": 0.1},
+        ...                    checkpoints=symadj.Auto(memory="40KB"))
+        >>> sol.ys[-1].sum().backward()
+        >>> symadj.Schedule(int(sol.stats.schedule)).name, int(sol.stats.extra_fevals) > 0
+        ('THINNED', True)
+    """
+
+    memory: int | str | None = None
+    stage_states: bool = True
+    name = "auto"
+
+    def __post_init__(self) -> None:
+        if self.memory is not None:
+            object.__setattr__(self, "memory", parse_bytes(self.memory, "Auto(memory=...)"))
+
+    def for_mode(self, mode_name):
+        # Stage states serve only the symplectic adjoint's products.
+        return self if mode_name == "symplectic" else dataclasses.replace(self, stage_states=False)
+
+    def budget(self, backend: Backend) -> int:
+        """The budget in bytes, for ``backend``."""
+        return self.memory if self.memory is not None else backend.default_checkpoint_memory
+
+    def keeps_stages(self, backend):
+        return self.stage_states and not backend.staged_loops
+
+    def _slots(self, backend: Backend, state_bytes: int) -> int:
+        """The states the budget holds, refused below what a backward pass needs."""
+        budget = self.budget(backend)
+        slots = budget // state_bytes
+        # A staged backend needs two slots more: one takes the states not kept, one the
+        # backward pass's recomputed states not kept.
+        least = 4 if backend.staged_loops else 2
+        if slots < least:
+            raise InvalidArgumentError(
+                f"checkpoints=Auto(memory={_size(budget)}) holds {slots} state(s) of {_size(state_bytes)}; the "
+                f"backward pass needs at least {least}: give memory={_size(least * state_bytes)} or more"
+            )
+        return slots
+
+    def _forward_slots(self, backend: Backend, max_steps: int, state_bytes: int) -> int:
+        """The slots the forward pass fills: every step's state if they fit (and a spare slot on a
+        staged backend); else an eager backend's whole budget (its backward pass recomputes in
+        place), a staged backend's half (the other half is the backward pass's)."""
+        slots = self._slots(backend, state_bytes)
+        if not backend.staged_loops:
+            return max_steps if slots >= max_steps else slots - slots % 2
+        if slots >= max_steps + 2:
+            return max_steps + 1
+        forward = slots // 2
+        limit = backend.loop_integer_max
+        # The binomial schedule's integers reach about N·(2N/K + K) for N steps in K slots.
+        if limit is not None and max_steps * (2 * max_steps // forward + forward + 2) > limit:
+            raise InvalidArgumentError(
+                f"checkpoints=Auto(memory={_size(self.budget(backend))}) with backend {backend.name!r}: "
+                f"{forward} states for options['max_steps']={max_steps} overflow its {limit.bit_length()}-bit loop "
+                f"integers; raise memory or lower max_steps"
+            )
+        return forward
+
+    def buffer(self, backend, max_steps, like, stages_like=None):
+        slots = self._forward_slots(backend, max_steps, _bytes_of(backend, like))
+        if backend.staged_loops:
+            xp = backend.namespace()
+            return _AutoStore(stacks=None, states=backend.buffer(slots, like), stride=1, count=0,
+                              positions=xp.full((slots,), -1, dtype=xp.int32))
+        stacks = None
+        if stages_like is not None:
+            stacks = backend.buffer(min(self.budget(backend) // _bytes_of(backend, stages_like), max_steps),
+                                    stages_like)
+        return _AutoStore(stacks=stacks, states=backend.buffer(slots, like), stride=1, count=0, positions=None)
+
+    def store(self, backend, buffer, index, value, stages=None):
+        if backend.staged_loops:
+            return self._store_staged(backend, buffer, index, value)
+        index = int(index)
+        if buffer.stacks is not None:
+            if index < backend.buffer_capacity(buffer.stacks):
+                return buffer._replace(stacks=backend.buffer_write(buffer.stacks, index, stages))
+            # The stage states outgrow the budget: keep each step's first stage state, y_n.
+            states = buffer.states
+            for n in range(index):
+                states = backend.buffer_write(states, n, backend.buffer_read(buffer.stacks, n)[0])
+            buffer = buffer._replace(stacks=None, states=states, count=index)
+        if index % buffer.stride:
+            return buffer
+        states, stride = buffer.states, buffer.stride
+        slots = backend.buffer_capacity(states)
+        if index // stride >= slots:  # full: keep every other state, and every 2·stride-th step from now on
+            for i in range(slots // 2):
+                states = backend.buffer_write(states, i, backend.buffer_read(states, 2 * i))
+            stride *= 2
+        slot = index // stride
+        return buffer._replace(states=backend.buffer_write(states, slot, value), stride=stride, count=slot + 1)
+
+    def _store_staged(self, backend: Backend, buffer: _AutoStore, index: Any, value: Any) -> _AutoStore:
+        # No branch on the states: a conditional around them makes XLA copy them every step.
+        xp = backend.namespace()
+        positions, stride = buffer.positions, buffer.stride
+        slots = positions.shape[0] - 1
+        due = index % stride == 0
+        full = due & (xp.sum(xp.astype(positions >= 0, xp.int32)) >= slots)
+        doubled = stride * 2
+        positions = xp.where(full & (positions % doubled != 0), -1, positions)
+        stride = backend.select(full, doubled, stride)
+        due = index % stride == 0
+        slot = backend.select(due, xp.argmax(xp.astype(positions[:slots] < 0, xp.int32)), slots)
+        return buffer._replace(states=backend.buffer_write(buffer.states, slot, value),
+                               positions=backend.buffer_write(positions, slot, backend.select(due, index, -1)),
+                               stride=stride)
+
+    def _staged_stack(self, backend: Backend, buffer: _AutoStore, like: Any) -> tuple[Any, Any, Any, int]:
+        """For a staged backend's backward pass: the order of the kept slots by step, the stack
+        of their steps (with room for the backward pass's), their number, and its own slots."""
+        xp = backend.namespace()
+        forward = buffer.positions.shape[0]
+        spare = max(min(self._slots(backend, _bytes_of(backend, like)) - forward, forward), 2) - 1
+        order = xp.argsort(xp.where(buffer.positions < 0, 2**31 - 1, buffer.positions))
+        positions = xp.concat([xp.take(buffer.positions, order), xp.zeros((spare + 1,), dtype=xp.int32)])
+        count = xp.sum(xp.astype(buffer.positions[: forward - 1] >= 0, xp.int32))
+        return order, positions, count, spare
+
+    def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
+        scalars = n_steps * 2 * scalar_bytes
+        if buffer.stacks is not None:
+            return n_steps * stages_bytes + scalars, 0, Schedule.STAGES
+        slots = backend.buffer_capacity(buffer.states)
+        thinned = buffer.stride > 1
+
+        def recomputed(_: Any) -> tuple:
+            if not backend.staged_loops:
+                positions = _positions(backend, slots, buffer.stride)
+                return revolve_counts(backend, n_steps, slots, buffer.count, positions, peak=slots)
+            _, positions, count, spare = self._staged_stack(backend, buffer, buffer.states[0])
+            return revolve_counts(backend, n_steps, spare, count, positions, peak=slots, kept=True)
+
+        peak, advanced = backend.cond(thinned, recomputed, lambda kept: kept, (n_steps, 0))
+        schedule = backend.select(thinned, int(Schedule.THINNED), int(Schedule.STEPS))
+        return peak * value_bytes + scalars, advanced * evals_per_step, schedule
+
+    def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
+        store = trajectory.states
+        if store.stacks is not None:
+            return walk_every_step(backend, xp, trajectory, store.stacks, backend.buffer_read, outputs, params,
+                                   step_adjoint(True))
+
+        def every_step(_: Any) -> tuple[Any, list]:
+            # Nothing was dropped: slot n holds step n.
+            return walk_every_step(backend, xp, trajectory, store.states, backend.buffer_read, outputs, params,
+                                   step_adjoint(False))
+
+        def thinned(_: Any) -> tuple[Any, list]:
+            if not backend.staged_loops:  # the revolve schedule, in place over the kept states
+                slots = backend.buffer_capacity(store.states)
+                return revolve_walk(backend, xp, trajectory, store.states, store.count,
+                                    _positions(backend, slots, store.stride), outputs, params, step_adjoint(False),
+                                    advance, slots)
+            order, positions, count, spare = self._staged_stack(backend, store, outputs.first)
+            # The kept states stay read-only (a write would copy them): pushes go to slots of its own.
+            scratch = backend.buffer(spare + 1, outputs.first)
+            return revolve_walk(backend, xp, trajectory, scratch, count, positions, outputs, params,
+                                step_adjoint(False), advance, spare, kept=(store.states, order))
+
+        zeros = (xp.zeros_like(outputs.first), [xp.zeros_like(p) for p in params])
+        return backend.cond(store.stride > 1, thinned, every_step, zeros)
+
+    def __repr__(self) -> str:
+        return "Auto()" if self.memory is None else f"Auto(memory={_size(self.memory)!r})"
 
 
 _POLICIES: dict[str, type[CheckpointPolicy]] = {
-    policy.name: policy for policy in (AllSteps, Offload, Stages)
+    policy.name: policy for policy in (AllSteps, Offload, Stages, Auto)
 }
 
 
@@ -290,12 +544,15 @@ def as_checkpoint_policy(policy: str | CheckpointPolicy) -> CheckpointPolicy:
     """
     if isinstance(policy, CheckpointPolicy):
         return policy
-    known = "'all', 'offload', 'stages', 'revolve:K' (K a positive integer) or a CheckpointPolicy"
+    known = ("'auto', 'auto:<memory>' (e.g. 'auto:2GiB'), 'all', 'offload', 'stages', 'revolve:K' "
+             "(K a positive integer) or a CheckpointPolicy")
     if not isinstance(policy, str):
         raise InvalidArgumentError(f"checkpoints must be {known}, got {type(policy).__name__}")
     if policy in _POLICIES:
         return _POLICIES[policy]()
     name, _, budget = policy.partition(":")
+    if name == "auto" and budget:
+        return Auto(memory=budget.strip())
     if name == "revolve":
         if budget.strip().isdigit():
             return Revolve(budget=int(budget))
@@ -345,6 +602,7 @@ def revolve_target(backend: Backend, p: Any, end: Any, top: Any, budget: int) ->
 class _Count(NamedTuple):
     end: Any
     top: Any
+    base: Any
     peak: Any
     advanced: Any
     positions: Any
@@ -354,32 +612,43 @@ def _held_after_forward(backend: Backend, n_steps: Any, budget: int) -> Any:
     return backend.select(n_steps <= budget, n_steps, 1)
 
 
-def _positions(backend: Backend, budget: int) -> Any:
-    """Checkpoint slot i holds step i after the forward pass."""
+def _positions(backend: Backend, budget: int, stride: Any) -> Any:
+    """Checkpoint slot i holds step i·stride after the forward pass."""
     buffer = backend.buffer(budget, 0)
-    return backend.fori_loop(0, budget, lambda i, b: backend.buffer_write(b, i, i), buffer)
+    return backend.fori_loop(0, budget, lambda i, b: backend.buffer_write(b, i, i * stride), buffer)
 
 
-def revolve_counts(backend: Backend, n_steps: Any, budget: int) -> tuple[Any, Any]:
-    """The most states revolve holds at once and the steps it recomputes, for ``n_steps`` steps.
+def revolve_counts(backend: Backend, n_steps: Any, budget: Any, held: Any = None, positions: Any = None,
+                   peak: Any = None, kept: bool = False) -> tuple[Any, Any]:
+    """The most states revolve holds at once and the steps it recomputes, for ``n_steps`` steps
+    from the ``held`` checkpoints at steps ``positions`` (by default :class:`Revolve`'s: the
+    first ``budget`` steps kept, only step 0 used where the steps outnumber them); ``peak``
+    is what the forward pass held (by default ``budget``, or every step where fewer). With
+    ``kept``, the held checkpoints are read-only and ``budget`` counts the further slots, as
+    in :func:`revolve_walk`.
 
     Runs the schedule of :func:`revolve_walk` on step indices alone.
     """
-    held = _held_after_forward(backend, n_steps, budget)
-    start = _Count(end=n_steps, top=held - 1, peak=backend.select(n_steps <= budget, n_steps, budget),
-                   advanced=0, positions=_positions(backend, budget))
+    if held is None:
+        held, positions = _held_after_forward(backend, n_steps, budget), _positions(backend, budget, 1)
+    if peak is None:
+        peak = backend.select(n_steps <= budget, n_steps, budget)
+    held_by_forward = peak
+    start = _Count(end=n_steps, top=held - 1, base=held if kept else 0, peak=peak, advanced=0, positions=positions)
 
     def body(c: _Count) -> _Count:
         p = backend.buffer_read(c.positions, c.top)
-        target = revolve_target(backend, p, c.end, c.top, budget)
+        target = revolve_target(backend, p, c.end, c.top, c.base + budget if kept else budget)
         c = c._replace(advanced=c.advanced + (target - p))
 
         def reverse(c: _Count) -> _Count:
-            return c._replace(end=c.end - 1, top=backend.select(p == c.end - 1, c.top - 1, c.top))
+            top = backend.select(p == c.end - 1, c.top - 1, c.top)
+            return c._replace(end=c.end - 1, top=top, base=backend.select(top + 1 < c.base, top + 1, c.base))
 
         def push(c: _Count) -> _Count:
             top = c.top + 1
-            return c._replace(top=top, peak=backend.select(top + 1 > c.peak, top + 1, c.peak),
+            held = held_by_forward + top + 1 - c.base if kept else top + 1
+            return c._replace(top=top, peak=backend.select(held > c.peak, held, c.peak),
                               positions=backend.buffer_write(c.positions, top, target))
 
         return backend.cond(target == c.end - 1, reverse, push, c)
@@ -391,6 +660,7 @@ def revolve_counts(backend: Backend, n_steps: Any, budget: int) -> tuple[Any, An
 class _Walk(NamedTuple):
     end: Any
     top: Any
+    base: Any
     k: Any
     lam: Any
     params_bar: list
@@ -398,24 +668,43 @@ class _Walk(NamedTuple):
     positions: Any
 
 
-def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs: Any, params: Sequence[Any],
-                 step_adjoint: StepAdjoint, advance: Advance, budget: int) -> tuple[Any, list]:
-    """The backward walk of :class:`Revolve`: at most ``budget`` states, segments recomputed."""
+def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: Any, positions: Any, outputs: Any,
+                 params: Sequence[Any], step_adjoint: StepAdjoint, advance: Advance, budget: Any,
+                 kept: tuple[Any, Any] | None = None) -> tuple[Any, list]:
+    """The backward walk of :class:`Revolve`: at most ``budget`` states, segments recomputed,
+    starting from ``held`` checkpoints at steps ``positions`` (a stack: entry i at step
+    ``positions[i]``), whose states are in ``slots`` (entry i in slot i).
+
+    With ``kept = (states, order)``, the ``held`` checkpoints are instead read-only states
+    (entry i is ``states[order[i]]``), and the entries pushed above them go to ``slots``
+    (entry i in slot i − the entries still held below it); ``budget`` then counts the slots
+    of ``slots`` but its last, which takes the writes a step does not need: a staged backend
+    then runs no branch around the states, which would copy them at every step.
+    """
     n_steps = trajectory.n_steps
     times, steps = trajectory.times, trajectory.steps
-    start = _Walk(end=n_steps, top=_held_after_forward(backend, n_steps, budget) - 1,
-                  k=outputs.last_index, lam=xp.zeros_like(outputs.first),
-                  params_bar=[xp.zeros_like(p) for p in params], slots=trajectory.states,
-                  positions=_positions(backend, budget))
+    base = held if kept is not None else 0
+    start = _Walk(end=n_steps, top=held - 1, base=base, k=outputs.last_index, lam=xp.zeros_like(outputs.first),
+                  params_bar=[xp.zeros_like(p) for p in params], slots=slots, positions=positions)
+
+    def read(c: _Walk, entry: Any) -> Any:
+        if kept is None:
+            return backend.buffer_read(c.slots, entry)
+        states, order = kept
+        below = backend.select(entry < c.base, entry, 0)
+        above = backend.select(entry < c.base, 0, entry - c.base)
+        return xp.where(entry < c.base, backend.buffer_read(states, backend.buffer_read(order, below)),
+                        backend.buffer_read(c.slots, above))
 
     def body(c: _Walk) -> _Walk:
         p = backend.buffer_read(c.positions, c.top)
-        target = revolve_target(backend, p, c.end, c.top, budget)
+        target = revolve_target(backend, p, c.end, c.top, c.base + budget if kept is not None else budget)
 
         def forward(n: Any, y: Any) -> Any:
             return advance(backend.buffer_read(times, n), backend.buffer_read(steps, n), y)
 
-        y = backend.fori_loop(p, target, forward, backend.buffer_read(c.slots, c.top))
+        y = backend.fori_loop(p, target, forward, read(c, c.top))
+        reverses = target == c.end - 1
 
         def reverse(c: _Walk) -> _Walk:
             n = c.end - 1
@@ -425,12 +714,29 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs: Any, param
             return c._replace(end=n, top=backend.select(p == n, c.top - 1, c.top), k=k, lam=lam,
                               params_bar=params_bar)
 
-        def push(c: _Walk) -> _Walk:
-            top = c.top + 1
-            return c._replace(top=top, slots=backend.buffer_write(c.slots, top, y),
-                              positions=backend.buffer_write(c.positions, top, target))
+        if kept is None:
+            def push(c: _Walk) -> _Walk:
+                top = c.top + 1
+                return c._replace(top=top, slots=backend.buffer_write(c.slots, top, y),
+                                  positions=backend.buffer_write(c.positions, top, target))
 
-        return backend.cond(target == c.end - 1, reverse, push, c)
+            return backend.cond(reverses, reverse, push, c)
+        # Branch-free push (to the spare last slot when the step reverses instead).
+        spare = budget
+        slot = backend.select(reverses, spare, c.top + 1 - c.base)
+        entry = backend.select(reverses, backend.buffer_capacity(c.positions) - 1, c.top + 1)
+        pushed = c._replace(top=c.top + 1, slots=backend.buffer_write(c.slots, slot, y),
+                            positions=backend.buffer_write(c.positions, entry, target))
+        small = (c.end, c.top, c.k, c.lam, c.params_bar)
+
+        def reversed_(small: tuple) -> tuple:
+            r = reverse(c._replace(end=small[0], top=small[1], k=small[2], lam=small[3], params_bar=small[4]))
+            return r.end, r.top, r.k, r.lam, r.params_bar
+
+        end, top, k, lam, params_bar = backend.cond(reverses, reversed_, lambda small: small, small)
+        top = backend.select(reverses, top, pushed.top)
+        return pushed._replace(end=end, top=top, base=backend.select(top + 1 < c.base, top + 1, c.base), k=k,
+                               lam=lam, params_bar=params_bar)
 
     c = backend.while_loop(lambda c: c.end > 0, body, start, max_iterations=2**31 - 1)
     return c.lam + outputs.first, c.params_bar
@@ -439,5 +745,37 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, outputs: Any, param
 # -- helpers ---------------------------------------------------------------------------
 
 
+def walk_every_step(backend: Backend, xp: Any, trajectory: Any, states: Any, read: Callable[[Any, Any], Any],
+                    outputs: Any, params: Sequence[Any], step_adjoint: StepAdjoint) -> tuple[Any, list]:
+    """The backward walk over ``states``, which holds every accepted step's value
+    (``read(states, n)`` gives step n's)."""
+    lam = xp.zeros_like(outputs.first)
+    params_bar = [xp.zeros_like(p) for p in params]
+    n_steps = trajectory.n_steps
+
+    def fetch(n: Any) -> Any:
+        # Clamped: the last iteration fetches step 0 again rather than step -1.
+        return read(states, backend.select(n > 0, n, 0))
+
+    def body(i: Any, carry: tuple) -> tuple:
+        lam, params_bar, k, y = carry
+        n = n_steps - 1 - i
+        # Started one step ahead, so that a transfer from host memory overlaps this step.
+        y_ahead = fetch(n - 1)
+        in_step, k = outputs.of_step(n, k)
+        lam, params_bar = step_adjoint(backend.buffer_read(trajectory.times, n),
+                                       backend.buffer_read(trajectory.steps, n), y, lam, params_bar, in_step)
+        return lam, params_bar, k, y_ahead
+
+    # An eager buffer holds exactly the recorded steps, possibly none (a failed solve).
+    first = fetch(n_steps - 1) if _is_array_buffer(states) or len(states) else None
+    lam, params_bar, _, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, outputs.last_index, first))
+    return lam + outputs.first, params_bar
+
+
 def _is_array_buffer(buffer: Any) -> bool:
     return hasattr(buffer, "shape")
+
+
+def _bytes_of(backend: Backend, x: Any) -> int:
+    return math.prod(x.shape) * backend.namespace().finfo(x.dtype).bits // 8

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backend import Backend, Field
-from ._checkpoints import AllSteps, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
+from ._checkpoints import Auto, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
 from ._compat import device_of
 from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_time
 from ._integrate import Problem, integrate
@@ -104,13 +104,21 @@ class _RecordingMode(GradientMode):
     """Modes whose forward pass keeps the accepted steps, as a checkpoint policy says.
 
     Args:
-        checkpoints: a :class:`CheckpointPolicy` or its name (``"all"``, ``"offload"``,
-            ``"stages"``, ``"revolve:K"``); see docs/checkpoints.md.
+        checkpoints: a :class:`CheckpointPolicy` or its name (``"auto"``, the default,
+            ``"all"``, ``"offload"``, ``"stages"``, ``"revolve:K"``); see docs/checkpoints.md.
+        memory: the budget of ``"auto"`` in bytes or as ``"512MiB"``, ``"2GiB"``; by default
+            the backend's (:class:`Auto`).
     """
 
-    def __init__(self, checkpoints: str | CheckpointPolicy = "all") -> None:
-        self.checkpoints = as_checkpoint_policy(checkpoints)
-        self.checkpoints.validate(self.name)
+    def __init__(self, checkpoints: str | CheckpointPolicy = "auto", memory: int | str | None = None) -> None:
+        policy = as_checkpoint_policy(checkpoints)
+        if memory is not None:
+            if not isinstance(policy, Auto):
+                raise InvalidArgumentError(
+                    f"memory= is the budget of checkpoints='auto'; it does not apply to checkpoints={policy!r}"
+                )
+            policy = Auto(memory=memory)
+        self.checkpoints = policy.for_mode(self.name)
 
     def _solve(self, backend, problem, field, y0):
         xp, tab, policy = problem.xp, problem.tableau, self.checkpoints
@@ -126,7 +134,10 @@ class _RecordingMode(GradientMode):
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
-            step = self.step_adjoint(backend, problem, bound, params, from_stages=policy.stages)
+
+            def step(from_stages: bool) -> StepAdjoint:
+                return self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
+
             outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
                                        self.interpolated_stages(tab, interpolant))
 
@@ -155,7 +166,7 @@ class _RecordingMode(GradientMode):
         return hash((type(self), self.checkpoints))
 
     def __repr__(self) -> str:
-        if self.checkpoints == AllSteps():
+        if self.checkpoints == Auto().for_mode(self.name):
             return f"{type(self).__name__}()"
         return f"{type(self).__name__}(checkpoints={self.checkpoints!r})"
 

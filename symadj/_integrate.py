@@ -20,7 +20,7 @@ from ._checkpoints import AllSteps, CheckpointPolicy
 from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
 from ._options import SolverOptions
 from ._outputs import Interpolant, count_reached, interpolates, landing_times
-from ._solution import Stats, Status
+from ._solution import Schedule, Stats, Status
 from ._stepsize import controller_for
 from ._tableau import Tableau
 
@@ -124,11 +124,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         outputs_at = _DeferredOutputs if interpolant is not None and differentiable else _StagedOutputs
     writer = outputs_at(backend, xp, ts, direction, interpolant, options.max_steps)
 
-    def kept(y: Any, stage_states: list[Any]) -> Any:
-        """What the policy stores for a step from ``y``."""
-        return xp.stack([stage_states[i] for i in active_stages]) if policy.stages else y
-
-    kept_like = xp.stack([y0] * len(active_stages)) if record and policy.stages else y0
+    keeps_stages = record and policy.keeps_stages(backend)
+    stages_like = xp.stack([y0] * len(active_stages)) if keeps_stages else None
     carry = _Carry(
         t=t0, y=y0, dy=dy0, h=h0,
         previous_ratio=xp.ones((), dtype=y0.dtype),
@@ -139,7 +136,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         output_thetas=backend.buffer_write(backend.buffer(n_outputs, t0), 0, xp.zeros_like(t0)),
         times=backend.buffer(capacity, t0) if record else None,
         steps=backend.buffer(capacity, t0) if record else None,
-        states=policy.buffer(backend, capacity, kept_like) if record else None,
+        states=policy.buffer(backend, capacity, y0, stages_like) if record else None,
         history=writer.history(y0, dy0),
     )
     evals_per_attempt = tab.stages - 1
@@ -183,7 +180,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                 c = c._replace(
                     times=backend.buffer_write(c.times, c.n_accepted, c.t),
                     steps=backend.buffer_write(c.steps, c.n_accepted, h),
-                    states=policy.store(backend, c.states, c.n_accepted, kept(c.y, stage_states)),
+                    states=policy.store(backend, c.states, c.n_accepted, c.y,
+                                        xp.stack([stage_states[i] for i in active_stages]) if keeps_stages else None),
                 )
             step = _Step(c.n_accepted, c.t, h, c.y, y_new, derivatives, xp.where(lands, target, t_new))
             c = writer.write(c, step)
@@ -210,15 +208,16 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                                differentiable=differentiable)
     status = backend.select(carry.next_output == n_outputs, int(Status.SUCCESS), carry.status)
     outputs = writer.finish(carry, y0)
-    checkpoint_bytes, extra_fevals = 0, 0
+    checkpoint_bytes, extra_fevals, schedule = 0, 0, int(Schedule.NONE)
     if record:
-        checkpoint_bytes, extra_fevals = policy.costs(
-            backend, carry.n_accepted, _bytes_of(xp, kept_like), _bytes_of(xp, t0), rk_advance_evaluations(tab))
+        checkpoint_bytes, extra_fevals, schedule = policy.costs(
+            backend, carry.states, carry.n_accepted, _bytes_of(xp, y0), len(active_stages) * _bytes_of(xp, y0),
+            _bytes_of(xp, t0), rk_advance_evaluations(tab))
     stats = Stats(
         n_steps=carry.n_accepted + carry.n_rejected, n_accepted=carry.n_accepted,
         n_rejected=carry.n_rejected, n_fevals=carry.n_fevals, status=status,
         t_final=carry.t, n_outputs=carry.next_output,
-        checkpoint_bytes=checkpoint_bytes, extra_fevals=extra_fevals,
+        checkpoint_bytes=checkpoint_bytes, extra_fevals=extra_fevals, schedule=schedule,
     )
     trajectory = None
     if record:
@@ -283,7 +282,7 @@ class _EagerOutputs(_StagedOutputs):
         outputs, steps, thetas = c.outputs, c.output_steps, c.output_thetas
         index = xp.asarray(step.index)
         for k in range(first, end):
-            outputs = backend.buffer_write(outputs, k, values[k - first])
+            outputs = backend.buffer_write(outputs, k, values[k - first, ...])
             steps = backend.buffer_write(steps, k, index)
             thetas = backend.buffer_write(thetas, k, theta[k - first])
         return c._replace(next_output=end, outputs=outputs, output_steps=steps, output_thetas=thetas)

@@ -148,7 +148,7 @@ def _collect_together(backend: Backend, xp: Any, trajectory: Any, outputs_cotang
     zero = xp.zeros_like(outputs_cotangent[0])
     if first == k:
         return OutputCotangents(zero, False, None, None), k
-    g = outputs_cotangent[first + 1:k + 1]
+    g = outputs_cotangent[first + 1:k + 1, ...]
     theta = xp.stack([backend.buffer_read(trajectory.output_thetas, j) for j in range(first + 1, k + 1)])
     end = xp.reshape(theta == 1, (-1, *(1,) * zero.ndim))
     at_end = xp.sum(xp.where(end, g, xp.zeros_like(g)), axis=0)

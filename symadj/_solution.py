@@ -31,6 +31,31 @@ class Status(enum.IntEnum):
     NONFINITE = 4
 
 
+class Schedule(enum.IntEnum):
+    """What the forward pass kept for the backward pass: ``Stats.schedule`` as an integer code.
+
+    ``NONE`` (a mode that keeps nothing), ``STEPS`` (the state at every accepted step),
+    ``STAGES`` (every step's stage states too), ``OFFLOAD`` (every state, in host memory),
+    ``REVOLVE`` (a fixed number of states, the rest recomputed by Griewank's schedule) or
+    ``THINNED`` (every k-th state, k doubled whenever the memory budget filled up; the rest
+    recomputed).
+
+    Examples:
+        >>> import torch, symadj
+        >>> y0 = torch.ones(2, requires_grad=True)
+        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0])
+        >>> symadj.Schedule(int(sol.stats.schedule)).name
+        'STAGES'
+    """
+
+    NONE = 0
+    STEPS = 1
+    STAGES = 2
+    OFFLOAD = 3
+    REVOLVE = 4
+    THINNED = 5
+
+
 class Stats(NamedTuple):
     """Solver statistics of the forward solve.
 
@@ -49,7 +74,9 @@ class Stats(NamedTuple):
             policy keeps, and the times and step sizes of the accepted steps), in device or
             host memory; 0 for modes that keep none.
         extra_fevals: evaluations of the vector field the backward pass will spend recomputing
-            states that the checkpoint policy did not keep (``"revolve:K"``); 0 otherwise.
+            states that the checkpoint policy did not keep (``"revolve:K"``, or ``"auto"``
+            past its memory budget); 0 otherwise.
+        schedule: a :class:`Schedule` code: what the forward pass kept.
 
     Examples:
         >>> import numpy as np, symadj
@@ -68,6 +95,7 @@ class Stats(NamedTuple):
     n_outputs: Any
     checkpoint_bytes: Any = 0
     extra_fevals: Any = 0
+    schedule: Any = 0
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,8 @@ def test_policy_names_become_objects():
     assert symadj.as_checkpoint_policy("stages") == symadj.Stages()
     assert symadj.as_checkpoint_policy("revolve:12") == symadj.Revolve(budget=12)
     assert repr(symadj.Symplectic(checkpoints="revolve:3")) == "Symplectic(checkpoints=Revolve(budget=3))"
-    assert symadj.Symplectic() == symadj.Symplectic("all")
+    assert symadj.as_checkpoint_policy("auto") == symadj.Auto()
+    assert symadj.Symplectic() == symadj.Symplectic("auto")
 
 
 @pytest.mark.parametrize("value, match", [

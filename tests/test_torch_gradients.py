@@ -161,8 +161,10 @@ def test_retained_memory_grows_with_steps_not_with_network_depth():
             return holder
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda holder: holder.tensor):
+            # checkpoints="all": one state per step ("auto" would keep the stage states, 4 a step).
             sol = symadj.solve(func, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), method="rk4",
-                               gradient=mode, options={"step_size": 1.0 / steps})
+                               gradient=mode, options={"step_size": 1.0 / steps},
+                               checkpoints="all" if mode == "symplectic" else None)
         gc.collect()
         alive = [ref() for ref in saved if ref() is not None]
         graph_bytes = sum(h.tensor.numel() * h.tensor.element_size() for h in alive)

@@ -72,6 +72,8 @@ class JaxBackend(Backend):
     name = "jax"
     loop_integer_max = 2**31 - 1
     staged_loops = True
+    # Allocated whole in every compiled solve: about diffrax's default checkpoint memory.
+    default_checkpoint_memory = 48 << 20
 
     def namespace(self) -> Any:
         return jnp

@@ -17,8 +17,8 @@ import math
 import statistics
 import time
 
-# "mode", or "mode@policy" for a checkpoint policy other than "all".
-SYMADJ_MODES = ["symplectic", "symplectic@stages", "checkpoint", "backprop", "adjoint"]
+# "mode", or "mode@policy" for a checkpoint policy other than the default "auto".
+SYMADJ_MODES = ["symplectic", "symplectic@all", "symplectic@stages", "checkpoint", "backprop", "adjoint"]
 DIFFRAX_ADJOINTS = ["RecursiveCheckpointAdjoint", "BacksolveAdjoint", "DirectAdjoint"]
 
 

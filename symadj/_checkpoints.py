@@ -36,10 +36,10 @@ class CheckpointPolicy(abc.ABC):
     """What the forward pass keeps for the backward pass of ``"symplectic"``/``"checkpoint"``.
 
     Pass an instance or its name as ``checkpoints=`` to :func:`symadj.solve`/:func:`symadj.odeint`,
-    or to :class:`symadj.Symplectic`/:class:`symadj.Checkpoint`: :class:`AllSteps`
-    (``"all"``, the default), :class:`Offload` (``"offload"``), :class:`Stages`
-    (``"stages"``) and :class:`Revolve` (``"revolve:K"``). Every policy gives the same
-    gradient; they trade memory for time.
+    or to :class:`symadj.Symplectic`/:class:`symadj.Checkpoint`: :class:`Auto` (``"auto"``,
+    the default, a memory budget), :class:`AllSteps` (``"all"``), :class:`Offload`
+    (``"offload"``), :class:`Stages` (``"stages"``) and :class:`Revolve` (``"revolve:K"``).
+    Every policy gives the same gradient; they trade memory for time.
 
     Examples:
         >>> import symadj
@@ -106,7 +106,7 @@ class CheckpointPolicy(abc.ABC):
 
 @dataclass(frozen=True, repr=False)
 class AllSteps(CheckpointPolicy):
-    """``"all"``: the state at every accepted step, in device memory (the default).
+    """``"all"``: the state at every accepted step, in device memory.
 
     Memory N·|y| for N accepted steps; no recomputation of states.
 
@@ -279,11 +279,19 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 def parse_bytes(value: int | str, what: str = "memory") -> int:
     """A size in bytes from an integer or a string such as ``"512MiB"``, ``"2GiB"``, ``"100MB"``.
 
+    Args:
+        value: bytes, or a number with a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
+        what: the argument's name, for the error message.
+
+    Returns:
+        The size in bytes.
+
     Raises:
         InvalidArgumentError: not a non-negative size, naming ``what``.
 
     Examples:
-        >>> parse_bytes("1.5GiB"), parse_bytes("64 MiB"), parse_bytes(4096)
+        >>> import symadj
+        >>> symadj.parse_bytes("1.5GiB"), symadj.parse_bytes("64 MiB"), symadj.parse_bytes(4096)
         (1610612736, 67108864, 4096)
     """
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -391,14 +399,14 @@ class Auto(CheckpointPolicy):
         return slots
 
     def _forward_slots(self, backend: Backend, max_steps: int, state_bytes: int) -> int:
-        """The slots the forward pass fills: every step's state if they fit (and a spare slot on a
-        staged backend); else an eager backend's whole budget (its backward pass recomputes in
-        place), a staged backend's half (the other half is the backward pass's)."""
+        """The slots the forward pass fills: every step's state if they fit; else an eager
+        backend's whole budget (its backward pass recomputes in place), a staged backend's half
+        (the other half is the backward pass's; one slot of each takes what is not kept)."""
         slots = self._slots(backend, state_bytes)
         if not backend.staged_loops:
             return max_steps if slots >= max_steps else slots - slots % 2
-        if slots >= max_steps + 2:
-            return max_steps + 1
+        if slots >= max_steps:
+            return max_steps
         forward = slots // 2
         limit = backend.loop_integer_max
         # The binomial schedule's integers reach about N·(2N/K + K) for N steps in K slots.
@@ -414,8 +422,9 @@ class Auto(CheckpointPolicy):
         slots = self._forward_slots(backend, max_steps, _bytes_of(backend, like))
         if backend.staged_loops:
             xp = backend.namespace()
-            return _AutoStore(stacks=None, states=backend.buffer(slots, like), stride=1, count=0,
-                              positions=xp.full((slots,), -1, dtype=xp.int32))
+            # Known when it compiles: if every step's state fits, no position map is needed.
+            positions = None if slots == max_steps else xp.full((slots,), -1, dtype=xp.int32)
+            return _AutoStore(stacks=None, states=backend.buffer(slots, like), stride=1, count=0, positions=positions)
         stacks = None
         if stages_like is not None:
             stacks = backend.buffer(min(self.budget(backend) // _bytes_of(backend, stages_like), max_steps),
@@ -424,6 +433,8 @@ class Auto(CheckpointPolicy):
 
     def store(self, backend, buffer, index, value, stages=None):
         if backend.staged_loops:
+            if buffer.positions is None:
+                return buffer._replace(states=backend.buffer_write(buffer.states, index, value))
             return self._store_staged(backend, buffer, index, value)
         index = int(index)
         if buffer.stacks is not None:
@@ -476,6 +487,8 @@ class Auto(CheckpointPolicy):
         scalars = n_steps * 2 * scalar_bytes
         if buffer.stacks is not None:
             return n_steps * stages_bytes + scalars, 0, Schedule.STAGES
+        if backend.staged_loops and buffer.positions is None:
+            return n_steps * value_bytes + scalars, 0, Schedule.STEPS
         slots = backend.buffer_capacity(buffer.states)
         thinned = buffer.stride > 1
 
@@ -496,25 +509,24 @@ class Auto(CheckpointPolicy):
             return walk_every_step(backend, xp, trajectory, store.stacks, backend.buffer_read, outputs, params,
                                    step_adjoint(True))
 
-        def every_step(_: Any) -> tuple[Any, list]:
-            # Nothing was dropped: slot n holds step n.
+        if backend.staged_loops and store.positions is None:
             return walk_every_step(backend, xp, trajectory, store.states, backend.buffer_read, outputs, params,
                                    step_adjoint(False))
-
-        def thinned(_: Any) -> tuple[Any, list]:
-            if not backend.staged_loops:  # the revolve schedule, in place over the kept states
-                slots = backend.buffer_capacity(store.states)
-                return revolve_walk(backend, xp, trajectory, store.states, store.count,
-                                    _positions(backend, slots, store.stride), outputs, params, step_adjoint(False),
-                                    advance, slots)
+        if backend.staged_loops:
+            # One walk for every case (a second would double the compiled program): where nothing
+            # was dropped each step reverses at once from its own kept state. The kept states stay
+            # read-only (a write would copy them); recomputed ones go to slots of the walk's own.
             order, positions, count, spare = self._staged_stack(backend, store, outputs.first)
-            # The kept states stay read-only (a write would copy them): pushes go to slots of its own.
             scratch = backend.buffer(spare + 1, outputs.first)
             return revolve_walk(backend, xp, trajectory, scratch, count, positions, outputs, params,
                                 step_adjoint(False), advance, spare, kept=(store.states, order))
-
-        zeros = (xp.zeros_like(outputs.first), [xp.zeros_like(p) for p in params])
-        return backend.cond(store.stride > 1, thinned, every_step, zeros)
+        if int(store.stride) == 1:  # nothing was dropped: slot n holds step n
+            return walk_every_step(backend, xp, trajectory, store.states, backend.buffer_read, outputs, params,
+                                   step_adjoint(False))
+        slots = backend.buffer_capacity(store.states)
+        return revolve_walk(backend, xp, trajectory, store.states, store.count,
+                            _positions(backend, slots, store.stride), outputs, params, step_adjoint(False), advance,
+                            slots)
 
     def __repr__(self) -> str:
         return "Auto()" if self.memory is None else f"Auto(memory={_size(self.memory)!r})"
@@ -526,7 +538,8 @@ _POLICIES: dict[str, type[CheckpointPolicy]] = {
 
 
 def as_checkpoint_policy(policy: str | CheckpointPolicy) -> CheckpointPolicy:
-    """Turn a name (``"all"``, ``"offload"``, ``"stages"``, ``"revolve:K"``) into its policy.
+    """Turn a name (``"auto"``, ``"auto:<memory>"``, ``"all"``, ``"offload"``, ``"stages"``,
+    ``"revolve:K"``) into its policy.
 
     Args:
         policy: a :class:`CheckpointPolicy` (returned as it is) or its name.

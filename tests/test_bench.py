@@ -162,6 +162,7 @@ def test_quick_run_on_jax_end_to_end(tmp_path):
     _check_quick_results(tmp_path, ["jax"])
 
 
+@pytest.mark.slow
 def test_timeseries_on_torch_end_to_end():
     # symadj's symplectic mode and both torchdiffeq peers, each in its own worker, against
     # the float64 reference: the same loss over every output time, so the errors compare.

@@ -121,7 +121,13 @@ def compare_modes(method, names, modes=("symplectic", "checkpoint")):
     return errors
 
 
-@pytest.mark.parametrize("method", SHIPPED)
+# One compilation per mode and tableau: the default run takes the schemes of distinct kinds
+# (FSAL, high order, fixed step); the slow step takes the rest.
+JAX_DEFAULT = {"bosh3", "rk4", "dopri5", "tsit5", "dopri8"}
+
+
+@pytest.mark.parametrize("method", [m if m in JAX_DEFAULT else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in SHIPPED])
 def test_symplectic_and_checkpoint_match_backprop(method):
     """Linear, MLP-with-args and pytree problems, solved together; y0 and every args leaf.
 

@@ -25,8 +25,8 @@ import time
 
 # "library:mode", or "symadj:mode@policy" for a checkpoint policy other than the default "auto".
 METHODS = [
-    "symadj:symplectic", "symadj:symplectic@all", "symadj:symplectic@stages", "symadj:checkpoint", "symadj:backprop", "symadj:adjoint",
-    "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
+    "symadj:symplectic", "symadj:symplectic@all", "symadj:symplectic@stages", "symadj:checkpoint", "symadj:backprop",
+    "symadj:adjoint", "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
 ]
 
 

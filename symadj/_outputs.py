@@ -31,9 +31,7 @@ class Interpolant:
 
     @classmethod
     def of(cls, tab: Tableau) -> Interpolant | None:
-        if tab.dense is None:
-            return None
-        return cls(tuple(tuple(float(p) for p in row) for row in tab.dense.coefficients))
+        return None if tab.floats.dense is None else cls(tab.floats.dense)
 
     @property
     def stages(self) -> tuple[int, ...]:

@@ -117,8 +117,8 @@ def count_reached(xp: Any, times: Any, direction: Any, reached: Any) -> Any:
 class OutputCotangents(NamedTuple):
     """What the outputs of one step send backward: ``at_end`` is added to λ_{n+1};
     ``has_dense`` says whether interpolated outputs lie inside the step, whose cotangents
-    ḡ_m give ``dense[p] = Σ_m b_i(θ_m) ḡ_m`` for stage i = ``dense_stages[p]`` and
-    ``direct = Σ_m ḡ_m`` (added to λ_n)."""
+    ḡ_m give ``dense[p] = Σ_m b_i(θ_m) ḡ_m`` for stage i, the p-th of the stages the
+    gradient mode asked for, and ``direct = Σ_m ḡ_m`` (added to λ_n)."""
 
     at_end: Any
     has_dense: Any

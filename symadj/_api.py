@@ -49,7 +49,8 @@ def solve(
 
     Args:
         func: the vector field, ``func(t, y)`` — or ``func(t, y, args)`` when ``args`` is
-            given (the JAX convention). ``y`` has the structure of ``y0``.
+            given (the JAX convention). ``y`` has the structure of ``y0``; ``t`` is a 0-d
+            array in its dtype (the solve keeps times in float64).
         y0: initial state: an array, or a tuple of arrays of one dtype.
         t: output times, strictly increasing or strictly decreasing, at least two.
         method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`.
@@ -60,7 +61,10 @@ def solve(
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, ...; by default the one that handles ``y0``.
         options: solver options, see :class:`SolverOptions` (unknown names are listed).
         args: extra argument passed to ``func``; gradients flow to it (JAX).
-        adjoint_params: arrays gradients flow to (torch); by default ``func.parameters()``.
+        adjoint_params: tensors gradients flow to (torch), leaves or not (``z = enc(x)``:
+            the gradient flows on into ``enc``); func may use no other tensor that requires
+            grad. By default ``func.parameters()`` and the tensors requiring grad that func's
+            output depends on (found by one call of func, as in a closure ``lambda t, y: net(y)``).
         adjoint_rtol: for ``gradient="adjoint"`` only: the backward solve's relative tolerance
             (default: ``rtol``).
         adjoint_atol: for ``gradient="adjoint"`` only: its absolute tolerance (default: ``atol``).
@@ -76,7 +80,8 @@ def solve(
     Raises:
         UnknownNameError: unknown method, backend, gradient mode or option.
         InvalidArgumentError: bad times, tolerances, state or options.
-        GradientNotSupportedError: a gradient with respect to ``t`` from a mode that gives none.
+        GradientNotSupportedError: a gradient with respect to ``t`` from a mode that gives none
+            (torch: in the backward pass that asks for it; a ``t`` requiring grad is fine otherwise).
         MaxStepsError: ``options["max_steps"]`` step attempts were not enough (``throw=True``).
         StepSizeUnderflowError: the step size fell below ``options["min_step"]`` (``throw=True``).
         NonFiniteError: ``y0`` or the state became NaN or infinite (``throw=True``).
@@ -103,7 +108,8 @@ def solve(
     ts, times = chosen.time_inputs(t, ts, mode.time_gradients, lambda: GradientNotSupportedError(
         f"a gradient with respect to t was asked for, which gradient={mode.name!r} does not give "
         f"(step sizes and output times are constants of the discrete solve); stop the gradient "
-        f"of t (torch: t.detach(); JAX: jax.lax.stop_gradient(t)), or use gradient='adjoint'"
+        f"of t (torch: t.detach(), or leave t out: torch.autograd.grad(loss, params); JAX: "
+        f"jax.lax.stop_gradient(t)), or use gradient='adjoint'"
     ))
     _check_tolerance(chosen, xp, "rtol", rtol)
     _check_tolerance(chosen, xp, "atol", atol)
@@ -112,7 +118,11 @@ def solve(
     problem = Problem(xp, tableau, ts, rtol, atol, SolverOptions.from_mapping(options))
     field = chosen.make_field(func, args, flat_y0, ts, adjoint_params, layout)
     if chosen.differentiable and not isinstance(mode, Backprop):
-        chosen.check_params_found(field, ts, flat_y0)
+        # A backend may find parameters func uses beyond those it was given (torch: the
+        # tensors a closure captures) and return the field that holds them.
+        found = chosen.check_params_found(field, ts, flat_y0)
+        if found is not None:
+            field = found
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
@@ -155,7 +165,8 @@ def odeint(
         backend: the array backend; by default the one that handles ``y0``.
         options: solver options, see :class:`SolverOptions`.
         args: extra argument of ``func``; gradients flow to it.
-        adjoint_params: tensors gradients flow to (PyTorch); by default ``func.parameters()``.
+        adjoint_params: tensors gradients flow to (PyTorch), as in :func:`solve`; by default
+            ``func.parameters()`` and the tensors requiring grad that func uses.
         adjoint_rtol: ``gradient="adjoint"`` only, as in :func:`solve`.
         adjoint_atol: ``gradient="adjoint"`` only.
         adjoint_options: ``gradient="adjoint"`` only.

@@ -19,10 +19,10 @@ from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_time
 from ._integrate import Problem, integrate
 from ._options import SolverOptions
 from ._outputs import Interpolant, OutputsCotangent, dense_stages
-from ._solution import Stats
+from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
-from .errors import InvalidArgumentError, UnknownNameError
+from .errors import InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError, UnknownNameError
 
 
 class GradientMode(abc.ABC):
@@ -452,16 +452,32 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
 
 def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
                        outputs: Any, outputs_cotangent: Any, mode: Adjoint) -> tuple[Any, list]:
-    """Solve the augmented system (y, λ, θ̄) backward between output times (Chen et al. 2018)."""
+    """Solve the augmented system (y, λ, θ̄) backward between output times (Chen et al. 2018).
+
+    The augmented state is one array in the dtype that y and the parameters promote to (a
+    float32 state with float64 parameters is integrated in float64); func still sees y in
+    its own dtype, and each cotangent comes back in the dtype of its array. A backward
+    segment that fails raises (:class:`MaxStepsError`, ...), at run time under a tracing
+    backend: its gradients would be NaN.
+    """
     xp = problem.xp
     y_last = outputs[-1]
-    layout = StateLayout.of(xp, [y_last, y_last, *params], list, list, single=False)
+    state_dtype = y_last.dtype
+    dtype = xp.result_type(state_dtype, *(p.dtype for p in params))
+    shapes = (tuple(y_last.shape),) * 2 + tuple(tuple(p.shape) for p in params)
+    layout = StateLayout(shapes, dtype, False, list, list)
     options = problem.options if mode.options is None else _adjoint_options(xp, mode.options, math.prod(y_last.shape))
 
+    def cast(x: Any, to: Any) -> Any:
+        return x if x.dtype == to else xp.astype(x, to)
+
+    def flatten(arrays: Sequence[Any]) -> Any:
+        return layout.flatten(xp, [cast(a, dtype) for a in arrays])
+
     def augmented(t, z):
-        y, lam = layout.unflatten(xp, z)[:2]
+        y, lam = (cast(a, state_dtype) for a in layout.unflatten(xp, z)[:2])
         dy, y_bar, params_bar = backend.vjp(lambda y, p: field.with_params(p)(t, y), y, params, lam)
-        return layout.flatten(xp, [dy, -y_bar, *(-p for p in params_bar)])
+        return flatten([dy, -y_bar, *(-p for p in params_bar)])
 
     rtol = problem.rtol if mode.rtol is None else mode.rtol
     atol = problem.atol if mode.atol is None else mode.atol
@@ -471,14 +487,41 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         lam, params_bar = carry
         k = problem.n_outputs - 1 - i
         times = xp.stack([problem.ts[k], problem.ts[k - 1]])
-        z0 = layout.flatten(xp, [outputs[k], lam, *params_bar])
-        z, _, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options), augmented, z0,
-                            record=False)
+        z0 = flatten([outputs[k], lam, *params_bar])
+        z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options), augmented, z0,
+                                record=False)
+        backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
         _, lam, *params_bar = layout.unflatten(xp, z[-1])
-        return lam + outputs_cotangent[k - 1], params_bar
+        return (cast(lam, state_dtype) + outputs_cotangent[k - 1],
+                [cast(bar, p.dtype) for bar, p in zip(params_bar, params)])
 
     start = (outputs_cotangent[-1], [xp.zeros_like(p) for p in params])
     return backend.fori_loop(0, problem.n_outputs - 1, segment, start)
+
+
+def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: Adjoint) -> Exception:
+    """The error of a failed backward segment of :func:`continuous_adjoint`, from run-time values."""
+    status = Status(int(stats.status))
+    start, end, reached = float(times[0]), float(times[1]), float(stats.t_final)
+    where = (f"the backward (adjoint) solve of gradient='adjoint', from t={start:.6g} back to "
+             f"t={end:.6g}, stopped at t={reached:.6g}")
+    source = "set by adjoint_options" if mode.options is not None else "from options: adjoint_options was not given"
+    if status is Status.MAX_STEPS:
+        return MaxStepsError(
+            f"{where}: max_steps={options.max_steps} step attempts were not enough ({source}); raise it "
+            f"with adjoint_options={{'max_steps': {2 * options.max_steps}}} (or symadj.Adjoint(options=...)), "
+            f"loosen adjoint_rtol/adjoint_atol, or use gradient='symplectic', which needs no backward solve"
+        )
+    if status is Status.STEP_UNDERFLOW:
+        return StepSizeUnderflowError(
+            f"{where}: its step size fell below min_step={options.min_step} (or below the time "
+            f"resolution); the adjoint system may be stiff there: loosen adjoint_rtol/adjoint_atol, "
+            f"lower adjoint_options['min_step'], or use gradient='symplectic'"
+        )
+    return NonFiniteError(
+        f"{where}: the adjoint state became NaN or infinite (after {int(stats.n_accepted)} accepted "
+        f"steps); check func's derivatives for overflow, or use gradient='symplectic'"
+    )
 
 
 def _adjoint_options(xp: Any, options: Any, n_state: int) -> SolverOptions:

@@ -120,12 +120,14 @@ class GradientNotSupportedError(SymadjError, NotImplementedError):
     """A gradient was requested that the chosen gradient mode cannot give.
 
     For example a gradient with respect to the output times from a mode other than
-    ``"adjoint"``, or a higher-order gradient from a mode other than ``"backprop"``.
+    ``"adjoint"``, or a higher-order gradient from a mode other than ``"backprop"``. With
+    torch it is raised by the backward pass that asks for the gradient.
 
     Examples:
         >>> import torch, symadj
         >>> t = torch.tensor([0.0, 1.0], requires_grad=True)
-        >>> symadj.odeint(lambda t, y: -y, torch.ones(1), t, gradient="symplectic")
+        >>> ys = symadj.odeint(lambda t, y: -y, torch.ones(1), t, gradient="symplectic")
+        >>> ys.sum().backward()  # t.grad is asked for
         Traceback (most recent call last):
             ...
         symadj.errors.GradientNotSupportedError: a gradient with respect to t was asked for, ...

@@ -206,14 +206,18 @@ def test_backward_works_when_the_caller_disables_gradients():
 
 
 def test_closure_tensors_are_never_silently_dropped():
+    # A closure's tensors are found and differentiated (issue 19); with adjoint_params
+    # given, one left out of it is refused.
     weight = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    other = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
     y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
     ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    with pytest.raises(symadj.InvalidArgumentError, match="adjoint_params"):
-        symadj.odeint(lambda t, y: -weight * y, y0, ts)
-    ys = symadj.odeint(lambda t, y: -weight * y, y0, ts, adjoint_params=[weight])
-    (grad,) = torch.autograd.grad(ys[-1].sum(), [weight])
-    assert float(grad) == pytest.approx(-2.0 * torch.exp(-weight).item(), rel=1e-6)
+    with pytest.raises(symadj.InvalidArgumentError, match="not in adjoint_params"):
+        symadj.odeint(lambda t, y: -weight * other * y, y0, ts, adjoint_params=[weight])
+    for kwargs in ({}, {"adjoint_params": [weight]}):
+        ys = symadj.odeint(lambda t, y: -weight * y, y0, ts, **kwargs)
+        (grad,) = torch.autograd.grad(ys[-1].sum(), [weight])
+        assert float(grad) == pytest.approx(-2.0 * torch.exp(-weight).item(), rel=1e-6)
 
 
 def test_higher_order_gradients():
@@ -232,9 +236,11 @@ def test_higher_order_gradients():
 
 @pytest.mark.parametrize("mode", ["symplectic", "checkpoint", "backprop"])
 def test_gradient_with_respect_to_t_is_refused_clearly(mode):
+    # Refused in the backward pass that reaches t, not at the call (issue 19).
     ts = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    ys = symadj.odeint(lambda t, y: -y, torch.ones(1, dtype=torch.float64), ts, gradient=mode)
     with pytest.raises(symadj.GradientNotSupportedError, match=r"t.detach\(\).*or use gradient='adjoint'"):
-        symadj.odeint(lambda t, y: -y, torch.ones(1, dtype=torch.float64), ts, gradient=mode)
+        ys.sum().backward()
 
 
 def test_adjoint_gives_time_gradients_like_torchdiffeq():

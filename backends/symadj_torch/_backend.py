@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import warnings
@@ -10,20 +11,38 @@ from typing import Any
 
 import array_api_compat.torch as xp_torch
 import torch
+from torch.overrides import TorchFunctionMode
 
 from symadj import Backend, Field, GradientNotSupportedError, InvalidArgumentError, SymadjWarning
-from symadj._state import call_with_args
+from symadj._state import StateLayout, call_with_args
 
 
 class TorchField(Field):
-    """``func`` on flat states; ``params`` are the module's parameters or ``adjoint_params``."""
+    """``func`` on flat states; ``params`` are what gradients flow to: ``adjoint_params``
+    (``explicit``), or the module's parameters and the tensors the probe finds
+    (:meth:`TorchBackend.check_params_found`).
 
-    def __init__(self, f: Callable[[Any, Any], Any], params: Sequence[torch.Tensor]) -> None:
-        self._f = f
+    ``func`` gets ``t`` in the state's dtype, as torchdiffeq gives it; the engine keeps
+    times in float64 (see ``as_times``).
+    """
+
+    def __init__(self, func: Callable[[Any, Any], Any], layout: StateLayout, params: Sequence[torch.Tensor],
+                 explicit: bool) -> None:
+        self._func = func
+        self._layout = layout
         self.params = tuple(params)
+        self.explicit = explicit
+        self._flat = layout.wrap(xp_torch, self._call_user)
+
+    def _call_user(self, t: torch.Tensor, y: Any) -> Any:
+        return self._func(t.to(self._layout.dtype), y)
 
     def __call__(self, t: Any, y: Any) -> Any:
-        return self._f(t, y)
+        return self._flat(t, y)
+
+    def with_more_params(self, found: Sequence[torch.Tensor]) -> TorchField:
+        """This field, its gradients flowing to ``found`` as well."""
+        return TorchField(self._func, self._layout, [*self.params, *found], self.explicit)
 
 
 def _eager(method: Callable) -> Callable:
@@ -76,6 +95,17 @@ class TorchBackend(Backend):
     def requires_grad(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()
 
+    def time_inputs(self, t, ts, supported, refusal):
+        if not self.requires_grad(t):
+            return ts, None
+        if supported:
+            return ts, t
+        # Whether a gradient reaches t is known only in the backward pass (loss.backward()
+        # asks for it, torch.autograd.grad(loss, params) does not): the solve's times come
+        # from t through a node that raises refusal() if it is ever reached; make_field
+        # connects the outputs to it.
+        return _RefusedGradient.apply(t, ts, refusal), None
+
     def stop_gradient(self, x: Any) -> Any:
         return x.detach()
 
@@ -91,28 +121,56 @@ class TorchBackend(Backend):
             if not isinstance(p, torch.Tensor):
                 raise InvalidArgumentError(f"adjoint_params must hold tensors, got {type(p).__name__}")
         params = _unique([p for p in candidates if p.requires_grad])
-        return TorchField(layout.wrap(xp_torch, call_with_args(func, args)), params)
+        if ts.requires_grad and torch.is_grad_enabled():
+            # Times carrying time_inputs' refusal: a parameter func never sees, so that the
+            # outputs of every mode lead to the refusing node (its cotangent is zero).
+            params.append(ts)
+        return TorchField(call_with_args(func, args), layout, params, explicit=adjoint_params is not None)
 
     @_eager
     def while_loop(self, cond, body, carry, *, max_iterations, differentiable=False):
         return super().while_loop(cond, body, carry, max_iterations=max_iterations, differentiable=differentiable)
 
     @_eager
-    def check_params_found(self, field: Field, ts: Any, y0: Any) -> None:
+    def check_params_found(self, field: TorchField, ts: Any, y0: Any) -> TorchField:
+        """``field``, its gradients flowing also to every tensor requiring grad that func's
+        output depends on; with ``adjoint_params`` given, raise if there are such tensors.
+
+        The modes other than backprop compute parameter gradients themselves, so they must
+        know every tensor func uses: one call of func (seen by the user's evaluation
+        counters) gives them, as the ends of its graph: leaves, and tensors computed
+        before the call (``z = enc(x)`` in a closure), where the walk stops so that their
+        gradient flows on into ``enc`` through the caller's graph. A tensor listed in
+        ``adjoint_params`` stops the walk as well. A tensor used only at later times
+        (behind a branch on ``t``) is not seen: list it in ``adjoint_params``.
+        """
         if not torch.is_grad_enabled():
-            return
+            return field
+        marker = _sequence_nr_now()
         # Only the graph's structure is needed, never a backward: save no activations.
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_discard, _discard):
-            probe = field(ts[0], y0.detach())
-        known = {id(p) for p in field.params}
-        hidden = [leaf for leaf in _graph_leaves(probe) if id(leaf) not in known]
-        if hidden:
-            shapes = ", ".join(str(tuple(h.shape)) for h in hidden[:5])
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _discard))
+            # Captured tensors are found from func's calls into torch; not needed when
+            # adjoint_params fixes the parameters (and then no compiled func recompiles).
+            recorder = None if field.explicit else stack.enter_context(_CapturedTensors(marker))
+            probe = field(ts[0].detach(), y0.detach())
+        captured = {} if recorder is None else recorder.tensors
+        found, unresolved = _graph_inputs(probe, field.params, captured, marker)
+        if field.explicit and (found or unresolved):
+            described = [f"shape {tuple(x.shape)}" for x in found] + [f"made by {name}" for name in unresolved]
             raise InvalidArgumentError(
-                f"func uses tensors that require grad but are not among its parameters (shapes {shapes}); "
-                f"their gradients would be lost. Make func an nn.Module that owns them, or pass "
-                f"adjoint_params=(...) listing every tensor to differentiate"
+                f"func uses tensors that require grad but are not in adjoint_params ({', '.join(described[:5])}); "
+                f"their gradients would be lost. Add them to adjoint_params, or detach them"
             )
+        if unresolved:
+            raise InvalidArgumentError(
+                f"func uses a tensor computed outside it that requires grad (made by {', '.join(unresolved[:3])}), "
+                f"which symadj could not find to send its gradient back; pass it explicitly, "
+                f"adjoint_params=(*net.parameters(), z) for a closure over z = encoder(x), "
+                f"or use gradient='backprop'"
+            )
+        return field.with_more_params(found) if found else field
 
     def stackable(self, like):
         return not torch.is_grad_enabled()
@@ -180,6 +238,44 @@ class _Solve(torch.autograd.Function):
         return (None, None, None, y0_bar, *params_bar)
 
 
+class _RefusedGradient(torch.autograd.Function):
+    """``values``, computed from ``source`` for the graph's sake: raise ``refusal()`` if a
+    gradient reaches ``source`` through them."""
+
+    @staticmethod
+    def forward(ctx, source, values, refusal):
+        ctx.refusal = refusal
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, _):
+        raise ctx.refusal()
+
+
+class _CapturedTensors(TorchFunctionMode):
+    """Records the tensors func passes to torch that were computed before ``marker`` (a
+    sequence number): a graph node does not lead back to its tensor, these do."""
+
+    def __init__(self, marker: int) -> None:
+        super().__init__()
+        self.marker = marker
+        self.tensors: dict[tuple[Any, int], torch.Tensor] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for x in _tensors_in((args, kwargs)):
+            node = x.grad_fn
+            if node is not None and node._sequence_nr() < self.marker:
+                self.tensors.setdefault((node, x.output_nr), x)
+        return func(*args, **kwargs)
+
+
+def _sequence_nr_now() -> int:
+    """The sequence number of a graph node made now: later ones (in this thread) have larger."""
+    with torch.enable_grad():
+        return torch.zeros((), requires_grad=True).view(()).grad_fn._sequence_nr()
+
+
 def _discard(_: Any) -> None:
     return None
 
@@ -199,19 +295,43 @@ def _unique(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [t for t in tensors if not (id(t) in seen or seen.add(id(t)))]
 
 
-def _graph_leaves(output: torch.Tensor) -> list[torch.Tensor]:
-    """Leaf tensors requiring grad that ``output`` was computed from."""
-    if output.grad_fn is None:
-        return [output] if output.requires_grad else []
-    leaves, seen, stack = [], set(), [output.grad_fn]
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        variable = getattr(node, "variable", None)
-        if variable is not None:
-            leaves.append(variable)
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return leaves
+def _graph_inputs(output: torch.Tensor, known: Sequence[torch.Tensor], captured: dict[tuple[Any, int], torch.Tensor],
+                  marker: int) -> tuple[list[torch.Tensor], list[str]]:
+    """The tensors requiring grad, outside ``known``, that ``output`` was computed from in
+    the graph made since ``marker``: leaves, and tensors made before it (found in
+    ``captured``); and the names of the nodes that made those not found there.
 
+    The walk goes through the nodes made since ``marker`` only; it stops at a leaf, at a
+    node made before, and at a tensor of ``known``, leaf or not. (Sequence numbers count
+    per thread: a tensor made in another thread during func's call would be taken as made
+    before it.) Nodes, not their ids, are held: a node's Python object is made on demand,
+    and an id may be reused once it is gone.
+    """
+    if output.grad_fn is None:
+        return ([output] if output.requires_grad and all(output is not p for p in known) else []), []
+    known_leaves = {id(p) for p in known if p.grad_fn is None}
+    known_edges = {(p.grad_fn, p.output_nr) for p in known if p.grad_fn is not None}
+    captured = {**captured, (output.grad_fn, output.output_nr): output}  # func may return such a tensor as is
+    found, unresolved, visited, expanded = [], [], set(), set()
+    stack = [(output.grad_fn, output.output_nr)]
+    while stack:
+        edge = stack.pop()
+        node = edge[0]
+        if node is None or edge in visited:
+            continue
+        visited.add(edge)
+        leaf = getattr(node, "variable", None)
+        if leaf is not None:
+            if id(leaf) not in known_leaves:
+                found.append(leaf)
+        elif node._sequence_nr() < marker:
+            if edge in known_edges:
+                continue
+            if edge in captured:
+                found.append(captured[edge])
+            else:
+                unresolved.append(node.name())
+        elif node not in expanded:
+            expanded.add(node)
+            stack.extend(node.next_functions)
+    return _unique(found), unresolved

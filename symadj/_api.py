@@ -70,8 +70,9 @@ def solve(
         adjoint_atol: for ``gradient="adjoint"`` only: its absolute tolerance (default: ``atol``).
         adjoint_options: for ``gradient="adjoint"`` only: its options, e.g. ``{"norm": "seminorm"}``.
         checkpoints: for ``gradient="symplectic"`` or ``"checkpoint"`` only: what the forward
-            pass keeps for the backward pass, ``"all"`` (default), ``"offload"``, ``"stages"``,
-            ``"revolve:K"`` or a :class:`CheckpointPolicy` (see docs/checkpoints.md).
+            pass keeps for the backward pass, ``"auto"`` (default: a memory budget, e.g.
+            ``"auto:2GiB"``), ``"all"``, ``"offload"``, ``"stages"``, ``"revolve:K"`` or a
+            :class:`CheckpointPolicy` (see docs/checkpoints.md).
         throw: raise when the solve fails; with ``False`` return the partial solution.
 
     Returns:

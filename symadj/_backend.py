@@ -323,10 +323,12 @@ class Backend(abc.ABC):
         """Bind ``func(t, state[, args])`` into a :class:`Field` on flat states (``layout.wrap``
         does the flattening); its ``params`` are what gradients flow to."""
 
-    def check_params_found(self, field: Field, ts: Any, y0: Any) -> None:
-        """Raise if ``func`` depends on arrays needing gradients that are not in ``field.params``.
+    def check_params_found(self, field: Field, ts: Any, y0: Any) -> Field | None:
+        """Make sure ``field.params`` holds every array needing gradients that ``func`` uses.
 
-        Modes with their own backward pass would otherwise return no gradient for them.
+        Modes with their own backward pass would otherwise return no gradient for them. A
+        backend returns the field with the arrays it found added (the torch backend, for
+        closures), raises where it cannot find them, or returns ``None`` to keep ``field``.
         """
 
 

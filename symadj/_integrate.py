@@ -195,7 +195,9 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         def rejected(c: _Carry) -> _Carry:
             if not controller.adaptive:
                 return c._replace(n_rejected=c.n_rejected + 1, status=int(Status.NONFINITE))
-            too_small = (xp.abs(decision.next_h) < options.min_step) | (c.t + decision.next_h == c.t)
+            # A NaN step size (from a NaN derivative at the start) fails at once, not after max_steps.
+            too_small = ~xp.isfinite(decision.next_h) | (xp.abs(decision.next_h) < options.min_step) | (
+                c.t + decision.next_h == c.t)
             failure = backend.select(finite, int(Status.STEP_UNDERFLOW), int(Status.NONFINITE))
             return c._replace(h=decision.next_h, n_rejected=c.n_rejected + 1,
                               status=backend.select(too_small, failure, c.status))

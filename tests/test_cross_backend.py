@@ -64,7 +64,8 @@ def relative(a, b):
 
 
 @pytest.mark.parametrize("mode", ["symplectic", "backprop"])
-@pytest.mark.parametrize("method, options", [("dopri5", None), ("dopri8", None), ("rk4", {"step_size": 0.1})])
+@pytest.mark.parametrize("method, options", [("dopri5", None), pytest.param("dopri8", None, marks=pytest.mark.slow),
+                                             ("rk4", {"step_size": 0.1})])
 def test_torch_and_jax_agree(method, options, mode):
     torch_ys, torch_grads = solve_torch(method, mode, options)
     jax_ys, jax_grads = solve_jax(method, mode, options)

@@ -264,7 +264,7 @@ def test_the_interpolant_is_used_where_outputs_fall_inside_steps():
 
 # -- JAX ---------------------------------------------------------------------------------
 
-JAX_DEFAULT = ["rk4", "dopri5"]  # the others in the slow step (one compilation per mode and tableau)
+JAX_DEFAULT = ["dopri5"]  # the others in the slow step (one compilation per mode and tableau)
 
 
 def _jax_gradients(name: str):

@@ -123,7 +123,7 @@ def compare_modes(method, names, modes=("symplectic", "checkpoint")):
 
 # One compilation per mode and tableau: the default run takes the schemes of distinct kinds
 # (FSAL, high order, fixed step); the slow step takes the rest.
-JAX_DEFAULT = {"bosh3", "rk4", "dopri5", "tsit5", "dopri8"}
+JAX_DEFAULT = {"bosh3", "rk4", "dopri5", "tsit5"}
 
 
 @pytest.mark.parametrize("method", [m if m in JAX_DEFAULT else pytest.param(m, marks=pytest.mark.slow)

@@ -239,3 +239,10 @@ def test_errors_share_the_symadj_root():
     for error in (UnknownNameError, InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError):
         assert issubclass(error, symadj.SymadjError)
     assert issubclass(InvalidArgumentError, ValueError) and issubclass(MaxStepsError, RuntimeError)
+
+
+def test_a_nan_derivative_at_the_start_fails_at_once_as_non_finite():
+    sol = symadj.solve(lambda t, y: y * np.nan, np.ones(2), [0.0, 1.0], throw=False)
+    assert sol.status is symadj.Status.NONFINITE and int(sol.stats.n_steps) == 1
+    with pytest.raises(NonFiniteError, match="NaN or infinite in the step from t=0"):
+        symadj.odeint(lambda t, y: y * np.nan, np.ones(2), [0.0, 1.0])

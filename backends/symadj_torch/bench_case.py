@@ -72,7 +72,8 @@ def loss_of(spec: ProblemSpec, ys: Any, target: torch.Tensor | None) -> torch.Te
 class BenchCase:
     """One method on one problem, ready to run forward and backward repeatedly."""
 
-    def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu") -> None:
+    def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu",
+                 count_apart: bool = True) -> None:  # counting is a Python counter here, free: one program
         arrays = make_arrays(spec)
         torch_dtype = getattr(torch, dtype)
         self.spec, self.device, self.info = spec, device, {}

@@ -143,5 +143,6 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     if args.threads < 0:
         raise InvalidArgumentError(f"--threads must be 0 (library defaults) or more, got {args.threads}")
     return BenchConfig(points=points(args), methods=tuple(select(args.backend, args.method)), repeats=repeats,
-                       device=args.device, threads=args.threads, reference_rtol=args.reference_rtol,
+                       device=args.device, threads=args.threads, count_apart=not args.quick,
+                       reference_rtol=args.reference_rtol,
                        timeout=args.timeout)

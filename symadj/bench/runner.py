@@ -39,6 +39,8 @@ class BenchConfig:
         repeats: timed repeats after one warm-up (the median is reported).
         device: ``"cpu"`` or a CUDA device for the torch methods.
         threads: threads per worker (0: the libraries' defaults).
+        count_apart: count evaluations in a second program where counting costs time (JAX),
+            so that the timed one has no counter; off, one program is compiled and timed.
         reference_rtol: tolerance of the float64 dopri8 reference solve.
         timeout: seconds a worker may run before it is stopped.
     """
@@ -48,6 +50,7 @@ class BenchConfig:
     repeats: int = 3
     device: str = "cpu"
     threads: int = 0
+    count_apart: bool = True
     reference_rtol: float = 1e-10
     timeout: float = 3600.0
 
@@ -204,7 +207,8 @@ def _measure(config: BenchConfig, method: Method, workdir: str, ref_dir: str, pr
     points = {point.id: point for point in config.points}
     task = {"method": method.name, "problems": [{"id": p.id, "spec": asdict(p.spec)} for p in config.points],
             "dtype": "float32", "device": config.device if method.backend == "torch" else "cpu",
-            "reference_dir": ref_dir, "threads": config.threads, "repeats": config.repeats}
+            "reference_dir": ref_dir, "threads": config.threads, "repeats": config.repeats,
+            "count_apart": config.count_apart}
     rows: dict[str, Row] = {}
 
     def on_line(line: dict[str, Any]) -> None:

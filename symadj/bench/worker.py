@@ -30,7 +30,7 @@ CASE_MODULES = {"torch": "symadj_torch.bench_case", "jax": "symadj_jax.bench_cas
 
 def case_module(method: Method) -> Any:
     """The backend plugin's benchmark module for ``method`` (imports its array library now):
-    it supplies ``configure(threads, dtype)`` and ``BenchCase(method, spec, dtype, device)``."""
+    it supplies ``configure(threads, dtype)`` and ``BenchCase(method, spec, dtype, device, count_apart)``."""
     return importlib.import_module(CASE_MODULES[method.backend])
 
 
@@ -83,7 +83,7 @@ def run_task(task: dict[str, Any]) -> None:
         row: dict[str, Any] = {"id": item["id"]}
         start = time.perf_counter()
         try:
-            case = cases.BenchCase(method, spec, task["dtype"], task["device"])
+            case = cases.BenchCase(method, spec, task["dtype"], task["device"], task.get("count_apart", True))
             if task.get("reference"):
                 steps, fevals = case.counted()
                 gradient = case.gradient()

@@ -24,7 +24,7 @@ from ._checkpoints import (
 from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
-from ._solution import Schedule, Solution, Stats, Status
+from ._solution import EventOutcome, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (
     BackendUnavailableError,
@@ -192,6 +192,7 @@ def plugin_errors() -> list[str]:
 
 __all__ = [
     "Adjoint", "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
+    "EventOutcome",
     "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "PluginLoadWarning", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",

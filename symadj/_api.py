@@ -10,11 +10,13 @@ from typing import Any
 from ._backend import Backend
 from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array
+from ._events import Events, as_event_functions
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
 from ._options import SolverOptions
+from ._outputs import interpolates
 from ._plugins import registry
-from ._solution import Solution, Stats, Status
+from ._solution import EventOutcome, Solution, Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
 from .errors import (
@@ -43,6 +45,7 @@ def solve(
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
     checkpoints: str | CheckpointPolicy | None = None,
+    event: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
     throw: bool = True,
 ) -> Solution:
     """Solve dy/dt = func(t, y) from ``t[0]`` and return the state at every time in ``t``.
@@ -73,6 +76,11 @@ def solve(
             pass keeps for the backward pass, ``"auto"`` (default: a memory budget, e.g.
             ``"auto:2GiB"``), ``"all"``, ``"offload"``, ``"stages"``, ``"revolve:K"`` or a
             :class:`CheckpointPolicy` (see docs/checkpoints.md).
+        event: a function ``g(t, y)`` (``g(t, y, args)`` with ``args``), or a list of them:
+            the solve stops where one changes sign, located on the continuous extension;
+            ``Solution.event`` tells when, where and which (see docs/events.md). A ``g``
+            returning one value per row of ``y`` (leading batch axis) stops each row at its
+            own time. Outputs at and after an event hold the event state.
         throw: raise when the solve fails; with ``False`` return the partial solution.
 
     Returns:
@@ -116,7 +124,7 @@ def solve(
     _check_tolerance(chosen, xp, "atol", atol)
     chosen.check(xp.all(xp.isfinite(flat_y0)),
                  lambda: NonFiniteError("y0 contains NaN or infinity at the initial time t[0]"))
-    problem = Problem(xp, tableau, ts, rtol, atol, SolverOptions.from_mapping(options))
+    solver_options = SolverOptions.from_mapping(options)
     field = chosen.make_field(func, args, flat_y0, ts, adjoint_params, layout)
     if chosen.differentiable and not isinstance(mode, Backprop):
         # A backend may find parameters func uses beyond those it was given (torch: the
@@ -124,11 +132,52 @@ def solve(
         found = chosen.check_params_found(field, ts, flat_y0)
         if found is not None:
             field = found
+    events = None
+    if event is not None:
+        _check_events_supported(tableau, solver_options, mode)
+        events = Events.build(chosen, xp, as_event_functions(event), args, flat_y0, ts, adjoint_params, layout)
+        if events.per_row and isinstance(mode, Adjoint):
+            raise GradientNotSupportedError(
+                "per-row events (event functions returning one value per row) need an exact gradient mode: "
+                "gradient='symplectic' (default), 'checkpoint' or 'backprop'; gradient='adjoint' supports "
+                "an event function returning one value for the whole state"
+            )
+    problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events)
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
+    outcome = None
+    if events is not None:
+        outputs, outcome = _event_outcome(chosen, xp, events, layout, outputs, stats.events, problem.n_outputs)
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
-    return Solution(ts=ts, ys=ys, stats=stats)
+    return Solution(ts=ts, ys=ys, stats=stats, event=outcome)
+
+
+def _check_events_supported(tableau: Tableau, options: SolverOptions, mode: GradientMode) -> None:
+    if tableau.dense is None:
+        with_dense = ", ".join(name for name in registry.list_tableaux() if registry.get_tableau(name).dense)
+        raise InvalidArgumentError(
+            f"event= locates crossings on the method's continuous extension, which method={tableau.name!r} "
+            f"does not declare (no [dense] section); use one that does: {with_dense}"
+        )
+    if not interpolates(tableau, options):
+        why = ("options['land_on_outputs'] is set" if options.land_on_outputs
+               else f"method={tableau.name!r} has no error estimate and no options['step_size']")
+        raise InvalidArgumentError(
+            f"event= needs outputs interpolated inside steps, but {why}; drop land_on_outputs, or give "
+            f"options['step_size'] for a fixed-step method"
+        )
+
+
+def _event_outcome(backend: Backend, xp: Any, events: Events, layout: StateLayout, outputs: Any, record: Any,
+                   n_outputs: int) -> tuple[Any, EventOutcome]:
+    """The outputs without the event slots, and the event outcome: its time carries the
+    time slot's gradient onto the record's full-precision value."""
+    state, time_slot = outputs[n_outputs, ...], outputs[n_outputs + 1, ...]
+    first = xp.reshape(time_slot, (*events.shape, -1))[..., 0]
+    t = backend.stop_gradient(record.t) + xp.astype(first - backend.stop_gradient(first), record.t.dtype)
+    outcome = EventOutcome(t=t, y=layout.to_state(xp, state), fired=record.fired, index=record.which)
+    return outputs[:n_outputs, ...], outcome
 
 
 def odeint(
@@ -148,6 +197,7 @@ def odeint(
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
     checkpoints: str | CheckpointPolicy | None = None,
+    event: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
 ) -> Any:
     """torchdiffeq's ``odeint``: the solution at every time in ``t`` (leading axis), nothing else.
 
@@ -172,6 +222,9 @@ def odeint(
         adjoint_atol: ``gradient="adjoint"`` only.
         adjoint_options: ``gradient="adjoint"`` only.
         checkpoints: ``gradient="symplectic"``/``"checkpoint"`` only, as in :func:`solve`.
+        event: stop where a function of the state crosses zero, as in :func:`solve` (whose
+            ``Solution.event`` also gives the event time); outputs at and after it hold the
+            event state.
 
     Returns:
         The state at each time in ``t``, stacked along a new leading axis (a tuple or pytree
@@ -189,7 +242,7 @@ def odeint(
     return solve(
         func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient, backend=backend,
         options=options, args=args, adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol,
-        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, checkpoints=checkpoints, throw=True,
+        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, checkpoints=checkpoints, event=event, throw=True,
     ).ys
 
 

@@ -128,28 +128,42 @@ class _RecordingMode(GradientMode):
 
         def forward(y0, params):
             outputs, stats, trajectory = integrate(backend, problem, field.with_params(params), y0, record=True,
-                                                   checkpoints=policy, active_stages=kept_stages)
+                                                   checkpoints=policy, active_stages=kept_stages, params=params)
             return outputs, stats, (trajectory, params)
 
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
+            events, record = problem.events, trajectory.events
+            event_outputs, event_params_bar = None, []
+            if events is not None:
+                outputs_cotangent, event_outputs, event_params_bar = events.cotangents(
+                    backend, xp, events.bound(params), params, record, outputs_cotangent, problem.ts,
+                    _direction(problem), record.rate)
 
             def step(from_stages: bool) -> StepAdjoint:
-                return self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
+                adjoint = self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
+                return _frozen_rows_step(problem, record, adjoint) if events is not None and events.per_row \
+                    else adjoint
 
             outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
-                                       self.interpolated_stages(tab, interpolant))
+                                       self.interpolated_stages(tab, interpolant), event_outputs)
 
             def advance(t, h, y):
-                return rk_advance(xp, bound, tab, t, h, y, bound(t, y))
+                y_new = rk_advance(xp, bound, tab, t, h, y, bound(t, y))
+                if events is None or not events.per_row:
+                    return y_new
+                return xp.where(events.frozen(xp, record, t, _direction(problem), y), y, y_new)
 
-            return policy.walk(backend, xp, trajectory, outputs, params, step, advance)
+            y0_bar, params_bar = policy.walk(backend, xp, trajectory, outputs, params, step, advance)
+            if event_params_bar:
+                params_bar = backend.accumulate(params_bar, event_params_bar)
+            return y0_bar, params_bar
 
         return backend.custom_vjp(forward, backward, y0, field.params)
 
     def interpolated_stages(self, tab: Tableau, interpolant: Interpolant | None) -> tuple[int, ...]:
-        """The stages whose cotangents from interpolated outputs the step adjoint takes."""
+        """The stages whose cotangents from interpolated outputs (and event states) the step adjoint takes."""
         return interpolant.stages if interpolant is not None else ()
 
     @abc.abstractmethod
@@ -285,19 +299,69 @@ class Adjoint(GradientMode):
 
         def forward(y0, inputs):
             params = inputs[:n_params]
-            outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False)
-            return outputs, stats, (outputs, params)
+            outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False,
+                                          params=params)
+            return outputs, stats, (outputs, params, stats.events)
 
         def backward(residuals, outputs_cotangent):
-            outputs, params = residuals
+            outputs, params, record = residuals
             bound = field.with_params(params)
-            lam, params_bar = continuous_adjoint(backend, problem, bound, params, outputs, outputs_cotangent, self)
+            adjoint_problem, event_params_bar = problem, []
+            if problem.events is not None:
+                adjoint_problem, outputs, outputs_cotangent, event_cotangent, event_params_bar = _event_segments(
+                    backend, problem, bound, params, record, outputs, outputs_cotangent)
+                lam, params_bar = continuous_adjoint(backend, adjoint_problem, bound, params, outputs,
+                                                     event_cotangent, self)
+            else:
+                lam, params_bar = continuous_adjoint(backend, problem, bound, params, outputs, outputs_cotangent,
+                                                     self)
+            if event_params_bar:
+                params_bar = backend.accumulate(params_bar, event_params_bar)
             if times is None:
                 return lam, params_bar
             return lam, [*params_bar, _time_cotangents(problem, bound, outputs, outputs_cotangent, lam)]
 
         inputs = [*field.params] if times is None else [*field.params, times]
         return backend.custom_vjp(forward, backward, y0, inputs)
+
+
+def _event_segments(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], record: Any,
+                    outputs: Any, outputs_cotangent: Any) -> tuple[Problem, Any, Any, Any, list]:
+    """The continuous adjoint of a solve stopped by an event (one for the whole state): the
+    output times at and after τ move onto τ (segments of length zero), the event state's
+    cotangent ū joins the first of them, with ẏ = f(τ, y*) in the implicit function theorem.
+
+    Returns the backward problem, the outputs, their own cotangents, those with ū added,
+    and the parameters' cotangents through g."""
+    xp, events, ts = problem.xp, problem.events, problem.ts
+    n, direction = problem.n_outputs, _direction(problem)
+    rate = field(record.t, record.state)
+    own, event_outputs, params_bar = events.cotangents(backend, xp, events.bound(params), params, record,
+                                                       outputs_cotangent, ts, direction, rate)
+    after = record.fired & (direction * (ts - record.t) >= 0)
+    first = after & ~xp.concat([xp.zeros((1,), dtype=xp.bool, device=device_of(ts)), after[:-1]])
+    expand = (n, *(1,) * record.state.ndim)
+    with_event = own + xp.where(xp.reshape(first, expand), event_outputs.cotangent, xp.zeros_like(own))
+    moved = Problem(xp, problem.tableau, xp.where(after, record.t, ts), problem.rtol, problem.atol, problem.options)
+    return moved, outputs[:n, ...], own, with_event, params_bar
+
+
+def _direction(problem: Problem) -> Any:
+    return problem.xp.sign(problem.ts[-1] - problem.ts[0])
+
+
+def _frozen_rows_step(problem: Problem, record: Any, adjoint: StepAdjoint) -> StepAdjoint:
+    """``adjoint`` for a solve whose per-row events freeze the rows that fired:
+    y_{n+1} = m ⊙ y_n + (1 − m) ⊙ Φ(y_n), so λ_n = m ⊙ λ_{n+1} + Φ'ᵀ((1 − m) ⊙ λ_{n+1})."""
+    xp, events = problem.xp, problem.events
+
+    def step(t, h, y, lam, params_bar, outputs):
+        frozen = events.frozen(xp, record, t, _direction(problem), lam)
+        zero = xp.zeros_like(lam)
+        lam_n, params_bar = adjoint(t, h, y, xp.where(frozen, zero, lam), params_bar, outputs)
+        return lam_n + xp.where(frozen, lam, zero), params_bar
+
+    return step
 
 
 def _time_cotangents(problem: Problem, field: Field, outputs: Any, outputs_cotangent: Any, lam0: Any) -> Any:
@@ -484,16 +548,21 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
 
     def segment(i: Any, carry: tuple) -> tuple:
         # A loop, not unrolled: a compiler traces one backward segment, however many outputs.
-        lam, params_bar = carry
         k = problem.n_outputs - 1 - i
         times = xp.stack([problem.ts[k], problem.ts[k - 1]])
-        z0 = flatten([outputs[k], lam, *params_bar])
-        z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options), augmented, z0,
-                                record=False)
-        backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
-        _, lam, *params_bar = layout.unflatten(xp, z[-1])
-        return (cast(lam, state_dtype) + outputs_cotangent[k - 1],
-                [cast(bar, p.dtype) for bar, p in zip(params_bar, params)])
+
+        def solve(carry: tuple) -> tuple:
+            lam, params_bar = carry
+            z0 = flatten([outputs[k], lam, *params_bar])
+            z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options), augmented,
+                                    z0, record=False)
+            backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
+            _, lam, *params_bar = layout.unflatten(xp, z[-1])
+            return cast(lam, state_dtype), [cast(bar, p.dtype) for bar, p in zip(params_bar, params)]
+
+        # Output times moved onto an event time leave segments of length zero.
+        lam, params_bar = backend.cond(times[0] == times[1], lambda carry: carry, solve, carry)
+        return lam + outputs_cotangent[k - 1], params_bar
 
     start = (outputs_cotangent[-1], [xp.zeros_like(p) for p in params])
     return backend.fori_loop(0, problem.n_outputs - 1, segment, start)

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from ._backend import Backend
 from ._checkpoints import AllSteps, CheckpointPolicy
 from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
+from ._events import Events
 from ._options import SolverOptions
 from ._outputs import Interpolant, count_reached, interpolates, landing_times
 from ._solution import Schedule, Stats, Status
@@ -35,6 +36,7 @@ class Problem:
     rtol: Any
     atol: Any
     options: SolverOptions
+    events: Events | None = None
 
     @property
     def n_outputs(self) -> int:
@@ -59,6 +61,7 @@ class Trajectory(NamedTuple):
     output_thetas: Any
     n_steps: Any
     n_outputs: Any
+    events: Any = None  # the EventRecord of a solve with events
 
 
 class _Step(NamedTuple):
@@ -92,18 +95,21 @@ class _Carry(NamedTuple):
     steps: Any
     states: Any
     history: Any
+    events: Any
 
 
 def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, record: bool,
               differentiable: bool = False, checkpoints: CheckpointPolicy | None = None,
-              active_stages: tuple[int, ...] = ()) -> tuple[Any, Stats, Trajectory | None]:
+              active_stages: tuple[int, ...] = (), params: Any = None) -> tuple[Any, Stats, Trajectory | None]:
     """Solve from ``ts[0]`` through every output time.
 
     Returns the outputs stacked along a leading axis (NaN where not reached), the
     statistics, and, when ``record``, the accepted steps for the backward pass, kept as
     the ``checkpoints`` policy says (default: every state); a policy that keeps stage
     states keeps those listed in ``active_stages``. ``differentiable`` asks the backend
-    for a loop its autodiff can reverse.
+    for a loop its autodiff can reverse. With events (``problem.events``, evaluated with
+    ``params`` when given) the outputs are followed by the event state and time
+    (:meth:`Events.packed`) and the solve stops once every event element has fired.
     """
     policy = checkpoints if checkpoints is not None else AllSteps()
     xp, tab, options, ts = problem.xp, problem.tableau, problem.options, problem.ts
@@ -124,6 +130,11 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         outputs_at = _DeferredOutputs if interpolant is not None and differentiable else _StagedOutputs
     writer = outputs_at(backend, xp, ts, direction, interpolant, options.max_steps)
 
+    events = problem.events
+    event_fields = None
+    if events is not None:
+        event_fields = events.bound(params) if params is not None else events.fields
+        event_interpolant = Interpolant.of(tab)
     keeps_stages = record and policy.keeps_stages(backend)
     stages_like = xp.stack([y0] * len(active_stages)) if keeps_stages else None
     carry = _Carry(
@@ -138,12 +149,14 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         steps=backend.buffer(capacity, t0) if record else None,
         states=policy.buffer(backend, capacity, y0, stages_like) if record else None,
         history=writer.history(y0, dy0),
+        events=events.start(xp, event_fields, ts, y0) if events is not None else None,
     )
     evals_per_attempt = tab.stages - 1
     landing_slack = 1.0 + 64 * xp.finfo(t0.dtype).eps
 
     def running(c: _Carry) -> Any:
-        return (c.next_output < n_outputs) & (c.status == int(Status.RUNNING))
+        going = (c.next_output < n_outputs) & (c.status == int(Status.RUNNING))
+        return going if events is None else going & ~xp.all(c.events.record.fired)
 
     def attempt(c: _Carry) -> _Carry:
         landing = backend.select(c.next_landing < landings.count, c.next_landing, landings.count - 1)
@@ -159,6 +172,11 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         lands = xp.abs(remaining) <= xp.abs(c.h) * landing_slack
         h = xp.where(lands, remaining, c.h)
         y_new, dy_fsal, derivatives, stage_states = rk_step_with_stages(xp, f, tab, c.t, h, c.y, c.dy)
+        if events is not None and events.per_row:
+            # Rows whose event fired in an earlier step stay where they are.
+            frozen = events.frozen(xp, c.events.record, c.t, direction, c.y)
+            derivatives = [xp.where(frozen, xp.zeros_like(k), k) for k in derivatives]
+            y_new = xp.where(frozen, c.y, y_new)
         finite = xp.all(xp.isfinite(y_new))
         decision = controller.decide(xp, backend, problem, h, c.y, y_new, derivatives, finite, c.previous_ratio,
                                      c.h)
@@ -185,6 +203,10 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                 )
             step = _Step(c.n_accepted, c.t, h, c.y, y_new, derivatives, xp.where(lands, target, t_new))
             c = writer.write(c, step)
+            if events is not None:
+                c = c._replace(events=events.after_step(
+                    backend, xp, event_fields, c.events, event_interpolant, c.n_accepted, c.t, h, c.y, y_new,
+                    derivatives, direction, differentiable))
             return c._replace(
                 t=t_start, y=y_new, dy=dy_new, h=decision.next_h, previous_ratio=decision.ratio,
                 next_landing=backend.select(lands, count_reached(xp, landings.times, direction, landing_time),
@@ -208,8 +230,15 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
 
     carry = backend.while_loop(running, attempt, carry, max_iterations=options.max_steps,
                                differentiable=differentiable)
-    status = backend.select(carry.next_output == n_outputs, int(Status.SUCCESS), carry.status)
+    finished = carry.next_output == n_outputs
+    if events is not None:
+        finished = finished | xp.all(carry.events.record.fired)
+    status = backend.select(finished, int(Status.SUCCESS), carry.status)
     outputs = writer.finish(carry, y0)
+    event_record = None
+    if events is not None:
+        outputs, event_record = events.finish(xp, carry.events.record, outputs, ts, direction)
+        outputs = events.packed(xp, outputs, event_record)
     checkpoint_bytes, extra_fevals, schedule = 0, 0, int(Schedule.NONE)
     if record:
         checkpoint_bytes, extra_fevals, schedule = policy.costs(
@@ -219,12 +248,12 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         n_steps=carry.n_accepted + carry.n_rejected, n_accepted=carry.n_accepted,
         n_rejected=carry.n_rejected, n_fevals=carry.n_fevals, status=status,
         t_final=carry.t, n_outputs=carry.next_output,
-        checkpoint_bytes=checkpoint_bytes, extra_fevals=extra_fevals, schedule=schedule,
+        checkpoint_bytes=checkpoint_bytes, extra_fevals=extra_fevals, schedule=schedule, events=event_record,
     )
     trajectory = None
     if record:
         trajectory = Trajectory(carry.times, carry.steps, carry.states, carry.output_steps, carry.output_thetas,
-                                carry.n_accepted, carry.next_output)
+                                carry.n_accepted, carry.next_output, event_record)
     return outputs, stats, trajectory
 
 

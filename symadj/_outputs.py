@@ -47,6 +47,17 @@ class Interpolant:
             total = (total + matrix[:, k]) * theta
         return xp.astype(total, dtype)
 
+    def derivative_weights(self, xp: Any, theta: Any, stages: Sequence[int], dtype: Any) -> Any:
+        """b_i'(θ) for each stage in ``stages`` (last axis), for θ of any shape, in ``dtype``."""
+        matrix = self._matrix(xp, tuple(stages), theta)
+        powers = xp.arange(1, matrix.shape[1] + 1, dtype=theta.dtype, device=device_of(theta))
+        matrix = matrix * powers  # b_i'(θ) = Σ_k k p_ik θ^(k-1)
+        theta = xp.expand_dims(theta, axis=-1)
+        total = xp.zeros((*theta.shape[:-1], matrix.shape[0]), dtype=theta.dtype, device=device_of(theta))
+        for k in reversed(range(matrix.shape[1])):
+            total = total * theta + matrix[:, k]
+        return xp.astype(total, dtype)
+
     def _matrix(self, xp: Any, stages: tuple[int, ...], like: Any) -> Any:
         rows = [self.coefficients[i] for i in stages]
         degree = max(len(row) for row in rows)
@@ -193,9 +204,9 @@ class OutputsCotangent:
     """The cotangent of a solve's outputs, handed out step by step to a backward walk."""
 
     def __init__(self, backend: Backend, xp: Any, trajectory: Any, cotangent: Any, interpolant: Interpolant | None,
-                 stages: Sequence[int]) -> None:
+                 stages: Sequence[int], events: Any = None) -> None:
         self.backend, self.xp, self.trajectory, self.cotangent = backend, xp, trajectory, cotangent
-        self.interpolant, self.stages = interpolant, tuple(stages)
+        self.interpolant, self.stages, self.events = interpolant, tuple(stages), events
 
     @property
     def first(self) -> Any:
@@ -210,5 +221,25 @@ class OutputsCotangent:
     def of_step(self, n: Any, k: Any) -> tuple[OutputCotangents, Any]:
         """The cotangents of the outputs in step ``n``, the latest of them output ``k``; and
         the index of the latest output before the step."""
-        return collect_output_cotangents(self.backend, self.xp, self.trajectory, self.cotangent, n, k,
-                                         self.interpolant if self.stages else None, self.stages)
+        in_step, k = collect_output_cotangents(self.backend, self.xp, self.trajectory, self.cotangent, n, k,
+                                               self.interpolant if self.stages else None, self.stages)
+        if self.events is not None:
+            in_step = self._with_events(in_step, n)
+        return in_step, k
+
+    def _with_events(self, in_step: OutputCotangents, n: Any) -> OutputCotangents:
+        """``in_step`` and the event states inside step ``n``, each an interpolated output
+        (one θ per row for per-row events)."""
+        backend, xp, events = self.backend, self.xp, self.events
+        inside = events.fired & (events.step == n)
+        if not backend.staged_loops and not bool(xp.any(inside)):
+            return in_step
+        bar = events.cotangent
+        rows = xp.reshape(inside, (*inside.shape, *(1,) * (bar.ndim - inside.ndim)))
+        bar = xp.where(rows, bar, xp.zeros_like(bar))
+        weights = self.interpolant.weights(xp, events.theta, self.stages, bar.dtype)  # (*rows, stages)
+        dense = xp.stack([xp.reshape(weights[..., p], rows.shape) * bar for p in range(len(self.stages))])
+        if in_step.dense is not None:
+            dense, bar = dense + in_step.dense, bar + in_step.direct
+        has_dense = True if not backend.staged_loops else in_step.has_dense | xp.any(inside)
+        return OutputCotangents(in_step.at_end, has_dense, dense, bar)

@@ -77,6 +77,8 @@ class Stats(NamedTuple):
             states that the checkpoint policy did not keep (``"revolve:K"``, or ``"auto"``
             past its memory budget); 0 otherwise.
         schedule: a :class:`Schedule` code: what the forward pass kept.
+        events: with ``event=``, where the events fired (read them from
+            :attr:`Solution.event`); ``None`` otherwise.
 
     Examples:
         >>> import numpy as np, symadj
@@ -96,6 +98,35 @@ class Stats(NamedTuple):
     checkpoint_bytes: Any = 0
     extra_fevals: Any = 0
     schedule: Any = 0
+    events: Any = None
+
+
+class EventOutcome(NamedTuple):
+    """Where the events of a solve fired (:attr:`Solution.event`).
+
+    Entries have the event shape: ``()``, or ``(batch,)`` for event functions returning one
+    value per row of the state (``y`` has the state's structure).
+
+    Attributes:
+        t: the event time; gradients flow to it (exact modes: the implicit function theorem
+            on the discrete solution's continuous extension). Where no event fired: the last
+            output time.
+        y: the state at the event time (where none fired: the state at the last output time).
+        fired: whether an event fired.
+        index: which event function fired (its position in ``event=``); −1 where none did.
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> sol = symadj.solve(lambda t, y: -y, np.array([1.0]), [0.0, 5.0], rtol=1e-10, atol=1e-12,
+        ...                    event=lambda t, y: y[0] - 0.5)
+        >>> round(float(sol.event.t), 8), bool(sol.event.fired)  # ln 2
+        (0.69314718, True)
+    """
+
+    t: Any
+    y: Any
+    fired: Any
+    index: Any
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,7 @@ class Solution:
         ys: the state at each output time, with a leading time axis (the structure of ``y0``).
             Outputs that a failed solve (``throw=False``) did not reach are NaN.
         stats: :class:`Stats` of the forward solve.
+        event: an :class:`EventOutcome` for a solve with ``event=``; ``None`` otherwise.
 
     Examples:
         >>> import numpy as np, symadj
@@ -118,6 +150,7 @@ class Solution:
     ts: Any
     ys: Any
     stats: Stats
+    event: EventOutcome | None = None
 
     @property
     def status(self) -> Status:

@@ -1,0 +1,280 @@
+"""Events: a solve stops where an event function crosses zero, located on the continuous
+extension, with event times and states whose gradients equal those of the discrete solve
+and the converged root (implicit function theorem), checked against an independent loop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import torch_rotating_field
+
+import symadj
+
+torch = pytest.importorskip("torch")
+
+EXACT = ["symplectic", "checkpoint", "backprop", symadj.Symplectic(checkpoints="revolve:2"),
+         symadj.Symplectic(checkpoints="stages")]
+
+
+def _relative(got, want):
+    got = torch.cat([g.reshape(-1) for g in got])
+    want = torch.cat([w.reshape(-1) for w in want])
+    return float((got - want).norm() / want.norm())
+
+
+# -- where and when ------------------------------------------------------------------
+
+
+def test_linear_decay_stops_at_its_threshold_time():
+    rate, start, threshold = 0.7, 2.0, 0.3
+    sol = symadj.solve(lambda t, y: -rate * y, np.array([start]), np.linspace(0.0, 10.0, 11), rtol=1e-10,
+                       atol=1e-12, event=lambda t, y: y[0] - threshold)
+    want = math.log(start / threshold) / rate
+    assert sol.success and bool(sol.event.fired) and int(sol.event.index) == 0
+    assert abs(float(sol.event.t) - want) <= 1e-8
+    assert abs(float(sol.event.y[0]) - threshold) <= 1e-12  # the root is converged on the extension
+    # Outputs at and after the event hold the event state; those before it the solution.
+    after = sol.ts >= want
+    np.testing.assert_array_equal(sol.ys[after, 0], np.full(after.sum(), float(sol.event.y[0])))
+    np.testing.assert_allclose(sol.ys[~after, 0], start * np.exp(-rate * sol.ts[~after]), rtol=1e-8)
+    assert float(sol.stats.t_final) < 10.0
+
+
+def test_free_fall_lands_at_the_analytic_time():
+    gravity, height, speed = 9.81, 10.0, 3.0
+    sol = symadj.solve(lambda t, y: np.array([y[1], -gravity]), np.array([height, speed]), [0.0, 5.0],
+                       rtol=1e-9, atol=1e-12, event=lambda t, y: y[0])
+    want = (speed + math.sqrt(speed**2 + 2 * gravity * height)) / gravity
+    assert abs(float(sol.event.t) - want) <= 1e-10  # the solution is quadratic: dopri5 is exact on it
+    assert abs(float(sol.event.y[1]) - (speed - gravity * want)) <= 1e-9
+
+
+def test_a_time_dependent_event_and_decreasing_times():
+    sol = symadj.solve(lambda t, y: -y, np.array([1.0]), [2.0, 0.0], event=lambda t, y: t - 0.7)
+    assert abs(float(sol.event.t) - 0.7) <= 1e-12
+    assert abs(float(sol.event.y[0]) - math.exp(1.3)) <= 1e-6
+
+
+def test_no_crossing_runs_to_the_end_and_says_so():
+    sol = symadj.solve(lambda t, y: -y, np.array([1.0]), [0.0, 1.0], event=lambda t, y: y[0] + 1.0)
+    assert sol.success and not bool(sol.event.fired) and int(sol.event.index) == -1
+    assert float(sol.event.t) == 1.0
+    np.testing.assert_array_equal(sol.event.y, sol.ys[-1])
+
+
+def test_several_event_functions_report_which_fired():
+    events = [lambda t, y: y[0] - 0.1, lambda t, y: y[0] - 0.5, lambda t, y: t - 5.0]
+    sol = symadj.solve(lambda t, y: -y, np.array([1.0]), [0.0, 10.0], rtol=1e-10, atol=1e-12, event=events)
+    assert int(sol.event.index) == 1
+    assert abs(float(sol.event.t) - math.log(2.0)) <= 1e-8
+
+
+def test_an_event_on_a_tuple_state_and_in_odeint():
+    def fall(t, state):
+        x, v = state
+        return v, -np.ones_like(v)
+
+    ys = symadj.odeint(fall, (np.array([1.0]), np.array([0.0])), np.linspace(0.0, 3.0, 7),
+                       event=lambda t, state: state[0][0])
+    landing = math.sqrt(2.0)
+    assert np.all(ys[0][np.linspace(0.0, 3.0, 7) >= landing] == ys[0][-1])
+    assert abs(float(ys[1][-1, 0]) + landing) <= 1e-6
+
+
+def test_per_row_events_stop_each_row_at_its_own_time():
+    rates = np.array([0.5, 1.0, 2.0, 0.01])
+    y0 = np.ones((4, 2))
+    t = np.linspace(0.0, 3.0, 31)
+    sol = symadj.solve(lambda t, y: -rates[:, None] * y, y0, t, rtol=1e-10, atol=1e-12,
+                       event=lambda t, y: y[:, 0] - 0.5)
+    want = np.log(2.0) / rates
+    fired = want <= 3.0
+    np.testing.assert_array_equal(sol.event.fired, fired)
+    np.testing.assert_allclose(sol.event.t[fired], want[fired], rtol=1e-8)
+    assert sol.event.t[~fired][0] == 3.0
+    for row in range(4):
+        after = t >= sol.event.t[row]
+        np.testing.assert_array_equal(sol.ys[after, row], np.broadcast_to(sol.event.y[row], (after.sum(), 2)))
+        np.testing.assert_allclose(sol.ys[~after, row, 0], np.exp(-rates[row] * t[~after]), rtol=1e-8)
+
+
+def test_the_solve_ends_once_every_row_has_stopped():
+    y0 = np.ones((2, 1))
+    sol = symadj.solve(lambda t, y: -y, y0, [0.0, 100.0], event=lambda t, y: y[:, 0] - np.array([0.5, 0.25]))
+    assert bool(np.all(sol.event.fired)) and sol.success
+    assert float(sol.stats.t_final) < 2.0
+    np.testing.assert_allclose(sol.event.t, np.log([2.0, 4.0]), rtol=1e-6)
+
+
+# -- bad input -----------------------------------------------------------------------
+
+
+def test_bad_events_are_refused_with_the_fix():
+    y0, t = np.ones(2), [0.0, 1.0]
+    with pytest.raises(symadj.InvalidArgumentError, match="event must be a function"):
+        symadj.solve(lambda t, y: -y, y0, t, event=3.0)
+    with pytest.raises(symadj.InvalidArgumentError, match=r"returned shape \(2, 1\)"):
+        symadj.solve(lambda t, y: -y, y0, t, event=lambda t, y: y[:, None])
+    with pytest.raises(symadj.InvalidArgumentError, match="different shapes"):
+        symadj.solve(lambda t, y: -y, y0, t, event=[lambda t, y: y[0], lambda t, y: y])
+    with pytest.raises(symadj.InvalidArgumentError, match="land_on_outputs"):
+        symadj.solve(lambda t, y: -y, y0, t, event=lambda t, y: y[0], options={"land_on_outputs": True})
+    with pytest.raises(symadj.InvalidArgumentError, match="step_size"):
+        symadj.solve(lambda t, y: -y, y0, t, method="rk4", event=lambda t, y: y[0])
+    heun = symadj.get_tableau("heun_euler")
+    plain = symadj.Tableau("heun_euler_plain", c=heun.c, a=heun.a, b=heun.b, order=heun.order,
+                           embedded=heun.embedded)
+    with pytest.raises(symadj.InvalidArgumentError, match="continuous extension.*dopri5"):
+        symadj.solve(lambda t, y: -y, y0, t, method=plain, event=lambda t, y: y[0])
+    with pytest.raises(symadj.GradientNotSupportedError, match="per-row events"):
+        symadj.solve(lambda t, y: -y, torch.ones(2, 1), t, gradient="adjoint", event=lambda t, y: y[:, 0] - 0.5)
+
+
+# -- exact gradients -----------------------------------------------------------------
+
+
+def _reference(func, y0, t0: float, h: float, steps: int, event, tab_name: str = "dopri5"):
+    """An independent fixed-step solve in plain torch autograd: RK steps of ``h`` with the
+    tableau's continuous extension, rows frozen after their event; each event located by
+    bisection on the detached extension, then made differentiable by one Newton step
+    θ − (g(θ) − stop g(θ)) / stop g'(θ) (value unchanged, derivative by the implicit
+    function theorem). Returns the event times and states (per row)."""
+    tab = symadj.get_tableau(tab_name)
+    a = [[float(x) for x in row] for row in tab.a]
+    b = [float(x) for x in tab.b]
+    c = [float(x) for x in tab.c]
+    dense = [[float(p) for p in row] for row in tab.dense.coefficients]
+
+    def weights(theta, derivative=False):
+        if derivative:
+            return [sum((e + 1) * p * theta ** e for e, p in enumerate(row)) for row in dense]
+        return [sum(p * theta ** (e + 1) for e, p in enumerate(row)) for row in dense]
+
+    y = y0
+    rows = y0.shape[0]
+    times = [None] * rows
+    states = [None] * rows
+    g_before = event(torch.tensor(t0, dtype=torch.float64), y0).detach()
+    for n in range(steps):
+        start = t0 + n * h
+        k = []
+        for i in range(tab.stages):
+            stage = y + h * sum((a[i][j] * k[j] for j in range(i) if a[i][j]), torch.zeros_like(y))
+            k.append(func(torch.tensor(start + c[i] * h, dtype=torch.float64), stage))
+        frozen = torch.tensor([times[r] is not None for r in range(rows)])[:, None]
+        k = [torch.where(frozen, torch.zeros_like(ki), ki) for ki in k]
+        y_next = y + h * sum(bi * ki for bi, ki in zip(b, k))
+        g_after = event(torch.tensor(start + h, dtype=torch.float64), y_next).detach()
+        for r in range(rows):
+            if times[r] is not None or not (g_before[r] * g_after[r] < 0 or (g_after[r] == 0 != g_before[r])):
+                continue
+
+            def g_row(theta, y=y, k=k, r=r, start=start):
+                u = y + h * sum(w * ki for w, ki in zip(weights(theta), k))
+                return event(torch.tensor(start + theta * h, dtype=torch.float64), u)[r]
+
+            lo, hi = 0.0, 1.0
+            for _ in range(200):
+                mid = 0.5 * (lo + hi)
+                if (float(g_row(mid).detach()) > 0) == (float(g_before[r]) > 0):
+                    lo = mid
+                else:
+                    hi = mid
+            theta = 0.5 * (lo + hi)
+            u = y + h * sum(w * ki for w, ki in zip(weights(theta), k))
+            rate = sum(w * ki for w, ki in zip(weights(theta, True), k))
+            tau = torch.tensor(start + theta * h, dtype=torch.float64, requires_grad=True)
+            u_in = u.detach().requires_grad_(True)
+            value = event(tau, u_in)[r]
+            dt, du = torch.autograd.grad(value, [tau, u_in])
+            slope = (dt + (du[r] * rate[r].detach()).sum()) * h
+            g = event(torch.tensor(start + theta * h, dtype=torch.float64), u)[r]
+            theta_d = theta - (g - g.detach()) / slope
+            times[r] = start + theta_d * h
+            states[r] = (y + h * sum(w * ki for w, ki in zip(weights(theta_d), k)))[r]
+        g_before = torch.where(torch.tensor([times[r] is None for r in range(rows)]), g_after, g_before)
+        y = y_next
+    return torch.stack(times), torch.stack(states)
+
+
+def _neural_problem():
+    func = torch_rotating_field()
+    y0 = torch.tensor([[1.0, 0.3, -0.2], [0.6, -0.4, 0.1], [0.9, 0.8, 0.0]], dtype=torch.float64,
+                      requires_grad=True)
+    threshold = torch.tensor([0.2, -0.1, 0.4], dtype=torch.float64)
+    return func, y0, threshold
+
+
+@pytest.mark.parametrize("mode", EXACT, ids=str)
+def test_per_row_event_gradients_equal_an_independent_loop(mode):
+    func, y0, threshold = _neural_problem()
+    params = [y0, *func.parameters()]
+
+    def event(t, y):
+        return y[:, 0] - threshold - 0.05 * t
+
+    def loss(times, states):
+        return (times**2).sum() + (states**2).sum() + (states[:, 1] * times).sum()
+
+    want_t, want_y = _reference(func, y0, 0.0, 0.1, 20, event)
+    want = torch.autograd.grad(loss(want_t, want_y), params)
+    sol = symadj.solve(func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64), gradient=mode, event=event,
+                       options={"step_size": 0.1})
+    assert bool(sol.event.fired.all()) and int(sol.stats.n_accepted) < 20
+    torch.testing.assert_close(sol.event.t, want_t.detach(), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(sol.event.y, want_y.detach(), rtol=1e-12, atol=1e-13)
+    got = torch.autograd.grad(loss(sol.event.t, sol.event.y), params)
+    assert _relative(got, want) <= 1e-10
+
+
+@pytest.mark.parametrize("mode", EXACT, ids=str)
+def test_event_gradients_with_outputs_equal_backprop_on_an_adaptive_solve(mode):
+    func, y0, _ = _neural_problem()
+    params = [y0, *func.parameters()]
+    t = torch.linspace(0.0, 3.0, 40, dtype=torch.float64)
+
+    def gradients(mode, event):
+        sol = symadj.solve(func, y0, t, gradient=mode, event=event, rtol=1e-6, atol=1e-8)
+        loss = (sol.ys**2).sum() + sol.event.t.sum() ** 2 + (sol.event.y**3).sum()
+        return sol, torch.autograd.grad(loss, params)
+
+    for event in (lambda t, y: y[:, 0] - 0.3 * t, lambda t, y: y[0, 1] + y[1, 2] - 0.5):
+        sol, got = gradients(mode, event)
+        _, want = gradients("backprop", event)
+        assert bool(sol.event.fired.all())
+        assert _relative(got, want) <= 1e-10
+
+
+def test_event_time_gradient_matches_finite_differences():
+    func, y0, threshold = _neural_problem()
+    y0 = y0.detach()
+
+    def event_times(y0):
+        return symadj.solve(func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64), event=lambda t, y: y[:, 0] - threshold,
+                            options={"step_size": 0.1}).event.t
+
+    x = y0.clone().requires_grad_(True)
+    direction = torch.randn(y0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    (analytic,) = torch.autograd.grad((event_times(x) ** 2).sum(), [x])
+    eps = 1e-6
+    with torch.no_grad():
+        plus = (event_times(y0 + eps * direction) ** 2).sum()
+        minus = (event_times(y0 - eps * direction) ** 2).sum()
+    numeric = (plus - minus) / (2 * eps)
+    assert abs(float((analytic * direction).sum()) - float(numeric)) <= 1e-7 * max(1.0, abs(float(numeric)))
+
+
+def test_the_continuous_adjoint_gives_event_gradients_close_to_the_exact_ones():
+    func, y0, _ = _neural_problem()
+    params = [y0, *func.parameters()]
+    t = torch.linspace(0.0, 3.0, 7, dtype=torch.float64)
+
+    def gradients(mode):
+        sol = symadj.solve(func, y0, t, gradient=mode, event=lambda t, y: y[0, 0] + y[1, 1] - 0.2, rtol=1e-9,
+                           atol=1e-11)
+        loss = (sol.ys**2).sum() + sol.event.t**2 + (sol.event.y**2).sum()
+        return torch.autograd.grad(loss, params)
+
+    assert _relative(gradients("adjoint"), gradients("symplectic")) <= 1e-5

@@ -278,3 +278,75 @@ def test_the_continuous_adjoint_gives_event_gradients_close_to_the_exact_ones():
         return torch.autograd.grad(loss, params)
 
     assert _relative(gradients("adjoint"), gradients("symplectic")) <= 1e-5
+
+
+# -- JAX -----------------------------------------------------------------------------
+
+
+def _jax_problem():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    weights = 0.5 * jax.random.normal(jax.random.PRNGKey(0), (3, 3), dtype=jnp.float64)
+
+    def field(t, y, args):
+        return jnp.tanh(y @ args["W"]) - 0.3 * y + jnp.array([0.0, 3.0, 0.0]) * y[:, :1]
+
+    y0 = jnp.array([[1.0, 0.3, -0.2], [0.6, -0.4, 0.1], [0.9, 0.8, 0.0]])
+    return jax, jnp, field, {"W": weights}, y0
+
+
+def _jax_event_gradients(modes, event):
+    jax, jnp, field, args, y0 = _jax_problem()
+    t = jnp.linspace(0.0, 3.0, 20)
+
+    def loss(args, y0, mode):
+        sol = symadj.solve(field, y0, t, args=args, gradient=mode, event=event, rtol=1e-7, atol=1e-9)
+        return (sol.ys**2).sum() + (sol.event.t**2).sum() + (sol.event.y**3).sum(), sol.event
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)
+    results = {mode: grad(args, y0, mode) for mode in ["backprop", *modes]}
+    want = jax.tree_util.tree_leaves(results["backprop"][0])
+    for mode in modes:
+        got, outcome = results[mode]
+        assert bool(jnp.all(outcome.fired))
+        error = sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(jax.tree_util.tree_leaves(got), want)) ** 0.5
+        scale = sum(float(jnp.sum(b**2)) for b in want) ** 0.5
+        yield mode, error / scale
+
+
+def test_jax_per_row_event_gradients_under_jit_equal_backprop():
+    for mode, error in _jax_event_gradients(["symplectic"], lambda t, y, args: y[:, 0] + t - 1.5):
+        assert error <= 1e-10, mode
+
+
+@pytest.mark.slow
+def test_jax_per_row_event_gradients_of_the_checkpoint_mode():
+    for mode, error in _jax_event_gradients(["checkpoint"], lambda t, y, args: y[:, 0] + t - 1.5):
+        assert error <= 1e-10, mode
+
+
+@pytest.mark.slow
+def test_jax_event_gradients_for_one_event_of_the_whole_state():
+    for mode, error in _jax_event_gradients(["symplectic", "checkpoint", "adjoint"],
+                                            lambda t, y, args: y[0, 0] + y[1, 1] + t - 2.0):
+        assert error <= (1e-6 if mode == "adjoint" else 1e-10), mode
+
+
+@pytest.mark.slow
+def test_jax_events_vectorise_over_thresholds():
+    jax, jnp, field, args, y0 = _jax_problem()
+    t = jnp.linspace(0.0, 3.0, 5)
+
+    def event_time(threshold):
+        # Gradients reach the event function's parameters through args, as func's do.
+        return symadj.solve(lambda t, y, args: -y, jnp.ones(1), t, rtol=1e-10, atol=1e-12, args=threshold,
+                            event=lambda t, y, threshold: y[0] - threshold).event.t
+
+    thresholds = jnp.array([0.5, 0.25, 0.01])
+    times = jax.jit(jax.vmap(event_time))(thresholds)
+    np.testing.assert_allclose(np.asarray(times), [math.log(2.0), math.log(4.0), 3.0], rtol=1e-8)
+    # y = exp(-t) reaches c at tau = -ln c: d tau / d c = -1 / c
+    slopes = jax.vmap(jax.grad(event_time))(thresholds[:2])
+    np.testing.assert_allclose(np.asarray(slopes), [-1 / 0.5, -1 / 0.25], rtol=1e-6)

@@ -252,8 +252,8 @@ def test_event_time_gradient_matches_finite_differences():
     y0 = y0.detach()
 
     def event_times(y0):
-        return symadj.solve(func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64), event=lambda t, y: y[:, 0] - threshold,
-                            options={"step_size": 0.1}).event.t
+        return symadj.solve(func, y0, torch.tensor([0.0, 2.0], dtype=torch.float64),
+                            event=lambda t, y: y[:, 0] - threshold, options={"step_size": 0.1}).event.t
 
     x = y0.clone().requires_grad_(True)
     direction = torch.randn(y0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))

@@ -89,8 +89,7 @@ def solve(
     Raises:
         UnknownNameError: unknown method, backend, gradient mode or option.
         InvalidArgumentError: bad times, tolerances, state or options.
-        GradientNotSupportedError: a gradient with respect to ``t`` from a mode that gives none
-            (torch: in the backward pass that asks for it; a ``t`` requiring grad is fine otherwise).
+        GradientNotSupportedError: per-row events with ``gradient="adjoint"``.
         MaxStepsError: ``options["max_steps"]`` step attempts were not enough (``throw=True``).
         StepSizeUnderflowError: the step size fell below ``options["min_step"]`` (``throw=True``).
         NonFiniteError: ``y0`` or the state became NaN or infinite (``throw=True``).
@@ -114,11 +113,10 @@ def solve(
             f"y0 has no elements (shapes {list(layout.shapes)}); give a state with at least one element"
         )
     ts = _times(chosen, xp, t, flat_y0)
-    ts, times = chosen.time_inputs(t, ts, mode.time_gradients, lambda: GradientNotSupportedError(
-        f"a gradient with respect to t was asked for, which gradient={mode.name!r} does not give "
-        f"(step sizes and output times are constants of the discrete solve); stop the gradient "
-        f"of t (torch: t.detach(), or leave t out: torch.autograd.grad(loss, params); JAX: "
-        f"jax.lax.stop_gradient(t)), or use gradient='adjoint'"
+    # Every mode gives gradients with respect to t (see _with_time_gradients); the refusal is
+    # the backends' contract for modes that would not.
+    ts, times = chosen.time_inputs(t, ts, True, lambda: GradientNotSupportedError(
+        f"gradient={mode.name!r} gives no gradient with respect to t; stop the gradient of t"
     ))
     _check_tolerance(chosen, xp, "rtol", rtol)
     _check_tolerance(chosen, xp, "atol", atol)
@@ -143,14 +141,43 @@ def solve(
                 "an event function returning one value for the whole state"
             )
     problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events)
+    if times is not None and not mode.time_gradients:
+        # dL/dt_0 = −(λ_0 − ḡ_0)·f(t_0, y_0): y0 moves against f as t_0 moves (its own output moves back).
+        shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(ts[0], flat_y0))
+        flat_y0 = flat_y0 - start_rate * shift[0]
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
     outcome = None
     if events is not None:
         outputs, outcome = _event_outcome(chosen, xp, events, layout, outputs, stats.events, problem.n_outputs)
+    if times is not None and not mode.time_gradients:
+        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
     return Solution(ts=ts, ys=ys, stats=stats, event=outcome)
+
+
+def _time_shift(backend: Backend, xp: Any, times: Any, like: Any) -> Any:
+    """``times − stop(times)`` in the state's dtype: zero, with the gradient of ``times``."""
+    return xp.astype(times - backend.stop_gradient(times), like.dtype)
+
+
+def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any, outputs: Any, shift: Any,
+                         start_rate: Any, record: Any) -> Any:
+    """``outputs`` (values unchanged) with dL/dt_k = ḡ_k · f(t_k, y(t_k)) for k ≥ 1: an output
+    moves along the solution as its time moves (the step sizes stay as they were). Outputs
+    held at an event state do not move."""
+    fixed = backend.stop_gradient(outputs)
+    count = problem.n_outputs
+
+    def rate(k: Any, rates: Any) -> Any:
+        return backend.buffer_write(rates, k, backend.stop_gradient(field(problem.ts[k], fixed[k, ...])))
+
+    rates = backend.buffer_write(backend.buffer(count, start_rate), 0, start_rate)
+    rates = backend.buffer_stack(backend.fori_loop(1, count, rate, rates), count, start_rate)
+    if record is not None:
+        rates = problem.events.held_still(xp, record, rates, problem.ts, xp.sign(problem.ts[-1] - problem.ts[0]))
+    return outputs + rates * xp.reshape(shift, (count, *(1,) * (outputs.ndim - 1)))
 
 
 def _check_events_supported(tableau: Tableau, options: SolverOptions, mode: GradientMode) -> None:

@@ -283,6 +283,11 @@ class Events:
         after = self._after(xp, record, ts, direction)
         return xp.where(self._output_rows(xp, after, last), record.state, outputs), record
 
+    def held_still(self, xp: Any, record: EventRecord, rates: Any, ts: Any, direction: Any) -> Any:
+        """``rates`` (one per output) zero where an output holds its row's event state."""
+        after = self._output_rows(xp, self._after(xp, record, ts, direction), rates[0, ...])
+        return xp.where(after, xp.zeros_like(rates), rates)
+
     def _after(self, xp: Any, record: EventRecord, ts: Any, direction: Any) -> Any:
         """(outputs, *shape): whether output k lies at or after the event of its row."""
         times = xp.reshape(ts, (-1, *(1,) * len(self.shape)))

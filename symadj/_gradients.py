@@ -54,7 +54,8 @@ class GradientMode(abc.ABC):
 
     name: str
 
-    #: Whether gradients with respect to the output times are given.
+    #: Whether the mode computes gradients with respect to the output times itself; for the
+    #: others :func:`symadj.solve` gives dL/dt_k = ḡ_k · f(t_k, y(t_k)).
     time_gradients = False
 
     def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any, times: Any = None
@@ -67,7 +68,7 @@ class GradientMode(abc.ABC):
         if not backend.differentiable:
             outputs, stats, _ = integrate(backend, problem, field, y0, record=False)
             return outputs, stats
-        if times is not None:
+        if times is not None and self.time_gradients:
             return self._solve(backend, problem, field, y0, times)
         return self._solve(backend, problem, field, y0)
 
@@ -271,8 +272,7 @@ class Adjoint(GradientMode):
 
     Not exact for the discrete solve; memory O(|y| + L). ``rtol``/``atol``/``options``
     default to the forward solve's; ``options={"norm": "seminorm"}`` leaves the parameter
-    cotangents out of the error norm, as torchdiffeq's option does. The only mode that
-    gives gradients with respect to the output times ``t``.
+    cotangents out of the error norm, as torchdiffeq's option does.
 
     Args:
         rtol: relative tolerance of the backward solve (default: the forward ``rtol``).

@@ -119,18 +119,18 @@ class BackendUnavailableError(SymadjError, ImportError):
 class GradientNotSupportedError(SymadjError, NotImplementedError):
     """A gradient was requested that the chosen gradient mode cannot give.
 
-    For example a gradient with respect to the output times from a mode other than
-    ``"adjoint"``, or a higher-order gradient from a mode other than ``"backprop"``. With
-    torch it is raised by the backward pass that asks for the gradient.
+    For example a higher-order gradient from a mode other than ``"backprop"``, or per-row
+    events with ``"adjoint"``. With torch a gradient refused is raised by the backward pass
+    that asks for it.
 
     Examples:
         >>> import torch, symadj
-        >>> t = torch.tensor([0.0, 1.0], requires_grad=True)
-        >>> ys = symadj.odeint(lambda t, y: -y, torch.ones(1), t, gradient="symplectic")
-        >>> ys.sum().backward()  # t.grad is asked for
+        >>> y0 = torch.ones(1, requires_grad=True)
+        >>> ys = symadj.odeint(lambda t, y: -y, y0, [0.0, 1.0], gradient="symplectic")
+        >>> (grad,) = torch.autograd.grad(ys.sum(), y0, create_graph=True)
         Traceback (most recent call last):
             ...
-        symadj.errors.GradientNotSupportedError: a gradient with respect to t was asked for, ...
+        symadj.errors.GradientNotSupportedError: create_graph=True (higher-order gradients) needs ...
     """
 
 

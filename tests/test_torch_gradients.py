@@ -234,26 +234,21 @@ def test_higher_order_gradients():
         torch.autograd.grad(ys[-1].sum(), [rate], create_graph=True)
 
 
-@pytest.mark.parametrize("mode", ["symplectic", "checkpoint", "backprop"])
-def test_gradient_with_respect_to_t_is_refused_clearly(mode):
-    # Refused in the backward pass that reaches t, not at the call (issue 19).
-    ts = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
-    ys = symadj.odeint(lambda t, y: -y, torch.ones(1, dtype=torch.float64), ts, gradient=mode)
-    with pytest.raises(symadj.GradientNotSupportedError, match=r"t.detach\(\).*or use gradient='adjoint'"):
-        ys.sum().backward()
-
-
-def test_adjoint_gives_time_gradients_like_torchdiffeq():
+@pytest.mark.parametrize("mode", ["symplectic", "checkpoint", "backprop", "adjoint"])
+def test_every_mode_gives_time_gradients_like_torchdiffeq(mode):
     torchdiffeq = pytest.importorskip("torchdiffeq")
     func, y0 = _problem("mlp")
 
     def time_gradient(solver, **kwargs):
-        ts = torch.tensor([0.2, 0.7, 1.5], dtype=torch.float64, requires_grad=True)
-        ys = solver(func, y0, ts, method="dopri5", rtol=1e-10, atol=1e-10, **kwargs)
+        ts = torch.tensor([0.2, 0.7, 1.1, 1.5], dtype=torch.float64, requires_grad=True)
+        ys = solver(lambda t, y: func(t, y) * torch.cos(t), y0, ts, method="dopri5", rtol=1e-10, atol=1e-10,
+                    **kwargs)
         return torch.autograd.grad((ys ** 2).sum() + ys[1].sum(), ts)[0]
 
-    ours = time_gradient(symadj.odeint, gradient="adjoint")
-    assert torch.allclose(ours, time_gradient(torchdiffeq.odeint_adjoint), rtol=1e-6)
+    ours = time_gradient(symadj.odeint, gradient=mode)
+    # torchdiffeq's odeint also differentiates its step-size choices: equal up to the tolerances.
+    torch.testing.assert_close(ours, time_gradient(torchdiffeq.odeint), rtol=1e-4, atol=0)
+    torch.testing.assert_close(ours, time_gradient(symadj.odeint, gradient="adjoint"), rtol=1e-8, atol=0)
     assert ours.abs().min() > 0
 
 

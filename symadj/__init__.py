@@ -21,6 +21,7 @@ from ._checkpoints import (
     as_checkpoint_policy,
     parse_bytes,
 )
+from ._events import Event
 from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
@@ -192,7 +193,7 @@ def plugin_errors() -> list[str]:
 
 __all__ = [
     "Adjoint", "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
-    "EventOutcome",
+    "Event", "EventOutcome",
     "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "PluginLoadWarning", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",

@@ -10,7 +10,7 @@ from typing import Any
 from ._backend import Backend
 from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array
-from ._events import Events, as_event_functions
+from ._events import Event, Events, as_events
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
 from ._options import SolverOptions
@@ -45,7 +45,7 @@ def solve(
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
     checkpoints: str | CheckpointPolicy | None = None,
-    event: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+    event: Callable[..., Any] | Event | Sequence[Callable[..., Any] | Event] | None = None,
     throw: bool = True,
 ) -> Solution:
     """Solve dy/dt = func(t, y) from ``t[0]`` and return the state at every time in ``t``.
@@ -76,11 +76,12 @@ def solve(
             pass keeps for the backward pass, ``"auto"`` (default: a memory budget, e.g.
             ``"auto:2GiB"``), ``"all"``, ``"offload"``, ``"stages"``, ``"revolve:K"`` or a
             :class:`CheckpointPolicy` (see docs/checkpoints.md).
-        event: a function ``g(t, y)`` (``g(t, y, args)`` with ``args``), or a list of them:
-            the solve stops where one changes sign, located on the continuous extension;
-            ``Solution.event`` tells when, where and which (see docs/events.md). A ``g``
-            returning one value per row of ``y`` (leading batch axis) stops each row at its
-            own time. Outputs at and after an event hold the event state.
+        event: a function ``g(t, y)`` (``g(t, y, args)`` with ``args``), an :class:`Event`
+            (a function and a direction), or a list of them: the solve stops where one changes
+            sign, located on the continuous extension; ``Solution.event`` tells when, where and
+            which (see docs/events.md). A ``g`` returning one value per row of ``y`` (leading
+            batch axis) stops each row at its own time. Outputs at and after an event hold the
+            event state.
         throw: raise when the solve fails; with ``False`` return the partial solution.
 
     Returns:
@@ -133,7 +134,7 @@ def solve(
     events = None
     if event is not None:
         _check_events_supported(tableau, solver_options, mode)
-        events = Events.build(chosen, xp, as_event_functions(event), args, flat_y0, ts, adjoint_params, layout)
+        events = Events.build(chosen, xp, as_events(event), args, flat_y0, ts, adjoint_params, layout)
         if events.per_row and isinstance(mode, Adjoint):
             raise GradientNotSupportedError(
                 "per-row events (event functions returning one value per row) need an exact gradient mode: "
@@ -224,7 +225,7 @@ def odeint(
     adjoint_atol: float | None = None,
     adjoint_options: Mapping[str, Any] | None = None,
     checkpoints: str | CheckpointPolicy | None = None,
-    event: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+    event: Callable[..., Any] | Event | Sequence[Callable[..., Any] | Event] | None = None,
 ) -> Any:
     """torchdiffeq's ``odeint``: the solution at every time in ``t`` (leading axis), nothing else.
 

@@ -97,18 +97,53 @@ class _EventLayout:
         return g
 
 
-def as_event_functions(event: Any) -> tuple[Callable[..., Any], ...]:
-    """``event=`` as a tuple of callables: one callable, or a sequence of them."""
-    functions = tuple(event) if isinstance(event, (list, tuple)) else (event,)
-    for index, fn in enumerate(functions):
-        if not callable(fn):
+@dataclass(frozen=True)
+class Event:
+    """An event function with a direction: pass it to ``event=`` in place of a plain function.
+
+    Args:
+        fn: ``g(t, y)`` (``g(t, y, args)`` with ``args``), as for a plain event function.
+        direction: ``0`` (default): any sign change fires; ``1``: only rising through zero
+            (− to +); ``-1``: only falling (+ to −).
+
+    Examples:
+        >>> import numpy as np, symadj
+        >>> falling = symadj.Event(lambda t, y: y[0], direction=-1)  # a ball landing, not leaving
+        >>> sol = symadj.solve(lambda t, y: np.array([y[1], -9.81]), np.array([0.0, 5.0]), [0.0, 5.0],
+        ...                    event=falling)
+        >>> round(float(sol.event.t), 4)  # 2 v0 / g; the rise through y = 0 at t = 0 does not count
+        1.0194
+    """
+
+    fn: Callable[..., Any]
+    direction: int = 0
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise InvalidArgumentError(f"Event(fn=...) must be a function g(t, y), got {type(self.fn).__name__}")
+        if self.direction not in (-1, 0, 1):
             raise InvalidArgumentError(
-                f"event must be a function g(t, y) (or a list of them), got {type(fn).__name__} "
-                f"at position {index}"
+                f"Event(direction={self.direction!r}): use 0 (any crossing), 1 (rising) or -1 (falling)"
             )
-    if not functions:
+
+
+def as_events(event: Any) -> tuple[Event, ...]:
+    """``event=`` as a tuple of :class:`Event`: a function or an Event, or a sequence of them."""
+    given = tuple(event) if isinstance(event, (list, tuple)) else (event,)
+    if not given:
         raise InvalidArgumentError("event is an empty list; pass at least one function g(t, y), or leave it out")
-    return functions
+    events = []
+    for index, item in enumerate(given):
+        if isinstance(item, Event):
+            events.append(item)
+        elif callable(item):
+            events.append(Event(item))
+        else:
+            raise InvalidArgumentError(
+                f"event must be a function g(t, y) or a symadj.Event (or a list of them), got "
+                f"{type(item).__name__} at position {index}"
+            )
+    return tuple(events)
 
 
 @dataclass(frozen=True)
@@ -117,13 +152,14 @@ class Events:
 
     fields: tuple[Field, ...]
     shape: tuple[int, ...]
+    directions: tuple[int, ...]
 
     @classmethod
-    def build(cls, backend: Backend, xp: Any, functions: Sequence[Callable[..., Any]], args: Any, y0: Any, ts: Any,
+    def build(cls, backend: Backend, xp: Any, events: Sequence[Event], args: Any, y0: Any, ts: Any,
               adjoint_params: Any, layout: StateLayout) -> Events:
-        """Bind ``functions`` like ``func`` and check, from one call at t[0], what they return."""
-        fields = tuple(backend.make_field(fn, args, y0, ts, adjoint_params, _EventLayout(layout, index))
-                       for index, fn in enumerate(functions))
+        """Bind the event functions like ``func`` and check, from one call at t[0], what they return."""
+        fields = tuple(backend.make_field(event.fn, args, y0, ts, adjoint_params, _EventLayout(layout, index))
+                       for index, event in enumerate(events))
         shapes = [tuple(field(ts[0], y0).shape) for field in fields]
         batch = (y0.shape[0],) if layout.single and y0.ndim >= 1 else None
         for index, shape in enumerate(shapes):
@@ -136,7 +172,7 @@ class Events:
             raise InvalidArgumentError(
                 f"the event functions return different shapes {shapes}; make them all 0-d or all per row"
             )
-        return cls(fields, shapes[0])
+        return cls(fields, shapes[0], tuple(event.direction for event in events))
 
     @property
     def per_row(self) -> bool:
@@ -180,7 +216,9 @@ class Events:
         """Check the accepted step from ``t`` for sign changes, and record where they are."""
         values = self.values(xp, fields, t + h, y_new)
         before = carry.values
-        crossed = (((before < 0) & (values >= 0)) | ((before > 0) & (values <= 0))) & ~carry.record.fired
+        rising, falling = (before < 0) & (values >= 0), (before > 0) & (values <= 0)
+        crossed = xp.stack([(rising[j] if direction >= 0 else False) | (falling[j] if direction <= 0 else False)
+                            for j, direction in enumerate(self.directions)]) & ~carry.record.fired
 
         def locate(record: EventRecord) -> EventRecord:
             return self._locate(backend, xp, fields, record, crossed, before, values, interpolant, index, t, h, y,

@@ -71,6 +71,18 @@ def test_several_event_functions_report_which_fired():
     assert abs(float(sol.event.t) - math.log(2.0)) <= 1e-8
 
 
+def test_a_direction_picks_rising_or_falling_crossings():
+    def sine(direction):
+        return symadj.solve(lambda t, y: np.cos(t) * np.ones(1), np.zeros(1), [0.0, 6.0], rtol=1e-10, atol=1e-12,
+                            event=symadj.Event(lambda t, y: y[0] - 0.5, direction=direction)).event.t
+
+    assert abs(float(sine(1)) - math.pi / 6) <= 1e-8
+    assert abs(float(sine(0)) - math.pi / 6) <= 1e-8
+    assert abs(float(sine(-1)) - 5 * math.pi / 6) <= 1e-8
+    with pytest.raises(symadj.InvalidArgumentError, match="direction=2"):
+        symadj.Event(lambda t, y: y, direction=2)
+
+
 def test_an_event_on_a_tuple_state_and_in_odeint():
     def fall(t, state):
         x, v = state
@@ -113,7 +125,7 @@ def test_the_solve_ends_once_every_row_has_stopped():
 
 def test_bad_events_are_refused_with_the_fix():
     y0, t = np.ones(2), [0.0, 1.0]
-    with pytest.raises(symadj.InvalidArgumentError, match="event must be a function"):
+    with pytest.raises(symadj.InvalidArgumentError, match="event must be a function g.*or a symadj.Event"):
         symadj.solve(lambda t, y: -y, y0, t, event=3.0)
     with pytest.raises(symadj.InvalidArgumentError, match=r"returned shape \(2, 1\)"):
         symadj.solve(lambda t, y: -y, y0, t, event=lambda t, y: y[:, None])

@@ -100,6 +100,41 @@ class Stats(NamedTuple):
     schedule: Any = 0
     events: Any = None
 
+    def as_dict(self) -> dict[str, int | float | str]:
+        """Plain Python numbers, for loggers (TensorBoard, Weights & Biases, ...): the counts
+        as ``int``, ``t_final`` as ``float``, ``status`` and ``schedule`` by name (read on the
+        host: not under ``jax.jit``). Event outcomes are in :attr:`Solution.event`.
+
+        Examples:
+            >>> import numpy as np, symadj
+            >>> stats = symadj.solve(lambda t, y: -y, np.ones(1), [0.0, 1.0]).stats
+            >>> stats.as_dict()["status"], stats.as_dict()["n_accepted"] > 0
+            ('SUCCESS', True)
+        """
+        numbers: dict[str, int | float | str] = {
+            name: int(getattr(self, name))
+            for name in ("n_steps", "n_accepted", "n_rejected", "n_fevals", "n_outputs", "checkpoint_bytes",
+                         "extra_fevals")
+        }
+        numbers["t_final"] = float(self.t_final)
+        numbers["status"] = Status(int(self.status)).name
+        numbers["schedule"] = Schedule(int(self.schedule)).name
+        return numbers
+
+    def __repr__(self) -> str:
+        def shown(name: str, value: Any) -> str:
+            codes = {"status": Status, "schedule": Schedule}
+            if name in codes:
+                try:
+                    return codes[name](int(value)).name
+                except (TypeError, ValueError):  # a traced value under jit has no number yet
+                    return repr(value)
+            return repr(value)
+
+        fields = ", ".join(f"{name}={shown(name, getattr(self, name))}" for name in self._fields
+                           if name != "events" or self.events is not None)
+        return f"Stats({fields})"
+
 
 class EventOutcome(NamedTuple):
     """Where the events of a solve fired (:attr:`Solution.event`).

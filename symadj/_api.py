@@ -16,6 +16,7 @@ from ._integrate import Problem
 from ._options import SolverOptions
 from ._outputs import interpolates
 from ._plugins import registry
+from ._progress import as_progress
 from ._solution import EventOutcome, Solution, Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
@@ -46,6 +47,7 @@ def solve(
     adjoint_options: Mapping[str, Any] | None = None,
     checkpoints: str | CheckpointPolicy | None = None,
     event: Callable[..., Any] | Event | Sequence[Callable[..., Any] | Event] | None = None,
+    progress: bool = False,
     throw: bool = True,
 ) -> Solution:
     """Solve dy/dt = func(t, y) from ``t[0]`` and return the state at every time in ``t``.
@@ -82,6 +84,9 @@ def solve(
             which (see docs/events.md). A ``g`` returning one value per row of ``y`` (leading
             batch axis) stops each row at its own time. Outputs at and after an event hold the
             event state.
+        progress: show t, the step count and the time left during the forward pass and
+            the backward walk (tqdm when installed, else lines on stderr; under JAX's ``jit``
+            through a host callback). Off by default, and then free.
         throw: raise when the solve fails; with ``False`` return the partial solution.
 
     Returns:
@@ -141,7 +146,7 @@ def solve(
                 "gradient='symplectic' (default), 'checkpoint' or 'backprop'; gradient='adjoint' supports "
                 "an event function returning one value for the whole state"
             )
-    problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events)
+    problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events, as_progress(progress, ts))
     if times is not None and not mode.time_gradients:
         # dL/dt_0 = −(λ_0 − ḡ_0)·f(t_0, y_0): y0 moves against f as t_0 moves (its own output moves back).
         shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(ts[0], flat_y0))
@@ -226,6 +231,7 @@ def odeint(
     adjoint_options: Mapping[str, Any] | None = None,
     checkpoints: str | CheckpointPolicy | None = None,
     event: Callable[..., Any] | Event | Sequence[Callable[..., Any] | Event] | None = None,
+    progress: bool = False,
 ) -> Any:
     """torchdiffeq's ``odeint``: the solution at every time in ``t`` (leading axis), nothing else.
 
@@ -253,6 +259,7 @@ def odeint(
         event: stop where a function of the state crosses zero, as in :func:`solve` (whose
             ``Solution.event`` also gives the event time); outputs at and after it hold the
             event state.
+        progress: show the solve's progress, as in :func:`solve`.
 
     Returns:
         The state at each time in ``t``, stacked along a new leading axis (a tuple or pytree
@@ -270,7 +277,8 @@ def odeint(
     return solve(
         func, y0, t, method=method, rtol=rtol, atol=atol, gradient=gradient, backend=backend,
         options=options, args=args, adjoint_params=adjoint_params, adjoint_rtol=adjoint_rtol,
-        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, checkpoints=checkpoints, event=event, throw=True,
+        adjoint_atol=adjoint_atol, adjoint_options=adjoint_options, checkpoints=checkpoints, event=event,
+        progress=progress, throw=True,
     ).ys
 
 

@@ -197,6 +197,14 @@ class Backend(abc.ABC):
         if not bool(ok):
             raise error(*operands)
 
+    def host_callback(self, fn: Callable[..., Any], *operands: Any) -> None:
+        """Call ``fn(*operands)`` for its side effect (a progress meter), in program order.
+
+        A tracing backend calls it when the compiled program runs, with the operands'
+        values; ``fn`` reads values from its arguments only.
+        """
+        fn(*operands)
+
     def check_status(self, stats: Any, error: Callable[..., Exception], *operands: Any) -> None:
         """Raise ``error(stats, *operands)`` unless the solve succeeded."""
         self.check(stats.status == int(Status.SUCCESS), error, stats, *operands)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._backend import Backend, Field
@@ -66,11 +66,10 @@ class GradientMode(abc.ABC):
         with ``time_gradients``.
         """
         if not backend.differentiable:
-            outputs, stats, _ = integrate(backend, problem, field, y0, record=False)
-            return outputs, stats
+            return _reported(backend, problem, lambda: integrate(backend, problem, field, y0, record=False)[:2])
         if times is not None and self.time_gradients:
-            return self._solve(backend, problem, field, y0, times)
-        return self._solve(backend, problem, field, y0)
+            return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0, times))
+        return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0))
 
     @abc.abstractmethod
     def _solve(self, backend: Backend, problem: Problem, field: Field, y0: Any) -> tuple[Any, Stats]: ...
@@ -144,8 +143,9 @@ class _RecordingMode(GradientMode):
 
             def step(from_stages: bool) -> StepAdjoint:
                 adjoint = self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
-                return _frozen_rows_step(problem, record, adjoint) if events is not None and events.per_row \
-                    else adjoint
+                if events is not None and events.per_row:
+                    adjoint = _frozen_rows_step(problem, record, adjoint)
+                return _reporting_steps(backend, problem, adjoint)
 
             outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
                                        self.interpolated_stages(tab, interpolant), event_outputs)
@@ -156,7 +156,11 @@ class _RecordingMode(GradientMode):
                     return y_new
                 return xp.where(events.frozen(xp, record, t, _direction(problem), y), y, y_new)
 
+            if problem.progress is not None:
+                problem.progress.backward.open(backend)
             y0_bar, params_bar = policy.walk(backend, xp, trajectory, outputs, params, step, advance)
+            if problem.progress is not None:
+                problem.progress.backward.close(backend, trajectory.n_steps, y0_bar)
             if event_params_bar:
                 params_bar = backend.accumulate(params_bar, event_params_bar)
             return y0_bar, params_bar
@@ -325,6 +329,29 @@ class Adjoint(GradientMode):
         return backend.custom_vjp(forward, backward, y0, inputs)
 
 
+def _reported(backend: Backend, problem: Problem, run: Callable[[], tuple[Any, Stats]]) -> tuple[Any, Stats]:
+    """``run()``, the forward solve, between the opening and closing of its progress meter."""
+    if problem.progress is None:
+        return run()
+    problem.progress.forward.open(backend)
+    outputs, stats = run()
+    problem.progress.forward.close(backend, stats.n_accepted)
+    return outputs, stats
+
+
+def _reporting_steps(backend: Backend, problem: Problem, adjoint: StepAdjoint) -> StepAdjoint:
+    """``adjoint``, reporting each step of the backward walk to the backward meter."""
+    if problem.progress is None:
+        return adjoint
+    reporter = problem.progress.backward
+
+    def step(t, h, y, lam, params_bar, outputs):
+        reporter.step(backend, problem.xp, t + h, t)
+        return adjoint(t, h, y, lam, params_bar, outputs)
+
+    return step
+
+
 def _event_segments(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], record: Any,
                     outputs: Any, outputs_cotangent: Any) -> tuple[Problem, Any, Any, Any, list]:
     """The continuous adjoint of a solve stopped by an event (one for the whole state): the
@@ -342,7 +369,8 @@ def _event_segments(backend: Backend, problem: Problem, field: Field, params: Se
     first = after & ~xp.concat([xp.zeros((1,), dtype=xp.bool, device=device_of(ts)), after[:-1]])
     expand = (n, *(1,) * record.state.ndim)
     with_event = own + xp.where(xp.reshape(first, expand), event_outputs.cotangent, xp.zeros_like(own))
-    moved = Problem(xp, problem.tableau, xp.where(after, record.t, ts), problem.rtol, problem.atol, problem.options)
+    moved = Problem(xp, problem.tableau, xp.where(after, record.t, ts), problem.rtol, problem.atol, problem.options,
+                    progress=problem.progress)
     return moved, outputs[:n, ...], own, with_event, params_bar
 
 
@@ -545,6 +573,8 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
 
     rtol = problem.rtol if mode.rtol is None else mode.rtol
     atol = problem.atol if mode.atol is None else mode.atol
+    # The backward solves' loops report to the backward meter.
+    backward_solves = None if problem.progress is None else replace(problem.progress, forward=problem.progress.backward)
 
     def segment(i: Any, carry: tuple) -> tuple:
         # A loop, not unrolled: a compiler traces one backward segment, however many outputs.
@@ -554,8 +584,8 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         def solve(carry: tuple) -> tuple:
             lam, params_bar = carry
             z0 = flatten([outputs[k], lam, *params_bar])
-            z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options), augmented,
-                                    z0, record=False)
+            z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options,
+                                                     progress=backward_solves), augmented, z0, record=False)
             backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
             _, lam, *params_bar = layout.unflatten(xp, z[-1])
             return cast(lam, state_dtype), [cast(bar, p.dtype) for bar, p in zip(params_bar, params)]
@@ -565,7 +595,12 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         return lam + outputs_cotangent[k - 1], params_bar
 
     start = (outputs_cotangent[-1], [xp.zeros_like(p) for p in params])
-    return backend.fori_loop(0, problem.n_outputs - 1, segment, start)
+    if problem.progress is None:
+        return backend.fori_loop(0, problem.n_outputs - 1, segment, start)
+    problem.progress.backward.open(backend)
+    lam, params_bar = backend.fori_loop(0, problem.n_outputs - 1, segment, start)
+    problem.progress.backward.close(backend, after=lam)
+    return lam, params_bar
 
 
 def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: Adjoint) -> Exception:

@@ -21,6 +21,7 @@ from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
 from ._events import Events
 from ._options import SolverOptions
 from ._outputs import Interpolant, count_reached, interpolates, landing_times
+from ._progress import Progress
 from ._solution import Schedule, Stats, Status
 from ._stepsize import controller_for
 from ._tableau import Tableau
@@ -37,6 +38,7 @@ class Problem:
     atol: Any
     options: SolverOptions
     events: Events | None = None
+    progress: Progress | None = None
 
     @property
     def n_outputs(self) -> int:
@@ -110,6 +112,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     for a loop its autodiff can reverse. With events (``problem.events``, evaluated with
     ``params`` when given) the outputs are followed by the event state and time
     (:meth:`Events.packed`) and the solve stops once every event element has fired.
+    Each accepted step is reported to ``problem.progress.forward`` (opened and closed by
+    the caller).
     """
     policy = checkpoints if checkpoints is not None else AllSteps()
     xp, tab, options, ts = problem.xp, problem.tableau, problem.options, problem.ts
@@ -152,6 +156,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         events=events.start(xp, event_fields, ts, y0) if events is not None else None,
     )
     evals_per_attempt = tab.stages - 1
+    meter = problem.progress.forward if problem.progress is not None else None
     landing_slack = 1.0 + 64 * xp.finfo(t0.dtype).eps
 
     def running(c: _Carry) -> Any:
@@ -207,6 +212,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                 c = c._replace(events=events.after_step(
                     backend, xp, event_fields, c.events, event_interpolant, c.n_accepted, c.t, h, c.y, y_new,
                     derivatives, direction, differentiable))
+            if meter is not None:
+                meter.step(backend, xp, c.t, t_new, c.n_accepted + 1)
             return c._replace(
                 t=t_start, y=y_new, dy=dy_new, h=decision.next_h, previous_ratio=decision.ratio,
                 next_landing=backend.select(lands, count_reached(xp, landings.times, direction, landing_time),

@@ -55,7 +55,7 @@ def test_torch_module_trains_and_round_trips_its_state_dict():
         loss = (model(y0) - target).pow(2).mean()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[2] < losses[0]
     _, fresh = _torch_model(gradient="checkpoint")
     fresh.load_state_dict(model.state_dict())

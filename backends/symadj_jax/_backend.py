@@ -165,6 +165,14 @@ class JaxBackend(Backend):
         return jnp.where(written.reshape((-1,) + (1,) * (buffer.ndim - 1)), buffer, fill)
 
     # -- checkpoint storage -------------------------------------------------
+    def host_callback(self, fn, *operands):
+        if not _is_traced(operands):
+            fn(*operands)
+            return
+        # Ordered: the meter's start, steps and finish arrive in program order, also from a
+        # custom_vjp's backward pass (unordered callbacks of a backward pass may run first).
+        jax.debug.callback(fn, *operands, ordered=True)
+
     def check_host_storage(self):
         device = jax.devices()[0]
         if not any(memory.kind == "pinned_host" for memory in device.addressable_memories()):

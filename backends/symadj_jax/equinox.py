@@ -29,6 +29,7 @@ class NeuralODE(eqx.Module):
         rtol: relative tolerance (static).
         atol: absolute tolerance (static).
         max_steps: ``options["max_steps"]``: the static bound a compiled solve is sized by.
+        progress: show the solve's progress (static), as ``symadj.solve(progress=True)``.
 
     Examples:
         >>> import jax, jax.numpy as jnp, equinox as eqx, symadj.equinox
@@ -45,6 +46,7 @@ class NeuralODE(eqx.Module):
     rtol: float = eqx.field(static=True, default=1e-7)
     atol: float = eqx.field(static=True, default=1e-9)
     max_steps: int = eqx.field(static=True, default=4096)
+    progress: bool = eqx.field(static=True, default=False)
 
     def __call__(self, y0: Any, t: Any = None) -> Any:
         """The states at the output times (``t``, or the module's), stacked along a new leading axis."""
@@ -55,7 +57,7 @@ class NeuralODE(eqx.Module):
         times = self.t if t is None else jnp.asarray(t)
         return symadj.solve(_with_field_as_args(self.field), y0, times, args=self.field, method=self.method,
                             gradient=self.gradient, rtol=self.rtol, atol=self.atol,
-                            options={"max_steps": self.max_steps})
+                            options={"max_steps": self.max_steps}, progress=self.progress)
 
 
 def _with_field_as_args(field: Callable[..., Any]) -> Callable[[Any, Any, Any], Any]:

@@ -15,8 +15,8 @@ import pytest
 
 from symadj._cli import build_parser, main
 from symadj.bench import measure, plot, report, runner
-from symadj.bench.config import bench_config, points
-from symadj.bench.methods import Method, all_methods, select
+from symadj.bench.config import QUICK_LEAVES_OUT, bench_config, points
+from symadj.bench.methods import SYMADJ_MODES, Method, all_methods, select
 from symadj.bench.problems import ProblemSpec, make_arrays
 from symadj.errors import UnknownNameError
 
@@ -27,18 +27,49 @@ def parse(*flags: str):
     return build_parser().parse_args(["bench", *flags])
 
 
-def test_quick_points_have_every_problem_and_a_sweep_through_the_mlp_problem():
+def test_quick_run_is_the_mlp_problem_and_a_sweep_through_it_in_one_worker_per_backend():
     quick = points(parse("--quick"))
-    assert [p.id for p in quick if p.main] == ["mlp", "cnf", "pendulum"]
+    assert [p.id for p in quick if p.main] == ["mlp"]
     sweep = [p for p in quick if p.sweep]
     assert sorted(p.spec.end for p in sweep) == [0.5, 1.0, 2.0]
     assert next(p for p in quick if p.id == "mlp").sweep  # the table's mlp is the sweep's t_end = 1, run once
     assert len({p.spec for p in quick}) == len(quick)
+    # The sweep differs only in the integration length: one compiled program per JAX method.
+    assert len({p.spec.replace(end=1.0) for p in quick}) == 1
+    config = bench_config(parse("--quick"))
+    assert config.shared_workers and config.compile_cache.endswith("jax-bench")
+    names = [m.name for m in config.methods]
+    assert "diffrax:RecursiveCheckpointAdjoint" in names and "diffrax:DirectAdjoint" not in names
+    assert {f"symadj-{b}:{mode}" for b in ("torch", "jax") for mode in SYMADJ_MODES} <= set(names)
+    assert "diffrax:DirectAdjoint" in [m.name for m in bench_config(parse("--quick", "--method", "diffrax")).methods]
+    assert bench_config(parse("--quick", "--no-compile-cache")).compile_cache is None
+    full = bench_config(parse())
+    assert not full.shared_workers and full.compile_cache is None
+    assert [p.id for p in full.points if p.main] == ["mlp", "cnf", "pendulum"]
+
+
+def test_worker_groups_are_one_method_each_or_one_backend_each():
+    methods = [m for m in all_methods() if m.library != "nolib"]
+    config = runner.BenchConfig(points=(), methods=tuple(methods))
+    assert runner._worker_groups(config, methods) == [[m] for m in methods]
+    shared = runner._worker_groups(runner.BenchConfig(points=(), methods=tuple(methods), shared_workers=True),
+                                   methods)
+    assert [{m.backend for m in group} for group in shared] == [{"torch"}, {"jax"}]
+    assert sum(shared, []) == methods
+
+
+def test_progress_lines_say_how_long_is_left():
+    stream = io.StringIO()
+    progress = runner.Progress(4, stream=stream)
+    for k in range(4):
+        progress.update(f"case {k}", advance=True)
+    lines = stream.getvalue().splitlines()
+    assert all("s left]" in line for line in lines[:3]) and "left" not in lines[3]
 
 
 def test_problem_flags_override_quick_sizes():
     specs = {p.id: p.spec for p in points(parse("--quick", "--mlp-width", "16", "--pendulum-method", "rk4",
-                                                 "--sweep", "off"))}
+                                                 "--problem", "mlp", "cnf", "pendulum", "--sweep", "off"))}
     assert specs["mlp"].width == 16 and specs["mlp"].layers == 4
     assert specs["pendulum"].method == "rk4" and set(specs) == {"mlp", "cnf", "pendulum"}
 
@@ -120,12 +151,14 @@ def _rows(path):
 
 def _check_quick_results(out, backends):
     rows = _rows(out / "results.csv")
-    expected = [m.name for m in select(backends) if m.available]
+    expected = [m.name for m in select(backends) if m.available and m.name not in QUICK_LEAVES_OUT]
     point_ids = {row["point"] for row in rows}
-    assert {"mlp", "cnf", "pendulum"} <= point_ids
+    assert point_ids == {"mlp", "sweep-end=0.5", "sweep-end=2"}
     for name in expected:
         mine = [row for row in rows if row["method"] == name]
         assert len(mine) == len(point_ids), f"{name} is missing points"
+        if name.startswith(("symadj-jax", "diffrax")):  # one program for the three points
+            assert len({row["compile_s"] for row in mine}) == 1, name
         for row in mine:
             assert row["status"] == "ok", f"{name} on {row['point']}: {row['status']}"
             for figure in FIGURES:
@@ -140,7 +173,7 @@ def _check_quick_results(out, backends):
 
 
 def _run_quick(out, *flags):
-    command = [sys.executable, "-m", "symadj", "bench", "--quick", *flags, "--out", str(out)]
+    command = [sys.executable, "-m", "symadj", "bench", "--quick", "--no-compile-cache", *flags, "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     return result.stdout

@@ -10,6 +10,7 @@ count twice. ``--quick`` compiles one program and times it, counter included.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -55,10 +56,13 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     return field
 
 
-def configure(threads: int, dtype: str) -> None:
-    """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS)."""
+def configure(threads: int, dtype: str, compile_cache: str | None = None) -> None:
+    """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS);
+    ``compile_cache``: a directory where compiled programs are kept for the next run."""
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    if compile_cache:
+        jax.config.update("jax_compilation_cache_dir", compile_cache)
 
 
 def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
@@ -71,8 +75,65 @@ def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
     return -jnp.mean(-0.5 * jnp.sum(z**2, axis=1) - math.log(2 * math.pi) + delta)
 
 
+class _Counter:
+    """Evaluations of the field, counted by the host callback of a compiled program."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def bump(self) -> None:
+        self.calls += 1
+
+
+# Compiled programs by what their trace depends on: the points of a sweep over the
+# integration length (times and targets are arguments) share one, so a worker running a
+# sweep compiles each method once.
+_PROGRAMS: dict[tuple, tuple[Any, Any, _Counter, float]] = {}
+
+
+# The max_steps each problem gets, once fitted (see fit_max_steps).
+_BOUNDS: dict[ProblemSpec, int] = {}
+
+
+def _trace_key(spec: ProblemSpec) -> ProblemSpec:
+    """What a compiled program depends on: not the integration length or the weights' gain
+    (times, weights and targets are its arguments; the cnf probe depends on seed and batch)."""
+    return spec.replace(end=1.0, gain=1.0)
+
+
+def fit_max_steps(specs: list[ProblemSpec], dtype: str = "float32") -> dict[ProblemSpec, int]:
+    """The bound every JAX method gets on each problem, from a forward solve: 1.5 times its
+    steps, plus 8. Backprop and diffrax's DirectAdjoint allocate for max_steps, not for
+    the steps taken, so a shared bound keeps the comparison fair. Problems that would share
+    a compiled program (a sweep over the integration length) share the largest bound."""
+    largest: dict[ProblemSpec, int] = {}
+    for spec in specs:
+        arrays = make_arrays(spec)
+        cast = lambda a: jnp.asarray(a, dtype=jnp.dtype(dtype))  # noqa: E731
+        y0 = tuple(cast(a) for a in arrays["y0"])
+        params = [(cast(w), cast(b)) for w, b in arrays["params"]]
+        steps = _forward_steps(_trace_key(spec), dtype)(y0 if len(y0) > 1 else y0[0], params, cast(arrays["times"]))
+        key = _trace_key(spec)
+        largest[key] = max(math.ceil(1.5 * int(steps)) + 8, largest.get(key, 0))
+    _BOUNDS.update({spec: largest[_trace_key(spec)] for spec in specs})
+    return {spec: _BOUNDS[spec] for spec in specs}
+
+
+@functools.cache
+def _forward_steps(key: ProblemSpec, dtype: str) -> Any:
+    """symadj's forward solve of the problems ``key`` stands for, compiled once: its step count."""
+    import symadj
+
+    extra = make_arrays(key)["extra"]
+    field = make_field(key, jnp.asarray(extra, dtype=jnp.dtype(dtype)) if key.kind == "cnf" else None)
+    return jax.jit(lambda y0, p, times: symadj.solve(field, y0, times, args=p, method=key.method, rtol=key.rtol,
+                                                     atol=key.atol).stats.n_steps)
+
+
 class BenchCase:
-    """One method on one problem: compiled once, run forward and backward repeatedly."""
+    """One method on one problem: compiled once (or taken from a case that differs only in
+    its arrays), run forward and backward repeatedly. Every method gets the same max_steps
+    (:func:`fit_max_steps`), except on problems run at each library's defaults."""
 
     def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu",
                  count_apart: bool = True) -> None:
@@ -86,28 +147,19 @@ class BenchCase:
         self.times = cast(arrays["times"])
         self.probe = cast(arrays["extra"]) if spec.kind == "cnf" else None
         self.target = cast(arrays["extra"]) if spec.kind in FITTED else None
-        self.max_steps = None if spec.kind in LIBRARY_DEFAULTS else self._max_steps()
-        self.calls = 0
+        self.max_steps = None if spec.kind in LIBRARY_DEFAULTS else (
+            _BOUNDS.get(spec) or fit_max_steps([spec], dtype)[spec])
         self._gradients: Any = None
         start = time.perf_counter()
-        self._counting = self._compile(make_field(spec, self.probe, self._bump))
-        self._compiled = self._compile(make_field(spec, self.probe)) if count_apart else self._counting
-        self.info = {"compile_s": time.perf_counter() - start,
-                     "temp_mib": self._compiled.memory_analysis().temp_size_in_bytes / 2**20}
-
-    def _bump(self) -> None:
-        self.calls += 1
-
-    def _max_steps(self) -> int:
-        # Every JAX method gets the same bound, from a forward solve: backprop and diffrax's
-        # DirectAdjoint allocate for max_steps, not for the steps taken. (Problems in
-        # LIBRARY_DEFAULTS skip this: each library keeps its own default, 4096 in both.)
-        import symadj
-
-        spec = self.spec
-        stats = jax.jit(lambda y0, p: symadj.solve(make_field(spec, self.probe), y0, self.times, args=p,
-                                                   method=spec.method, rtol=spec.rtol, atol=spec.atol).stats)
-        return math.ceil(1.5 * int(stats(self.y0, self.params).n_steps)) + 8
+        # The probe is drawn from the seed and batch alone, so it may stay a constant of the trace.
+        key = (method.name, _trace_key(spec), dtype, count_apart, self.max_steps)
+        if key not in _PROGRAMS:
+            counter = _Counter()
+            counting = self._compile(make_field(spec, self.probe, counter.bump))
+            compiled = self._compile(make_field(spec, self.probe)) if count_apart else counting
+            _PROGRAMS[key] = (counting, compiled, counter, time.perf_counter() - start)
+        self._counting, self._compiled, self._counter, compile_s = _PROGRAMS[key]
+        self.info = {"compile_s": compile_s, "temp_mib": self._compiled.memory_analysis().temp_size_in_bytes / 2**20}
 
     def _loss(self, field: Any) -> Any:
         spec, method = self.spec, self.method
@@ -115,41 +167,45 @@ class BenchCase:
         if method.library == "symadj":
             import symadj
 
-            def loss(params: Any, y0: Any) -> Any:
-                sol = symadj.solve(field, y0, self.times, args=params, method=spec.method, rtol=spec.rtol,
+            def loss(params: Any, y0: Any, times: Any, target: Any) -> Any:
+                sol = symadj.solve(field, y0, times, args=params, method=spec.method, rtol=spec.rtol,
                                    atol=spec.atol, gradient=method.mode, options=bound or None)
-                return loss_of(spec, sol.ys, self.target), sol.stats.n_accepted
+                return loss_of(spec, sol.ys, target), sol.stats.n_accepted
 
             return loss
         import diffrax
 
         solver = {"dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5}[spec.method]()
 
-        def loss(params: Any, y0: Any) -> Any:
+        def loss(params: Any, y0: Any, times: Any, target: Any) -> Any:
             sol = diffrax.diffeqsolve(
-                diffrax.ODETerm(field), solver, self.times[0], self.times[-1], None, y0, args=params,
-                saveat=diffrax.SaveAt(ts=self.times), adjoint=getattr(diffrax, method.mode)(),
+                diffrax.ODETerm(field), solver, times[0], times[-1], None, y0, args=params,
+                saveat=diffrax.SaveAt(ts=times), adjoint=getattr(diffrax, method.mode)(),
                 stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), **bound)
-            return loss_of(spec, sol.ys, self.target), sol.stats["num_accepted_steps"]
+            return loss_of(spec, sol.ys, target), sol.stats["num_accepted_steps"]
 
         return loss
 
     def _compile(self, field: Any) -> Any:
         grad = jax.jit(jax.value_and_grad(self._loss(field), argnums=(0, 1), has_aux=True))
-        return grad.lower(self.params, self.y0).compile()
+        return grad.lower(*self._arguments).compile()
+
+    @property
+    def _arguments(self) -> tuple:
+        return self.params, self.y0, self.times, self.target
 
     def run(self) -> None:
         """One forward and backward pass, waited for."""
-        jax.block_until_ready(self._compiled(self.params, self.y0))
+        jax.block_until_ready(self._compiled(*self._arguments))
         jax.effects_barrier()
 
     def counted(self) -> tuple[int, int]:
         """One forward and backward pass, its gradient kept for :meth:`gradient`: accepted
         steps and evaluations of the field (forward and backward, as counted at run time)."""
-        self.calls = 0
-        (_, steps), self._gradients = jax.block_until_ready(self._counting(self.params, self.y0))
+        self._counter.calls = 0
+        (_, steps), self._gradients = jax.block_until_ready(self._counting(*self._arguments))
         jax.effects_barrier()
-        return int(steps), self.calls
+        return int(steps), self._counter.calls
 
     def gradient(self) -> np.ndarray:
         """The gradient of the last :meth:`counted` pass, in canonical order; then dropped."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from typing import Any
 
 from ..errors import InvalidArgumentError, UnknownNameError
@@ -23,8 +24,9 @@ DEFAULTS: dict[str, ProblemSpec] = {
     "timeseries": ProblemSpec("timeseries", layers=2, width=64, batch=64, features=8, rtol=1e-5, atol=1e-5,
                               end=10.0, outputs=200),
 }
-# What a plain ``symadj bench`` (and ``--quick``) runs; the others are chosen with --problem.
+# What a plain ``symadj bench`` runs, and ``--quick``; the others are chosen with --problem.
 DEFAULT_KINDS = ("mlp", "cnf", "pendulum")
+QUICK_KINDS = ("mlp",)
 # Small and smooth (lower gain: fewer steps), so that ``--quick`` is quick; the tolerances
 # stay those of the full run.
 QUICK: dict[str, dict[str, Any]] = {
@@ -33,6 +35,9 @@ QUICK: dict[str, dict[str, Any]] = {
     "pendulum": {"layers": 3, "width": 32, "batch": 32, "end": 1.0, "outputs": 5, "gain": 1.0},
     "timeseries": {"width": 32, "batch": 16, "outputs": 50, "gain": 1.0},
 }
+# A quick run compiles each JAX method once, diffrax's the slowest to compile (20 to 30 s
+# each on 2 cores): it keeps diffrax's default adjoint, and --method names the others.
+QUICK_LEAVES_OUT = ("diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint")
 SWEEPS = ("end", "rtol", "off")
 SWEEP_VALUES = {"end": (0.5, 1.0, 2.0, 4.0), "rtol": (1e-5, 1e-6, 1e-7, 1e-8)}
 QUICK_SWEEP_VALUES = {"end": (0.5, 1.0, 2.0), "rtol": (1e-5, 1e-6, 1e-7)}
@@ -45,7 +50,10 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``symadj bench`` flags to ``parser``."""
-    parser.add_argument("--quick", action="store_true", help="small sizes (of every problem run), for a smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run of about a minute: the mlp problem (others with --problem) at small sizes "
+                             "and a 3-point sweep, each backend's methods in one worker, diffrax's default adjoint "
+                             "(others with --method)")
     others = [kind for kind in KINDS if kind not in DEFAULT_KINDS]
     parser.add_argument("--problem", nargs="+", metavar="NAME",
                         help=f"problems to run (default {', '.join(DEFAULT_KINDS)}; also {', '.join(others)})")
@@ -59,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="device for the torch methods, e.g. cuda (default cpu)")
     parser.add_argument("--reference-rtol", type=float, default=1e-10,
                         help="tolerance of the float64 dopri8 reference gradient (default 1e-10)")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="quick: compile every JAX program anew (by default quick runs keep them in "
+                             "~/.cache/symadj/jax-bench, JAX's persistent compilation cache)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one worker may run (default 3600)")
     sweep = parser.add_argument_group("sweep (the figure: memory and time against steps, on the mlp problem)")
     sweep.add_argument("--sweep", choices=SWEEPS, default="end",
@@ -84,7 +95,7 @@ def problem_specs(args: argparse.Namespace) -> dict[str, ProblemSpec]:
     Raises:
         UnknownNameError: a problem name that does not exist.
     """
-    kinds = args.problem or list(DEFAULT_KINDS)
+    kinds = args.problem or list(QUICK_KINDS if args.quick else DEFAULT_KINDS)
     for kind in kinds:
         if kind not in KINDS:
             raise UnknownNameError("benchmark problem", kind, KINDS)
@@ -142,7 +153,18 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         raise InvalidArgumentError(f"--repeats must be at least 1, got {repeats}")
     if args.threads < 0:
         raise InvalidArgumentError(f"--threads must be 0 (library defaults) or more, got {args.threads}")
-    return BenchConfig(points=points(args), methods=tuple(select(args.backend, args.method)), repeats=repeats,
+    methods = select(args.backend, args.method)
+    if args.quick and not args.method:
+        methods = [method for method in methods if method.name not in QUICK_LEAVES_OUT]
+    return BenchConfig(points=points(args), methods=tuple(methods), repeats=repeats,
                        device=args.device, threads=args.threads, count_apart=not args.quick,
-                       reference_rtol=args.reference_rtol,
-                       timeout=args.timeout)
+                       reference_rtol=args.reference_rtol, timeout=args.timeout,
+                       shared_workers=args.quick, compile_cache=_compile_cache(args))
+
+
+def _compile_cache(args: argparse.Namespace) -> str | None:
+    """Quick runs keep JAX's compiled programs (most of their time) for the next one."""
+    if not args.quick or args.no_compile_cache:
+        return None
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache_home, "symadj", "jax-bench")

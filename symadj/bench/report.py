@@ -50,7 +50,8 @@ def _figure(value: float | None, fmt: str) -> str:
 
 def format_table(rows: Sequence[Row], config: BenchConfig) -> str:
     """The table problems, one block each: a line per method, then the methods that did not run."""
-    lines = [f"float32 forward+backward, median of {config.repeats} after a warm-up, each method in a fresh process "
+    workers = "each backend's methods in one process" if config.shared_workers else "each method in a fresh process"
+    lines = [f"float32 forward+backward, median of {config.repeats} after a warm-up, {workers} "
              f"({config.threads or 'default'} thread(s), {config.device}); peak = "
              f"{'CUDA max allocated' if config.device.startswith('cuda') else 'resident memory above baseline'}; "
              f"grad rel err against float64 dopri8 at rtol {config.reference_rtol:g}"]

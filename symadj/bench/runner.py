@@ -1,4 +1,5 @@
-"""Runs the benchmark: a float64 reference per problem, then one fresh worker process per method."""
+"""Runs the benchmark: a float64 reference per problem, then a fresh worker process per method
+(per backend with ``shared_workers``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ class BenchConfig:
             so that the timed one has no counter; off, one program is compiled and timed.
         reference_rtol: tolerance of the float64 dopri8 reference solve.
         timeout: seconds a worker may run before it is stopped.
+        shared_workers: run each backend's methods in one worker process (one after the
+            other, each peak from its own baseline; JAX programs compile side by side)
+            instead of a fresh process per method.
+        compile_cache: a directory where JAX keeps compiled programs between runs (its
+            persistent compilation cache), or ``None``.
     """
 
     points: tuple[Point, ...]
@@ -53,6 +59,8 @@ class BenchConfig:
     count_apart: bool = True
     reference_rtol: float = 1e-10
     timeout: float = 3600.0
+    shared_workers: bool = False
+    compile_cache: str | None = None
 
 
 @dataclass
@@ -92,7 +100,10 @@ class Progress:
 
     def update(self, text: str, advance: bool = False) -> None:
         self.done += advance
-        line = f"[{self.done}/{self.total} {time.perf_counter() - self.start:5.0f}s] {text}"
+        elapsed = time.perf_counter() - self.start
+        # At the pace so far: cases differ (a JAX case compiles), so it is a rough guide.
+        left = f", ~{elapsed * (self.total - self.done) / self.done:.0f}s left" if 0 < self.done < self.total else ""
+        line = f"[{self.done}/{self.total} {elapsed:4.0f}s{left}] {text}"
         if self.live:
             self.stream.write("\r\033[K" + line[:150])
         elif advance:
@@ -119,7 +130,8 @@ def _environment(threads: int) -> dict[str, str]:
 def _worker(task: dict[str, Any], workdir: str, config: BenchConfig,
             on_line: Callable[[dict[str, Any]], None]) -> str | None:
     """Run one worker process; calls ``on_line`` with each result; returns an error or None."""
-    path = os.path.join(workdir, f"task-{task['method'].replace(':', '-')}-{int(bool(task.get('reference')))}.json")
+    name = task["methods"][0] if len(task["methods"]) == 1 else f"{len(task['methods'])}-methods"
+    path = os.path.join(workdir, f"task-{name.replace(':', '-')}-{int(bool(task.get('reference')))}.json")
     with open(path, "w") as handle:
         json.dump(task, handle)
     command = [sys.executable, "-m", "symadj.bench.worker", path]
@@ -173,14 +185,26 @@ def run(config: BenchConfig, progress: Progress | None = None, workdir: str | No
         ref_dir = os.path.join(workdir, "reference")
         os.makedirs(ref_dir, exist_ok=True)
         _reference(config, workdir, ref_dir, progress)
-        rows = []
-        for method in config.methods:
-            if not method.available:
-                rows += [_row(point, method, f"skipped: not installed ({method.install})") for point in config.points]
-                continue
-            rows += _measure(config, method, workdir, ref_dir, progress)
+        measured: dict[str, list[Row]] = {}
+        for group in _worker_groups(config, installed):
+            for row in _measure(config, group, workdir, ref_dir, progress):
+                measured.setdefault(row.method, []).append(row)
     progress.close()
+    rows = []
+    for method in config.methods:
+        if method.available:
+            rows += measured[method.name]
+        else:
+            rows += [_row(point, method, f"skipped: not installed ({method.install})") for point in config.points]
     return rows
+
+
+def _worker_groups(config: BenchConfig, installed: list[Method]) -> list[list[Method]]:
+    """The methods each worker process runs: one each, or with ``shared_workers`` a backend's all."""
+    if not config.shared_workers:
+        return [[method] for method in installed]
+    backends = dict.fromkeys(method.backend for method in installed)
+    return [[method for method in installed if method.backend == backend] for backend in backends]
 
 
 def _reference(config: BenchConfig, workdir: str, ref_dir: str, progress: Progress) -> None:
@@ -188,8 +212,8 @@ def _reference(config: BenchConfig, workdir: str, ref_dir: str, progress: Progre
     problems = [{"id": point.id, "spec": asdict(point.spec.replace(
         method="dopri8", rtol=config.reference_rtol, atol=config.reference_rtol))} for point in config.points]
     device = config.device if method.backend == "torch" else "cpu"
-    task = {"method": method.name, "problems": problems, "dtype": "float64", "device": device, "reference": True,
-            "reference_dir": ref_dir, "threads": config.threads, "repeats": 1}
+    task = {"methods": [method.name], "problems": problems, "dtype": "float64", "device": device, "reference": True,
+            "reference_dir": ref_dir, "threads": config.threads, "repeats": 1, "compile_cache": config.compile_cache}
     failures = []
 
     def on_line(line: dict[str, Any]) -> None:
@@ -203,29 +227,37 @@ def _reference(config: BenchConfig, workdir: str, ref_dir: str, progress: Progre
         raise SolverError(f"the float64 reference solve failed: {error or '; '.join(failures)}")
 
 
-def _measure(config: BenchConfig, method: Method, workdir: str, ref_dir: str, progress: Progress) -> list[Row]:
+def _measure(config: BenchConfig, methods: list[Method], workdir: str, ref_dir: str,
+             progress: Progress) -> list[Row]:
     points = {point.id: point for point in config.points}
-    task = {"method": method.name, "problems": [{"id": p.id, "spec": asdict(p.spec)} for p in config.points],
-            "dtype": "float32", "device": config.device if method.backend == "torch" else "cpu",
+    task = {"methods": [method.name for method in methods],
+            "problems": [{"id": p.id, "spec": asdict(p.spec)} for p in config.points],
+            "dtype": "float32", "device": config.device if methods[0].backend == "torch" else "cpu",
             "reference_dir": ref_dir, "threads": config.threads, "repeats": config.repeats,
-            "count_apart": config.count_apart}
-    rows: dict[str, Row] = {}
+            "count_apart": config.count_apart, "compile_cache": config.compile_cache,
+            "prepare_together": len(methods) > 1}
+    rows: dict[tuple[str, str], Row] = {}
+    by_name = {method.name: method for method in methods}
 
     def on_line(line: dict[str, Any]) -> None:
-        point = points[line["id"]]
+        point, method = points[line["id"]], by_name[line["method"]]
         known = {k: line.get(k) for k in ("seconds", "peak_mib", "temp_mib", "compile_s", "fevals", "steps",
                                           "grad_rel_error")}
-        rows[point.id] = _row(point, method, line["status"], **known)
+        rows[method.name, point.id] = _row(point, method, line["status"], **known)
         summary = f"{line['seconds']:.3f} s" if line["status"] == "ok" else line["status"]
         progress.update(f"{method.name} on {point.id}: {summary}", advance=True)
 
-    progress.update(f"{method.name} (starting a worker)")
+    names = ", ".join(by_name) if len(methods) < 3 else f"{len(methods)} {methods[0].backend} methods"
+    progress.update(f"{names} (starting a worker)")
     error = _worker(task, workdir, config, on_line)
-    for point in config.points:
-        if point.id not in rows:
-            rows[point.id] = _row(point, method, f"failed: {error or 'no result'}")
-            progress.update(f"{method.name} on {point.id}: failed", advance=True)
-    return [rows[point.id] for point in config.points]
+    result = []
+    for method in methods:
+        for point in config.points:
+            if (method.name, point.id) not in rows:
+                rows[method.name, point.id] = _row(point, method, f"failed: {error or 'no result'}")
+                progress.update(f"{method.name} on {point.id}: failed", advance=True)
+            result.append(rows[method.name, point.id])
+    return result
 
 
 def _row(point: Point, method: Method, status: str, **figures: Any) -> Row:

@@ -1,9 +1,10 @@
-"""The benchmark's worker process: one method, run on each problem it is given.
+"""The benchmark's worker process: one method (or, for a quick run, one backend's methods), run on each problem.
 
 ``python -m symadj.bench.worker TASK.json`` prints one JSON line per problem, as soon as
-it is measured, so that the runner can show progress. The runner starts a fresh worker
-for every method so that memory peaks of different methods never mix; within a worker,
-each problem's peak is measured from a baseline taken after the previous one is freed.
+it is measured, so that the runner can show progress. The full run starts a fresh worker
+for every method so that memory peaks of different methods never mix; ``--quick`` runs
+each backend's methods in one worker. Within a worker, each case's peak is measured from
+a baseline taken after the previous one is freed.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import statistics
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from . import measure
 from .methods import Method, get_method
-from .problems import ProblemSpec
+from .problems import LIBRARY_DEFAULTS, ProblemSpec
 
 # Array-library code lives in the backend plugins; the core imports neither torch nor JAX.
 CASE_MODULES = {"torch": "symadj_torch.bench_case", "jax": "symadj_jax.bench_case"}
@@ -30,7 +32,8 @@ CASE_MODULES = {"torch": "symadj_torch.bench_case", "jax": "symadj_jax.bench_cas
 
 def case_module(method: Method) -> Any:
     """The backend plugin's benchmark module for ``method`` (imports its array library now):
-    it supplies ``configure(threads, dtype)`` and ``BenchCase(method, spec, dtype, device, count_apart)``."""
+    it supplies ``configure(threads, dtype, compile_cache)`` and
+    ``BenchCase(method, spec, dtype, device, count_apart)``."""
     return importlib.import_module(CASE_MODULES[method.backend])
 
 
@@ -70,20 +73,34 @@ def relative_error(gradient: np.ndarray, reference_file: str | None) -> float:
 
 
 def run_task(task: dict[str, Any]) -> None:
-    """Measure ``task["method"]`` on each of ``task["problems"]``, printing a JSON line each.
+    """Measure each of ``task["methods"]`` (one backend's) on each of ``task["problems"]``,
+    printing a JSON line each.
 
     With ``task["reference"]`` set, compute and save each problem's gradient instead
-    (``<reference_dir>/<id>.npy``).
+    (``<reference_dir>/<id>.npy``). With ``task["prepare_together"]``, every case is built
+    first (JAX: the methods' programs compile side by side, one thread per core), then
+    measured one at a time.
     """
-    method = get_method(task["method"])
-    cases = case_module(method)
-    cases.configure(task.get("threads", 0), task["dtype"])
-    for item in task["problems"]:
-        spec = ProblemSpec(**item["spec"])
-        row: dict[str, Any] = {"id": item["id"]}
+    methods = [get_method(name) for name in task["methods"]]
+    cases = case_module(methods[0])
+    cases.configure(task.get("threads", 0), task["dtype"], task.get("compile_cache"))
+    jobs = [(method, item) for method in methods for item in task["problems"]]
+    if hasattr(cases, "fit_max_steps"):
+        # All at once, before any case (and any thread) starts: problems that can share a
+        # compiled program get one bound.
+        specs = [ProblemSpec(**item["spec"]) for item in task["problems"]]
+        try:
+            cases.fit_max_steps([spec for spec in specs if spec.kind not in LIBRARY_DEFAULTS], task["dtype"])
+        except Exception:  # each case then fits its own bound, and reports its own failure
+            traceback.print_exc(file=sys.stderr)
+    prepared = _prepare_together(cases, methods, task) if task.get("prepare_together") else {}
+    for method, item in jobs:
+        row: dict[str, Any] = {"method": method.name, "id": item["id"]}
         start = time.perf_counter()
         try:
-            case = cases.BenchCase(method, spec, task["dtype"], task["device"], task.get("count_apart", True))
+            case = prepared.pop((method.name, item["id"]), None) or _case(cases, method, item, task)
+            if isinstance(case, Exception):
+                raise case
             if task.get("reference"):
                 steps, fevals = case.counted()
                 gradient = case.gradient()
@@ -95,11 +112,34 @@ def run_task(task: dict[str, Any]) -> None:
                 row.update(status="ok", grad_rel_error=relative_error(result.pop("gradient"), ref_file), **result)
             del case
         except Exception as exc:  # a failure is a result: reported in the table, not fatal to the run
-            traceback.print_exc(file=sys.stderr)
+            traceback.print_exception(exc, file=sys.stderr)
             row.update(status=f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         row["wall_s"] = time.perf_counter() - start
         measure.release_free_memory()
         print(json.dumps(row), flush=True)
+
+
+def _case(cases: Any, method: Method, item: dict[str, Any], task: dict[str, Any]) -> Any:
+    return cases.BenchCase(method, ProblemSpec(**item["spec"]), task["dtype"], task["device"],
+                           task.get("count_apart", True))
+
+
+def _prepare_together(cases: Any, methods: list[Method], task: dict[str, Any]) -> dict[tuple[str, str], Any]:
+    """Every (method, problem) case, built on ``os.cpu_count()`` threads, one method per
+    thread (its problems in turn, so that they share its compiled program); a case that
+    fails to build is kept as its exception."""
+
+    def build(method: Method) -> list[tuple[tuple[str, str], Any]]:
+        built = []
+        for item in task["problems"]:
+            try:
+                built.append(((method.name, item["id"]), _case(cases, method, item, task)))
+            except Exception as exc:  # reported when its turn to be measured comes
+                built.append(((method.name, item["id"]), exc))
+        return built
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(pair for built in pool.map(build, methods) for pair in built)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,14 +37,13 @@ def test_quick_run_is_the_mlp_problem_and_a_sweep_through_it_in_one_worker_per_b
     # The sweep differs only in the integration length: one compiled program per JAX method.
     assert len({p.spec.replace(end=1.0) for p in quick}) == 1
     config = bench_config(parse("--quick"))
-    assert config.shared_workers and config.compile_cache.endswith("jax-bench")
+    assert config.shared_workers
     names = [m.name for m in config.methods]
     assert "diffrax:RecursiveCheckpointAdjoint" in names and "diffrax:DirectAdjoint" not in names
     assert {f"symadj-{b}:{mode}" for b in ("torch", "jax") for mode in SYMADJ_MODES} <= set(names)
     assert "diffrax:DirectAdjoint" in [m.name for m in bench_config(parse("--quick", "--method", "diffrax")).methods]
-    assert bench_config(parse("--quick", "--no-compile-cache")).compile_cache is None
     full = bench_config(parse())
-    assert not full.shared_workers and full.compile_cache is None
+    assert not full.shared_workers
     assert [p.id for p in full.points if p.main] == ["mlp", "cnf", "pendulum"]
 
 
@@ -173,7 +172,7 @@ def _check_quick_results(out, backends):
 
 
 def _run_quick(out, *flags):
-    command = [sys.executable, "-m", "symadj", "bench", "--quick", "--no-compile-cache", *flags, "--out", str(out)]
+    command = [sys.executable, "-m", "symadj", "bench", "--quick", *flags, "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     return result.stdout

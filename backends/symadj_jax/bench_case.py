@@ -56,13 +56,10 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     return field
 
 
-def configure(threads: int, dtype: str, compile_cache: str | None = None) -> None:
-    """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS);
-    ``compile_cache``: a directory where compiled programs are kept for the next run."""
+def configure(threads: int, dtype: str) -> None:
+    """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS)."""
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    if compile_cache:
-        jax.config.update("jax_compilation_cache_dir", compile_cache)
 
 
 def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:

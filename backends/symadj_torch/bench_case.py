@@ -52,7 +52,7 @@ class Field(torch.nn.Module):
         return dz, ((tangent @ self.weights[-1]) * self.probe).sum(dim=1)
 
 
-def configure(threads: int, dtype: str, compile_cache: str | None = None) -> None:
+def configure(threads: int, dtype: str) -> None:
     """Set up the worker process: ``threads`` intra-op threads (0: torch's default)."""
     if threads:
         torch.set_num_threads(threads)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from typing import Any
 
 from ..errors import InvalidArgumentError, UnknownNameError
@@ -67,9 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="device for the torch methods, e.g. cuda (default cpu)")
     parser.add_argument("--reference-rtol", type=float, default=1e-10,
                         help="tolerance of the float64 dopri8 reference gradient (default 1e-10)")
-    parser.add_argument("--no-compile-cache", action="store_true",
-                        help="quick: compile every JAX program anew (by default quick runs keep them in "
-                             "~/.cache/symadj/jax-bench, JAX's persistent compilation cache)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one worker may run (default 3600)")
     sweep = parser.add_argument_group("sweep (the figure: memory and time against steps, on the mlp problem)")
     sweep.add_argument("--sweep", choices=SWEEPS, default="end",
@@ -159,12 +155,4 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(points=points(args), methods=tuple(methods), repeats=repeats,
                        device=args.device, threads=args.threads, count_apart=not args.quick,
                        reference_rtol=args.reference_rtol, timeout=args.timeout,
-                       shared_workers=args.quick, compile_cache=_compile_cache(args))
-
-
-def _compile_cache(args: argparse.Namespace) -> str | None:
-    """Quick runs keep JAX's compiled programs (most of their time) for the next one."""
-    if not args.quick or args.no_compile_cache:
-        return None
-    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache_home, "symadj", "jax-bench")
+                       shared_workers=args.quick)

@@ -47,8 +47,6 @@ class BenchConfig:
         shared_workers: run each backend's methods in one worker process (one after the
             other, each peak from its own baseline; JAX programs compile side by side)
             instead of a fresh process per method.
-        compile_cache: a directory where JAX keeps compiled programs between runs (its
-            persistent compilation cache), or ``None``.
     """
 
     points: tuple[Point, ...]
@@ -60,7 +58,6 @@ class BenchConfig:
     reference_rtol: float = 1e-10
     timeout: float = 3600.0
     shared_workers: bool = False
-    compile_cache: str | None = None
 
 
 @dataclass
@@ -213,7 +210,7 @@ def _reference(config: BenchConfig, workdir: str, ref_dir: str, progress: Progre
         method="dopri8", rtol=config.reference_rtol, atol=config.reference_rtol))} for point in config.points]
     device = config.device if method.backend == "torch" else "cpu"
     task = {"methods": [method.name], "problems": problems, "dtype": "float64", "device": device, "reference": True,
-            "reference_dir": ref_dir, "threads": config.threads, "repeats": 1, "compile_cache": config.compile_cache}
+            "reference_dir": ref_dir, "threads": config.threads, "repeats": 1}
     failures = []
 
     def on_line(line: dict[str, Any]) -> None:
@@ -234,7 +231,7 @@ def _measure(config: BenchConfig, methods: list[Method], workdir: str, ref_dir: 
             "problems": [{"id": p.id, "spec": asdict(p.spec)} for p in config.points],
             "dtype": "float32", "device": config.device if methods[0].backend == "torch" else "cpu",
             "reference_dir": ref_dir, "threads": config.threads, "repeats": config.repeats,
-            "count_apart": config.count_apart, "compile_cache": config.compile_cache,
+            "count_apart": config.count_apart,
             "prepare_together": len(methods) > 1}
     rows: dict[tuple[str, str], Row] = {}
     by_name = {method.name: method for method in methods}

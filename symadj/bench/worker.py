@@ -32,7 +32,7 @@ CASE_MODULES = {"torch": "symadj_torch.bench_case", "jax": "symadj_jax.bench_cas
 
 def case_module(method: Method) -> Any:
     """The backend plugin's benchmark module for ``method`` (imports its array library now):
-    it supplies ``configure(threads, dtype, compile_cache)`` and
+    it supplies ``configure(threads, dtype)`` and
     ``BenchCase(method, spec, dtype, device, count_apart)``."""
     return importlib.import_module(CASE_MODULES[method.backend])
 
@@ -83,7 +83,7 @@ def run_task(task: dict[str, Any]) -> None:
     """
     methods = [get_method(name) for name in task["methods"]]
     cases = case_module(methods[0])
-    cases.configure(task.get("threads", 0), task["dtype"], task.get("compile_cache"))
+    cases.configure(task.get("threads", 0), task["dtype"])
     jobs = [(method, item) for method in methods for item in task["problems"]]
     if hasattr(cases, "fit_max_steps"):
         # All at once, before any case (and any thread) starts: problems that can share a

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._backend import Backend
+from ._callbacks import StepCallbacks
 from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array
 from ._events import Event, Events, as_events
@@ -55,7 +57,11 @@ def solve(
     Args:
         func: the vector field, ``func(t, y)`` — or ``func(t, y, args)`` when ``args`` is
             given (the JAX convention). ``y`` has the structure of ``y0``; ``t`` is a 0-d
-            array in its dtype (the solve keeps times in float64).
+            array in its dtype (the solve keeps times in float64). Like torchdiffeq, symadj calls
+            ``func.callback_step(t0, y0, dt)`` before each step it tries, and
+            ``func.callback_accept_step``/``callback_reject_step`` after, where func defines
+            them; their ``_adjoint`` forms get ``(t, (y, adj_y, *adj_params), dt)`` in the
+            backward solves of ``gradient="adjoint"`` (the exact modes have none).
         y0: initial state: an array, or a tuple of arrays of one dtype.
         t: output times, strictly increasing or strictly decreasing, at least two.
         method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`.
@@ -146,7 +152,13 @@ def solve(
                 "gradient='symplectic' (default), 'checkpoint' or 'backprop'; gradient='adjoint' supports "
                 "an event function returning one value for the whole state"
             )
-    problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events, as_progress(progress, ts))
+    callbacks, adjoint_callbacks = StepCallbacks.of(func), StepCallbacks.of(func, adjoint=True)
+    if adjoint_callbacks is not None and not isinstance(mode, Adjoint):
+        warnings.warn(f"func's *_adjoint callbacks run in the backward solves of gradient='adjoint'; "
+                      f"gradient={mode.name!r} has none, so they are not called", stacklevel=2)
+    problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events, as_progress(progress, ts),
+                      callbacks.on(lambda y: layout.to_state(xp, y)) if callbacks is not None else None,
+                      adjoint_callbacks)
     if times is not None and not mode.time_gradients:
         # dL/dt_0 = −(λ_0 − ḡ_0)·f(t_0, y_0): y0 moves against f as t_0 moves (its own output moves back).
         shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(ts[0], flat_y0))

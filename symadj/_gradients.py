@@ -370,7 +370,7 @@ def _event_segments(backend: Backend, problem: Problem, field: Field, params: Se
     expand = (n, *(1,) * record.state.ndim)
     with_event = own + xp.where(xp.reshape(first, expand), event_outputs.cotangent, xp.zeros_like(own))
     moved = Problem(xp, problem.tableau, xp.where(after, record.t, ts), problem.rtol, problem.atol, problem.options,
-                    progress=problem.progress)
+                    progress=problem.progress, adjoint_callbacks=problem.adjoint_callbacks)
     return moved, outputs[:n, ...], own, with_event, params_bar
 
 
@@ -573,6 +573,9 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
 
     rtol = problem.rtol if mode.rtol is None else mode.rtol
     atol = problem.atol if mode.atol is None else mode.atol
+    callbacks = None
+    if problem.adjoint_callbacks is not None:
+        callbacks = problem.adjoint_callbacks.on(lambda z: tuple(layout.unflatten(xp, z)))
     # The backward solves' loops report to the backward meter.
     backward_solves = None if problem.progress is None else replace(problem.progress, forward=problem.progress.backward)
 
@@ -585,7 +588,8 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
             lam, params_bar = carry
             z0 = flatten([outputs[k], lam, *params_bar])
             z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options,
-                                                     progress=backward_solves), augmented, z0, record=False)
+                                                     progress=backward_solves, callbacks=callbacks),
+                                    augmented, z0, record=False)
             backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
             _, lam, *params_bar = layout.unflatten(xp, z[-1])
             return cast(lam, state_dtype), [cast(bar, p.dtype) for bar, p in zip(params_bar, params)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend
+from ._callbacks import StepCallbacks
 from ._checkpoints import AllSteps, CheckpointPolicy
 from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
 from ._events import Events
@@ -39,6 +40,8 @@ class Problem:
     options: SolverOptions
     events: Events | None = None
     progress: Progress | None = None
+    callbacks: StepCallbacks | None = None
+    adjoint_callbacks: StepCallbacks | None = None  # given the continuous adjoint's (y, λ, θ̄...)
 
     @property
     def n_outputs(self) -> int:
@@ -113,7 +116,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     ``params`` when given) the outputs are followed by the event state and time
     (:meth:`Events.packed`) and the solve stops once every event element has fired.
     Each accepted step is reported to ``problem.progress.forward`` (opened and closed by
-    the caller).
+    the caller), and each attempt to ``problem.callbacks``.
     """
     policy = checkpoints if checkpoints is not None else AllSteps()
     xp, tab, options, ts = problem.xp, problem.tableau, problem.options, problem.ts
@@ -157,6 +160,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     )
     evals_per_attempt = tab.stages - 1
     meter = problem.progress.forward if problem.progress is not None else None
+    callbacks = problem.callbacks
     landing_slack = 1.0 + 64 * xp.finfo(t0.dtype).eps
 
     def running(c: _Carry) -> Any:
@@ -176,6 +180,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         # than followed by a step of size 1e-16 (e.g. ten steps of 0.1 towards 1.0).
         lands = xp.abs(remaining) <= xp.abs(c.h) * landing_slack
         h = xp.where(lands, remaining, c.h)
+        if callbacks is not None and callbacks.attempt is not None:
+            backend.host_callback(callbacks.attempt, c.t, c.y, h)
         y_new, dy_fsal, derivatives, stage_states = rk_step_with_stages(xp, f, tab, c.t, h, c.y, c.dy)
         if events is not None and events.per_row:
             # Rows whose event fired in an earlier step stay where they are.
@@ -189,6 +195,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         c = c._replace(n_fevals=c.n_fevals + evals_per_attempt)
 
         def accepted(c: _Carry) -> _Carry:
+            if callbacks is not None and callbacks.accept is not None:
+                backend.host_callback(callbacks.accept, c.t, c.y, h)
             jumped = lands & jump
             t_start = xp.where(jumped, xp.nextafter(landing_time, landing_time + direction), t_new) \
                 if has_jumps else t_new
@@ -222,6 +230,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
             )
 
         def rejected(c: _Carry) -> _Carry:
+            if callbacks is not None and callbacks.reject is not None:
+                backend.host_callback(callbacks.reject, c.t, c.y, h)
             if not controller.adaptive:
                 return c._replace(n_rejected=c.n_rejected + 1, status=int(Status.NONFINITE))
             # A NaN step size (from a NaN derivative at the start) fails at once, not after max_steps.

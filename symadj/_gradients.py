@@ -558,7 +558,8 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
     dtype = xp.result_type(state_dtype, *(p.dtype for p in params))
     shapes = (tuple(y_last.shape),) * 2 + tuple(tuple(p.shape) for p in params)
     layout = StateLayout(shapes, dtype, False, list, list)
-    options = problem.options if mode.options is None else _adjoint_options(xp, mode.options, math.prod(y_last.shape))
+    options = problem.options if mode.options is None else _adjoint_options(
+        xp, mode.options, math.prod(y_last.shape)).bounded(backend.default_max_steps)
 
     def cast(x: Any, to: Any) -> Any:
         return x if x.dtype == to else xp.astype(x, to)

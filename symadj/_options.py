@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+import sys
+from dataclasses import dataclass, fields, replace
 from typing import Any, Union
 
 from .errors import InvalidArgumentError, UnknownNameError
 
 Norm = Union[str, Callable[[Any], Any]]
+
+#: ``max_steps`` of a solve without a bound: more attempts than any solve can make.
+UNBOUNDED_STEPS = sys.maxsize
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,9 @@ class SolverOptions:
         step_size: a fixed step size: no error control, steps clipped to land on output times.
             With neither this nor an error estimate, one step per output interval.
         min_step: smallest step size allowed before the solve fails.
-        max_steps: most step attempts (accepted and rejected) before the solve fails.
+        max_steps: most step attempts (accepted and rejected) before the solve fails; ``None``
+            (default) takes the backend's bound, :attr:`Backend.default_max_steps`: none with
+            PyTorch (its buffers grow as steps come), 4096 with JAX (a compiled solve is sized by it).
         safety, ifactor, dfactor: controller safety factor and growth/shrink limits.
         pcoeff: proportional coefficient of the PI controller (0: torchdiffeq's I-controller).
         norm: ``"rms"`` (default), ``"max"``, or a callable taking the scaled error.
@@ -44,7 +50,7 @@ class SolverOptions:
     first_step: float | None = None
     step_size: float | None = None
     min_step: float = 0.0
-    max_steps: int = 4096
+    max_steps: int | None = None
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
@@ -78,6 +84,13 @@ class SolverOptions:
                 values[name] = _times(name, values[name])
         return cls(**values)._validated()
 
+    def bounded(self, default_max_steps: int | None) -> SolverOptions:
+        """These options with ``max_steps`` set: ``default_max_steps`` where it was left ``None``,
+        and no practical bound where that is ``None`` too (the loop needs an integer)."""
+        if self.max_steps is not None:
+            return self
+        return replace(self, max_steps=UNBOUNDED_STEPS if default_max_steps is None else default_max_steps)
+
     def _validated(self) -> SolverOptions:
         for name in ("first_step", "step_size"):
             value = getattr(self, name)
@@ -85,7 +98,8 @@ class SolverOptions:
                 raise InvalidArgumentError(f"options[{name!r}] must be a positive number, got {value!r}")
         if not (_finite_number(self.min_step) and self.min_step >= 0):
             raise InvalidArgumentError(f"options['min_step'] must be >= 0, got {self.min_step!r}")
-        if not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1:
+        if self.max_steps is not None and (
+                not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1):
             raise InvalidArgumentError(f"options['max_steps'] must be a positive integer, got {self.max_steps!r}")
         if not (_positive(self.safety) and self.safety <= 1):
             raise InvalidArgumentError(f"options['safety'] must be in (0, 1], got {self.safety!r}")

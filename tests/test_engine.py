@@ -162,7 +162,7 @@ def test_unknown_backend_lists_the_registered_ones():
     [
         ([0.0, 1.0, 0.5], "strictly increasing or strictly decreasing"),
         ([0.0, 1.0, 1.0], "strictly increasing or strictly decreasing"),
-        ([0.0], "at least two times"),
+        ([], "at least one time"),
         ([0.0, float("nan")], "NaN"),
     ],
 )

@@ -8,8 +8,6 @@ gradients, in float64 to 1e-10 relative.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 torch = pytest.importorskip("torch")

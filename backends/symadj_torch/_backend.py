@@ -155,9 +155,9 @@ class TorchBackend(Backend):
 
         The modes other than backprop compute parameter gradients themselves, so they must
         know every tensor func uses: one call of func gives them (its value is the solve's
-        first evaluation, so a counter in func sees no extra call), as the ends of its graph: leaves, and tensors computed
-        before the call (``z = enc(x)`` in a closure), where the walk stops so that their
-        gradient flows on into ``enc`` through the caller's graph. A tensor listed in
+        first evaluation, so a counter in func sees no extra call), as the ends of its
+        graph: leaves, and tensors computed before the call (``z = enc(x)`` in a closure),
+        where the walk stops so that their gradient flows on into ``enc`` through the caller's graph. A tensor listed in
         ``adjoint_params`` stops the walk as well. A tensor used only at later times
         (behind a branch on ``t``) is not seen: list it in ``adjoint_params``.
         """

@@ -25,6 +25,9 @@ class SolverOptions:
         step_size: a fixed step size: no error control, steps clipped to land on output times.
             With neither this nor an error estimate, one step per output interval.
         min_step: smallest step size allowed before the solve fails.
+        step_floor: adaptive steps never shrink below it, and a step that small is accepted
+            whatever its error estimate (torchdiffeq's ``min_step``); 0 (default): no floor.
+        max_step: largest adaptive step size (torchdiffeq's ``max_step``); ``None``: no cap.
         max_steps: most step attempts (accepted and rejected) before the solve fails; ``None``
             (default) takes the backend's bound, :attr:`Backend.default_max_steps`: none with
             PyTorch (its buffers grow as steps come), 4096 with JAX (a compiled solve is sized by it).
@@ -41,15 +44,17 @@ class SolverOptions:
         >>> import symadj
         >>> symadj.SolverOptions.from_mapping({"max_steps": 100, "norm": "max"}).max_steps
         100
-        >>> symadj.SolverOptions.from_mapping({"max_step": 100})
+        >>> symadj.SolverOptions.from_mapping({"max_num_steps": 100})
         Traceback (most recent call last):
             ...
-        symadj.errors.UnknownNameError: unknown option 'max_step'; known: 'dfactor', 'first_step', ...
+        symadj.errors.UnknownNameError: unknown option 'max_num_steps'; known: 'dfactor', 'first_step', ...
     """
 
     first_step: float | None = None
     step_size: float | None = None
     min_step: float = 0.0
+    step_floor: float = 0.0
+    max_step: float | None = None
     max_steps: int | None = None
     safety: float = 0.9
     ifactor: float = 10.0
@@ -98,6 +103,14 @@ class SolverOptions:
                 raise InvalidArgumentError(f"options[{name!r}] must be a positive number, got {value!r}")
         if not (_finite_number(self.min_step) and self.min_step >= 0):
             raise InvalidArgumentError(f"options['min_step'] must be >= 0, got {self.min_step!r}")
+        if not (_finite_number(self.step_floor) and self.step_floor >= 0):
+            raise InvalidArgumentError(f"options['step_floor'] must be >= 0, got {self.step_floor!r}")
+        if self.max_step is not None and not _positive(self.max_step):
+            raise InvalidArgumentError(f"options['max_step'] must be a positive number, got {self.max_step!r}")
+        if self.max_step is not None and self.step_floor > self.max_step:
+            raise InvalidArgumentError(
+                f"options['step_floor']={self.step_floor!r} exceeds options['max_step']={self.max_step!r}; "
+                f"lower the floor or raise the cap")
         if self.max_steps is not None and (
                 not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1):
             raise InvalidArgumentError(f"options['max_steps'] must be a positive integer, got {self.max_steps!r}")

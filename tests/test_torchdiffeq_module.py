@@ -8,6 +8,8 @@ gradients, in float64 to 1e-10 relative.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -85,3 +87,54 @@ def test_the_parameter_probe_is_the_solves_first_evaluation():
     assert int(sol.stats.n_fevals) == int(reference.stats.n_fevals)
     sol.ys.sum().backward()  # the gradient pass evaluates func afresh
     assert all(p.grad is not None for p in net.parameters())
+
+
+# -- core options torchdiffeq's need: max_step, step_floor; the adjoint's own method ------------
+
+
+def test_max_step_caps_every_adaptive_step():
+    y0, ts = torch.ones(1, dtype=F64), torch.tensor([0.0, 10.0], dtype=F64)
+    free = symadj.solve(_decay, y0, ts, rtol=1e-3, atol=1e-6)
+    capped = symadj.solve(_decay, y0, ts, rtol=1e-3, atol=1e-6, options={"max_step": 0.25})
+    assert int(free.stats.n_accepted) < 40 <= int(capped.stats.n_accepted)
+    assert abs(float(capped.ys[-1, 0]) - math.exp(-10.0)) < 1e-6
+
+
+def test_step_floor_forces_acceptance_where_the_estimate_would_reject():
+    y0, ts = torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    # Tolerances no step of 0.1 meets: without a floor the steps shrink, with it each 0.1 step is taken.
+    strict = symadj.solve(_decay, y0, ts, rtol=1e-8, atol=1e-8, method="bosh3")
+    floored = symadj.solve(_decay, y0, ts, rtol=1e-8, atol=1e-8, method="bosh3",
+                           options={"step_floor": 0.1, "first_step": 0.1})
+    assert int(strict.stats.n_accepted) > 30
+    assert int(floored.stats.n_accepted) == 10 and int(floored.stats.n_rejected) == 0
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_step": 0.0}, "max_step"), ({"step_floor": -1.0}, "step_floor"),
+    ({"step_floor": 1.0, "max_step": 0.5}, "exceeds options\\['max_step'\\]"),
+])
+def test_bad_step_bounds_name_the_option(options, message):
+    with pytest.raises(symadj.InvalidArgumentError, match=message):
+        symadj.odeint(_decay, torch.ones(1), [0.0, 1.0], options=options)
+
+
+def test_adjoint_backward_solve_takes_its_own_method():
+    net = torch.nn.Linear(2, 2).double()
+    y0, ts = torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    used = []
+
+    def func(t, y):
+        used.append(torch.is_grad_enabled())
+        return torch.tanh(net(y))
+
+    ys = symadj.odeint(func, y0, ts, gradient=symadj.Adjoint(method="rk4", options={"step_size": 0.25}))
+    used.clear()
+    ys[-1].sum().backward()
+    # rk4 with four steps: 4 evaluations each (VJPs under enable_grad), plus the one at the start.
+    assert len(used) == 17
+    reference = [p.grad.clone() for p in net.parameters()]
+    for p in net.parameters():
+        p.grad = None
+    symadj.odeint(func, y0, ts, gradient="backprop", rtol=1e-10, atol=1e-12)[-1].sum().backward()
+    assert all(torch.allclose(r, p.grad, atol=1e-4) for r, p in zip(reference, net.parameters()))

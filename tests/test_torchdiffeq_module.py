@@ -138,3 +138,241 @@ def test_adjoint_backward_solve_takes_its_own_method():
         p.grad = None
     symadj.odeint(func, y0, ts, gradient="backprop", rtol=1e-10, atol=1e-12)[-1].sum().backward()
     assert all(torch.allclose(r, p.grad, atol=1e-4) for r, p in zip(reference, net.parameters()))
+
+
+# -- the tableaux torchdiffeq ships ------------------------------------------------------------
+
+
+def _hand_step(func, t, y, h, c, a, b):
+    k = []
+    for i, ci in enumerate(c):
+        k.append(func(t + ci * h, y + h * sum((aij * kj for aij, kj in zip(a[i], k)), torch.zeros_like(y))))
+    return y + h * sum(bi * ki for bi, ki in zip(b, k))
+
+
+HEUN3 = ([0, 1 / 3, 2 / 3], [[], [1 / 3], [0, 2 / 3]], [1 / 4, 0, 3 / 4])
+KUTTA_3_8 = ([0, 1 / 3, 2 / 3, 1], [[], [1 / 3], [-1 / 3, 1], [1, -1, 1]], [1 / 8, 3 / 8, 3 / 8, 1 / 8])
+
+
+@pytest.mark.parametrize(("method", "scheme"), [("heun3", HEUN3), ("rk4", KUTTA_3_8)])
+def test_fixed_methods_step_as_torchdiffeqs_coefficients_say(method, scheme):
+    from symadj.torchdiffeq import odeint
+
+    def func(t, y):
+        return torch.cos(t) * y - y ** 2
+
+    y0, h = torch.tensor([0.7, -0.2], dtype=F64), 0.125
+    ys = odeint(func, y0, torch.tensor([0.0, 1.0], dtype=F64), method=method, options={"step_size": h})
+    y, t = y0, torch.tensor(0.0, dtype=F64)
+    for _ in range(8):
+        y, t = _hand_step(func, t, y, h, *scheme), t + h
+    assert torch.allclose(ys[-1], y, rtol=1e-14, atol=1e-15)
+
+
+def test_dopri8_is_prince_dormand_87_and_eighth_order():
+    from symadj.torchdiffeq import odeint
+
+    tab = symadj.get_tableau("dopri87")
+    assert (tab.order, tab.embedded_order, tab.stages, tab.fsal) == (8, 7, 14, True)
+    assert float(tab.c[1]) == pytest.approx(1 / 18)
+    assert float(symadj.get_tableau("dopri8").c[1]) != pytest.approx(1 / 18)  # DOP853 differs
+    errors = []
+    for h in (0.2, 0.1):  # steps held at h: min_step (a floor that forces acceptance) = max_step = h
+        ys = odeint(lambda t, y: 3 * torch.cos(t) * y, torch.ones(1, dtype=F64), torch.tensor([0.0, 4.0], dtype=F64),
+                    method="dopri8", options={"first_step": h, "min_step": h, "max_step": h}, rtol=1e-30, atol=1e-30)
+        errors.append(abs(float(ys[-1, 0]) - math.exp(3 * math.sin(4.0))))
+    assert 2 ** 7.5 < errors[0] / errors[1] < 2 ** 9.5
+
+
+@pytest.mark.parametrize("method", ["heun3", "dopri87"])
+def test_new_tableaux_give_exact_gradients(method):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.Tanh(), torch.nn.Linear(6, 2)).double()
+    y0 = torch.tensor([[0.3, -0.4], [1.0, 0.2]], dtype=F64, requires_grad=True)
+    ts = torch.tensor([0.0, 0.6, 1.5], dtype=F64)
+    kwargs = {"options": {"step_size": 0.05}} if method == "heun3" else {"rtol": 1e-8, "atol": 1e-8}
+    grads = {}
+    for mode in ("backprop", "symplectic", "checkpoint"):
+        ys = symadj.odeint(lambda t, y: net(y), y0, ts, method=method, gradient=mode, **kwargs)
+        grads[mode] = torch.autograd.grad((ys ** 2).sum(), [y0, *net.parameters()])
+    for mode in ("symplectic", "checkpoint"):
+        for got, want in zip(grads[mode], grads["backprop"]):
+            assert float((got - want).norm() / want.norm()) < 1e-10
+
+
+# -- symadj.torchdiffeq ----------------------------------------------------------------------------
+
+tdq = pytest.importorskip("symadj.torchdiffeq")
+
+
+def test_method_names_map_to_the_same_coefficients():
+    assert tdq.METHODS["rk4"] == "rk38" and tdq.METHODS["dopri8"] == "dopri87"
+    assert tdq.METHODS["adaptive_heun"] == "heun_euler"
+    for name in tdq.METHODS.values():
+        symadj.get_tableau(name)
+
+
+@pytest.mark.parametrize("method", ["explicit_adams", "implicit_adams", "scipy_solver"])
+def test_out_of_scope_methods_are_refused_with_the_reason(method):
+    with pytest.raises(symadj.InvalidArgumentError, match="out of scope"):
+        tdq.odeint(_decay, torch.ones(1), torch.tensor([0.0, 1.0]), method=method)
+
+
+def test_unknown_method_lists_torchdiffeqs_names():
+    with pytest.raises(symadj.UnknownNameError, match="'dopri5'"):
+        tdq.odeint(_decay, torch.ones(1), torch.tensor([0.0, 1.0]), method="dopri6")
+
+
+def test_single_time_and_method_none():
+    y0 = torch.tensor([1.0, 3.0])
+    assert torch.equal(tdq.odeint(_decay, y0, torch.tensor([2.0])), y0[None])
+    ys = tdq.odeint(_decay, y0, torch.tensor([0.0, 1.0]), method=None)
+    assert torch.allclose(ys[-1], y0 * math.exp(-1.0), rtol=1e-6)
+
+
+def test_fixed_step_outputs_are_linear_between_steps_by_default():
+    # Euler with h = 0.5 from y0 = 1: y(0.5) = 0.5, y(1) = 0.25; t = 0.75 lies half way.
+    ts = torch.tensor([0.0, 0.75, 1.0], dtype=F64)
+    ys = tdq.odeint(_decay, torch.ones(1, dtype=F64), ts, method="euler", options={"step_size": 0.5})
+    assert torch.allclose(ys[:, 0], torch.tensor([1.0, 0.375, 0.25], dtype=F64), rtol=0, atol=1e-15)
+    # rk4 (3/8 rule), linear: the chord between the two step ends.
+    h = 0.5
+    step = 1 - h + h ** 2 / 2 - h ** 3 / 6 + h ** 4 / 24
+    ys = tdq.odeint(_decay, torch.ones(1, dtype=F64), ts, method="rk4", options={"step_size": h})
+    assert float(ys[1, 0]) == pytest.approx((step + step ** 2) / 2, abs=1e-15)
+    cubic = tdq.odeint(_decay, torch.ones(1, dtype=F64), ts, method="rk4", options={"step_size": h, "interp": "cubic"})
+    assert abs(float(cubic[1, 0]) - math.exp(-0.75)) < abs(float(ys[1, 0]) - math.exp(-0.75))
+
+
+def test_grid_constructor_sets_the_steps():
+    def grid(func, y0, t):
+        return torch.linspace(float(t[0]), float(t[-1]), 11)
+
+    ys = tdq.odeint(lambda t, y: y, torch.tensor(1.0, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
+                    method="euler", options={"grid_constructor": grid})
+    assert float(ys[-1]) == pytest.approx(1.1 ** 10, rel=1e-13)
+    with pytest.raises(symadj.InvalidArgumentError, match="exclude each other"):
+        tdq.odeint(_decay, torch.ones(1), torch.tensor([0.0, 1.0]), method="euler",
+                   options={"grid_constructor": grid, "step_size": 0.1})
+
+
+def test_step_size_on_an_adaptive_method_is_ignored_with_a_warning():
+    y0, ts = torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.warns(symadj.SymadjWarning, match="step_size"):
+        ys = tdq.odeint(_decay, y0, ts, options={"step_size": 0.5})
+    assert torch.equal(ys, tdq.odeint(_decay, y0, ts))
+
+
+def test_perturb_is_refused_until_supported_and_false_is_fine():
+    ts = torch.tensor([0.0, 1.0])
+    tdq.odeint(_decay, torch.ones(1), ts, method="euler", options={"step_size": 0.5, "perturb": False})
+    with pytest.raises(symadj.InvalidArgumentError, match="perturb"):
+        tdq.odeint(_decay, torch.ones(1), ts, method="euler", options={"step_size": 0.5, "perturb": True})
+
+
+def test_max_num_steps_min_step_max_step_and_dtype_are_torchdiffeqs():
+    y0, ts = torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.raises(symadj.MaxStepsError):
+        tdq.odeint(_decay, y0, ts, options={"max_num_steps": 3, "max_step": 0.01})
+    calls = []
+
+    def counted(t, y):
+        calls.append(float(t))
+        return -y
+
+    tdq.odeint(counted, y0, ts, method="bosh3", rtol=1e-12, atol=1e-12,
+               options={"min_step": 0.25, "first_step": 0.25, "dtype": torch.float64})
+    assert len(calls) == 1 + 4 * 3  # f(t0) (no first-step heuristic), four FSAL steps of three evaluations
+
+
+def test_tuple_state_norm_receives_the_tuple_and_tolerances_go_per_tensor():
+    seen = []
+
+    def norm(parts):
+        seen.append(tuple(p.shape for p in parts))
+        return max(p.abs().max() for p in parts)
+
+    y0 = (torch.tensor(1.0, dtype=F64), torch.ones(2, 2, dtype=F64))
+    ys = tdq.odeint(lambda t, y: (-y[0], -2 * y[1]), y0, torch.tensor([0.0, 1.0], dtype=F64),
+                    rtol=(1e-9, 1e-6), atol=(1e-12, 1e-8), options={"norm": norm})
+    assert seen and all(shapes == ((), (2, 2)) for shapes in seen)
+    assert float(ys[0][-1]) == pytest.approx(math.exp(-1.0), rel=1e-8)
+    with pytest.raises(symadj.InvalidArgumentError, match="rtol has 3 entries"):
+        tdq.odeint(lambda t, y: y, y0, torch.tensor([0.0, 1.0]), rtol=(1e-6, 1e-6, 1e-6))
+
+
+def test_tensor_state_norm_receives_the_tensor():
+    seen = []
+
+    def norm(x):
+        seen.append(x.shape)
+        return x.abs().max()
+
+    tdq.odeint(_decay, torch.ones(()), torch.tensor([0.0, 1.0]), options={"norm": norm})
+    assert seen and all(shape == () for shape in seen)
+
+
+def _net():
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+
+
+@pytest.mark.parametrize("solver", ["odeint", "odeint_adjoint"])
+def test_both_entry_points_give_the_exact_gradient_by_default(solver):
+    net = _net()
+    y0 = torch.tensor([[0.5, -1.0]], dtype=F64, requires_grad=True)
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=F64)
+    ys = getattr(tdq, solver)(lambda t, y: net(y), y0, ts, rtol=1e-6, atol=1e-8)
+    got = torch.autograd.grad(ys.pow(2).sum(), [y0, *net.parameters()])
+    ys = symadj.odeint(lambda t, y: net(y), y0, ts, rtol=1e-6, atol=1e-8, gradient="backprop")
+    want = torch.autograd.grad(ys.pow(2).sum(), [y0, *net.parameters()])
+    assert all(float((g - w).norm() / w.norm()) < 1e-10 for g, w in zip(got, want))
+
+
+def test_continuous_adjoint_on_request_with_its_own_settings():
+    net = _net()
+    y0 = torch.tensor([[0.5, -1.0]], dtype=F64, requires_grad=True)
+    ts = torch.tensor([0.0, 1.0], dtype=F64)
+    seen = []
+
+    def adjoint_norm(parts):
+        seen.append(len(parts))
+        return max(p.abs().max() for p in parts)
+
+    params = tuple(net.parameters())
+    ys = tdq.odeint_adjoint(lambda t, y: net(y), y0, ts, rtol=1e-8, atol=1e-8, gradient="adjoint",
+                            adjoint_params=params, adjoint_method="dopri8", adjoint_rtol=1e-10,
+                            adjoint_atol=1e-10, adjoint_options={"norm": adjoint_norm, "max_num_steps": 1000})
+    got = torch.autograd.grad(ys.sum(), [y0, *params])
+    assert seen and set(seen) == {1 + 2 + len(params)}  # (t, y, adj_y, *adj_params)
+    ys = tdq.odeint(lambda t, y: net(y), y0, ts, rtol=1e-10, atol=1e-10)
+    want = torch.autograd.grad(ys.sum(), [y0, *params])
+    assert all(float((g - w).norm() / w.norm()) < 1e-6 for g, w in zip(got, want))
+    with pytest.raises(symadj.InvalidArgumentError, match="adjoint_options too"):
+        tdq.odeint_adjoint(lambda t, y: net(y), y0, ts, gradient="adjoint", adjoint_method="bosh3",
+                           options={"max_num_steps": 100})
+
+
+def test_event_fn_returns_the_event_time_and_the_two_states():
+    y0 = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    event_t, ys = tdq.odeint(_decay, y0, torch.tensor([0.0, 0.1], dtype=F64), event_fn=lambda t, y: y[0] - 0.5,
+                             rtol=1e-10, atol=1e-12)
+    assert float(event_t.detach()) == pytest.approx(math.log(2.0), rel=1e-9)
+    assert ys.shape == (2, 2) and torch.equal(ys[0], y0.detach())
+    (grad,) = torch.autograd.grad(event_t, y0)  # t* = ln y0[0] - ln 0.5
+    assert torch.allclose(grad, torch.tensor([1.0, 0.0], dtype=F64), atol=1e-8)
+
+
+def test_event_fn_with_several_entries_stops_at_the_first_crossing_backward_in_time():
+    y0 = (torch.tensor([1.0], dtype=F64), torch.tensor([3.0], dtype=F64))
+    event_t, (a, b) = tdq.odeint(lambda t, y: (y[0], y[1]), y0, torch.tensor([0.0, -1.0], dtype=F64),
+                                 event_fn=lambda t, y: torch.cat([y[0] - 0.5, y[1] - 1.0]), rtol=1e-10, atol=1e-12)
+    assert float(event_t) == pytest.approx(math.log(0.5), rel=1e-9)  # y[0] reaches 0.5 before y[1] reaches 1
+    assert a.shape == (2, 1) and float(b[-1, 0]) == pytest.approx(1.5, rel=1e-8)
+
+
+def test_odeint_event_from_a_start_time():
+    event_t, ys = tdq.odeint_event(_decay, torch.tensor([2.0], dtype=F64), torch.tensor(1.0, dtype=F64),
+                                   event_fn=lambda t, y: y[0] - 1.0, rtol=1e-10, atol=1e-12,
+                                   odeint_interface=tdq.odeint_adjoint)
+    assert float(event_t) == pytest.approx(1.0 + math.log(2.0), rel=1e-9)
+    assert float(ys[-1, 0]) == pytest.approx(1.0, rel=1e-8)

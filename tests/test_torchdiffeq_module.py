@@ -376,3 +376,10 @@ def test_odeint_event_from_a_start_time():
                                    odeint_interface=tdq.odeint_adjoint)
     assert float(event_t) == pytest.approx(1.0 + math.log(2.0), rel=1e-9)
     assert float(ys[-1, 0]) == pytest.approx(1.0, rel=1e-8)
+
+
+def test_module_docstring_examples_run():
+    import doctest
+
+    failures, _ = doctest.testmod(tdq, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert failures == 0

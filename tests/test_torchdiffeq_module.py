@@ -383,3 +383,18 @@ def test_module_docstring_examples_run():
 
     failures, _ = doctest.testmod(tdq, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert failures == 0
+
+
+def test_event_closing_over_a_tensor_made_from_the_parameters_survives_two_backward_passes():
+    # As torchdiffeq's event test: the event function's target is computed from func's parameters
+    # (a graph with saved tensors, made before the solve), and two backward passes follow.
+    rate = torch.tensor(1.0, dtype=F64, requires_grad=True)
+    target = 0.5 + 0.0 * rate ** 2
+    y0 = torch.tensor([1.0], dtype=F64, requires_grad=True)
+    event_t, ys = tdq.odeint(lambda t, y: -rate * y, y0, torch.tensor([0.0, 1.0], dtype=F64),
+                             event_fn=lambda t, y: torch.sum(y - target), rtol=1e-10, atol=1e-12)
+    event_t.backward(retain_graph=True)
+    ys[-1].sum().backward()
+    # t* = ln(y0 / 0.5) / rate: dt*/dy0 = 1; y(t*) is the target whatever y0: no more.
+    assert float(y0.grad) == pytest.approx(1.0, abs=1e-8)
+    assert float(rate.grad) == pytest.approx(-math.log(2.0), abs=1e-8)

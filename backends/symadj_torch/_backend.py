@@ -218,7 +218,9 @@ class TorchBackend(Backend):
             out = fn(y, params)
             inputs = (y, *params)
             if out.requires_grad:
-                grads = torch.autograd.grad(out, inputs, cotangent, allow_unused=True)
+                # Retained: the graph may reach into the caller's (a closure over sol = model(x),
+                # differentiated with respect to model's parameters), which a later backward needs.
+                grads = torch.autograd.grad(out, inputs, cotangent, allow_unused=True, retain_graph=True)
             else:
                 grads = (None,) * len(inputs)
         grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]

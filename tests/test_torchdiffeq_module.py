@@ -381,8 +381,11 @@ def test_odeint_event_from_a_start_time():
 def test_module_docstring_examples_run():
     import doctest
 
-    failures, _ = doctest.testmod(tdq, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert failures == 0
+    import symadj_torch.torchdiffeq
+
+    for module in (tdq, symadj_torch.torchdiffeq):
+        failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert tried and failures == 0
 
 
 def test_event_closing_over_a_tensor_made_from_the_parameters_survives_two_backward_passes():

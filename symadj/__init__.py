@@ -99,11 +99,11 @@ def register_tableau(tableau: Tableau | str, *, replace: bool = False) -> Tablea
 
     Examples:
         >>> import numpy as np, symadj
-        >>> heun3 = symadj.Tableau("heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
+        >>> my_heun3 = symadj.Tableau("my_heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
         ...                        b=["1/4", "0", "3/4"], order=3)
-        >>> symadj.register_tableau(heun3, replace=True).name
-        'heun3'
-        >>> ys = symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], method="heun3",
+        >>> symadj.register_tableau(my_heun3, replace=True).name
+        'my_heun3'
+        >>> ys = symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], method="my_heun3",
         ...                    options={"step_size": 0.1})
         >>> round(float(ys[-1, 0]), 4)
         0.3679

@@ -36,7 +36,7 @@ def solve(
     y0: Any,
     t: Any,
     *,
-    method: str | Tableau = "dopri5",
+    method: str | Tableau | None = "dopri5",
     rtol: Any = 1e-7,
     atol: Any = 1e-9,
     gradient: str | GradientMode = "symplectic",
@@ -63,8 +63,10 @@ def solve(
             them; their ``_adjoint`` forms get ``(t, (y, adj_y, *adj_params), dt)`` in the
             backward solves of ``gradient="adjoint"`` (the exact modes have none).
         y0: initial state: an array, or a tuple of arrays of one dtype.
-        t: output times, strictly increasing or strictly decreasing, at least two.
-        method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`.
+        t: output times, strictly increasing or strictly decreasing; a single time gives ``y0``
+            as the only output, without calling ``func``.
+        method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`;
+            ``None`` means ``"dopri5"``.
         rtol: relative tolerance of the embedded error estimate (may be a traced value in JAX).
         atol: absolute tolerance of the embedded error estimate.
         gradient: ``"symplectic"`` (exact, least memory), ``"checkpoint"``, ``"backprop"``,
@@ -112,7 +114,7 @@ def solve(
         >>> round(float(sol.ys[-1, 0]), 6), sol.status.name
         (0.367879, 'SUCCESS')
     """
-    tableau = method if isinstance(method, Tableau) else registry.get_tableau(method)
+    tableau = method if isinstance(method, Tableau) else registry.get_tableau("dopri5" if method is None else method)
     mode = with_checkpoints(_gradient_mode(gradient, adjoint_rtol, adjoint_atol, adjoint_options), checkpoints,
                             isinstance(gradient, GradientMode))
     chosen = registry.get_backend(backend) if backend is not None else registry.backend_for(_arrays_in(y0))
@@ -134,7 +136,11 @@ def solve(
     _check_tolerance(chosen, xp, "atol", atol)
     chosen.check(xp.all(xp.isfinite(flat_y0)),
                  lambda: NonFiniteError("y0 contains NaN or infinity at the initial time t[0]"))
-    solver_options = SolverOptions.from_mapping(options)
+    solver_options = SolverOptions.from_mapping(options).bounded(chosen.default_max_steps)
+    if ts.shape[0] == 1:
+        if event is not None:
+            raise InvalidArgumentError("event= needs t with at least two times: the start and a time past any event")
+        return _initial_state_only(xp, layout, ts, flat_y0)
     field = chosen.make_field(func, args, flat_y0, ts, adjoint_params, layout)
     if chosen.differentiable and not isinstance(mode, Backprop):
         # A backend may find parameters func uses beyond those it was given (torch: the
@@ -173,6 +179,14 @@ def solve(
         outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
     return Solution(ts=ts, ys=ys, stats=stats, event=outcome)
+
+
+def _initial_state_only(xp: Any, layout: StateLayout, ts: Any, flat_y0: Any) -> Solution:
+    """The solution at the single time ``t[0]``: ``y0`` itself, with a leading axis (as torchdiffeq)."""
+    zero = xp.asarray(0)
+    stats = Stats(n_steps=zero, n_accepted=zero, n_rejected=zero, n_fevals=zero,
+                  status=xp.asarray(int(Status.SUCCESS)), t_final=ts[0], n_outputs=xp.asarray(1))
+    return Solution(ts=ts, ys=layout.to_state(xp, flat_y0[None, ...], batch=(1,)), stats=stats)
 
 
 def _time_shift(backend: Backend, xp: Any, times: Any, like: Any) -> Any:
@@ -230,7 +244,7 @@ def odeint(
     y0: Any,
     t: Any,
     *,
-    method: str | Tableau = "dopri5",
+    method: str | Tableau | None = "dopri5",
     rtol: Any = 1e-7,
     atol: Any = 1e-9,
     gradient: str | GradientMode = "symplectic",
@@ -253,8 +267,8 @@ def odeint(
     Args:
         func: the vector field ``func(t, y)``, or ``func(t, y, args)`` when ``args`` is given.
         y0: initial state: an array, or a tuple of arrays (any pytree in JAX).
-        t: output times, strictly monotonic, at least two; ``t[0]`` is the initial time.
-        method: a registered tableau name or a :class:`Tableau`; ``"dopri5"`` by default.
+        t: output times, strictly monotonic; ``t[0]`` is the initial time (alone, it gives ``y0[None]``).
+        method: a registered tableau name or a :class:`Tableau`; ``"dopri5"`` by default (also for ``None``).
         rtol: relative tolerance.
         atol: absolute tolerance.
         gradient: ``"symplectic"`` (default), ``"checkpoint"``, ``"backprop"``, ``"adjoint"``
@@ -328,10 +342,8 @@ def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
         ts = backend.as_times(t, y0)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"t must be a 1-D sequence of numbers: {exc}") from None
-    if ts.ndim != 1 or ts.shape[0] < 2:
-        raise InvalidArgumentError(
-            f"t must be 1-D with at least two times (start and end), got shape {tuple(ts.shape)}"
-        )
+    if ts.ndim != 1 or ts.shape[0] < 1:
+        raise InvalidArgumentError(f"t must be 1-D with at least one time (the start), got shape {tuple(ts.shape)}")
     steps = ts[1:] - ts[:-1]
     backend.check(xp.all(xp.isfinite(ts)), lambda: InvalidArgumentError("t contains NaN or infinity"))
     backend.check(

@@ -140,6 +140,10 @@ class Backend(abc.ABC):
     #: bound on an eager backend, which allocates as steps come; allocated whole up front
     #: by a staged one, whose shapes are fixed when it compiles.
     default_checkpoint_memory: int = 1 << 30
+    #: ``options["max_steps"]`` when none is given: the bound a staged backend sizes its
+    #: compiled buffers by; ``None`` (no bound) suits an eager backend whose buffers grow
+    #: as steps come.
+    default_max_steps: int | None = 4096
 
     @abc.abstractmethod
     def namespace(self) -> Any:

@@ -19,6 +19,7 @@ from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_time
 from ._integrate import Problem, integrate
 from ._options import SolverOptions
 from ._outputs import Interpolant, OutputsCotangent, dense_stages
+from ._plugins import registry
 from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
@@ -282,6 +283,8 @@ class Adjoint(GradientMode):
         rtol: relative tolerance of the backward solve (default: the forward ``rtol``).
         atol: absolute tolerance of the backward solve (default: the forward ``atol``).
         options: solver options of the backward solve (default: the forward ``options``).
+        method: the tableau of the backward solve, a name or a :class:`Tableau` (default: the
+            forward solve's; torchdiffeq's ``adjoint_method``).
 
     Examples:
         >>> import torch, symadj
@@ -295,6 +298,7 @@ class Adjoint(GradientMode):
     rtol: float | None = None
     atol: float | None = None
     options: Any = None
+    method: Any = None
     name = "adjoint"
     time_gradients = True
 
@@ -558,7 +562,8 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
     dtype = xp.result_type(state_dtype, *(p.dtype for p in params))
     shapes = (tuple(y_last.shape),) * 2 + tuple(tuple(p.shape) for p in params)
     layout = StateLayout(shapes, dtype, False, list, list)
-    options = problem.options if mode.options is None else _adjoint_options(xp, mode.options, math.prod(y_last.shape))
+    options = problem.options if mode.options is None else _adjoint_options(
+        xp, mode.options, math.prod(y_last.shape)).bounded(backend.default_max_steps)
 
     def cast(x: Any, to: Any) -> Any:
         return x if x.dtype == to else xp.astype(x, to)
@@ -578,6 +583,7 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         callbacks = problem.adjoint_callbacks.on(lambda z: tuple(layout.unflatten(xp, z)))
     # The backward solves' loops report to the backward meter.
     backward_solves = None if problem.progress is None else replace(problem.progress, forward=problem.progress.backward)
+    tableau = problem.tableau if mode.method is None else _as_tableau(mode.method)
 
     def segment(i: Any, carry: tuple) -> tuple:
         # A loop, not unrolled: a compiler traces one backward segment, however many outputs.
@@ -587,7 +593,7 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         def solve(carry: tuple) -> tuple:
             lam, params_bar = carry
             z0 = flatten([outputs[k], lam, *params_bar])
-            z, stats, _ = integrate(backend, Problem(xp, problem.tableau, times, rtol, atol, options,
+            z, stats, _ = integrate(backend, Problem(xp, tableau, times, rtol, atol, options,
                                                      progress=backward_solves, callbacks=callbacks),
                                     augmented, z0, record=False)
             backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
@@ -630,6 +636,10 @@ def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: Ad
         f"{where}: the adjoint state became NaN or infinite (after {int(stats.n_accepted)} accepted "
         f"steps); check func's derivatives for overflow, or use gradient='symplectic'"
     )
+
+
+def _as_tableau(method: Any) -> Tableau:
+    return method if isinstance(method, Tableau) else registry.get_tableau(method)
 
 
 def _adjoint_options(xp: Any, options: Any, n_state: int) -> SolverOptions:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Union
 
 from .errors import InvalidArgumentError, UnknownNameError
 
 Norm = Union[str, Callable[[Any], Any]]
+
+#: ``max_steps`` of a solve without a bound: more attempts than any solve can make.
+UNBOUNDED_STEPS = sys.maxsize
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,12 @@ class SolverOptions:
         step_size: a fixed step size: no error control, steps clipped to land on output times.
             With neither this nor an error estimate, one step per output interval.
         min_step: smallest step size allowed before the solve fails.
-        max_steps: most step attempts (accepted and rejected) before the solve fails.
+        step_floor: adaptive steps never shrink below it, and a step that small is accepted
+            whatever its error estimate (torchdiffeq's ``min_step``); 0 (default): no floor.
+        max_step: largest adaptive step size (torchdiffeq's ``max_step``); ``None``: no cap.
+        max_steps: most step attempts (accepted and rejected) before the solve fails; ``None``
+            (default) takes the backend's bound, :attr:`Backend.default_max_steps`: none with
+            PyTorch (its buffers grow as steps come), 4096 with JAX (a compiled solve is sized by it).
         safety, ifactor, dfactor: controller safety factor and growth/shrink limits.
         pcoeff: proportional coefficient of the PI controller (0: torchdiffeq's I-controller).
         norm: ``"rms"`` (default), ``"max"``, or a callable taking the scaled error.
@@ -35,16 +44,18 @@ class SolverOptions:
         >>> import symadj
         >>> symadj.SolverOptions.from_mapping({"max_steps": 100, "norm": "max"}).max_steps
         100
-        >>> symadj.SolverOptions.from_mapping({"max_step": 100})
+        >>> symadj.SolverOptions.from_mapping({"max_num_steps": 100})
         Traceback (most recent call last):
             ...
-        symadj.errors.UnknownNameError: unknown option 'max_step'; known: 'dfactor', 'first_step', ...
+        symadj.errors.UnknownNameError: unknown option 'max_num_steps'; known: 'dfactor', 'first_step', ...
     """
 
     first_step: float | None = None
     step_size: float | None = None
     min_step: float = 0.0
-    max_steps: int = 4096
+    step_floor: float = 0.0
+    max_step: float | None = None
+    max_steps: int | None = None
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
@@ -78,6 +89,13 @@ class SolverOptions:
                 values[name] = _times(name, values[name])
         return cls(**values)._validated()
 
+    def bounded(self, default_max_steps: int | None) -> SolverOptions:
+        """These options with ``max_steps`` set: ``default_max_steps`` where it was left ``None``,
+        and no practical bound where that is ``None`` too (the loop needs an integer)."""
+        if self.max_steps is not None:
+            return self
+        return replace(self, max_steps=UNBOUNDED_STEPS if default_max_steps is None else default_max_steps)
+
     def _validated(self) -> SolverOptions:
         for name in ("first_step", "step_size"):
             value = getattr(self, name)
@@ -85,7 +103,16 @@ class SolverOptions:
                 raise InvalidArgumentError(f"options[{name!r}] must be a positive number, got {value!r}")
         if not (_finite_number(self.min_step) and self.min_step >= 0):
             raise InvalidArgumentError(f"options['min_step'] must be >= 0, got {self.min_step!r}")
-        if not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1:
+        if not (_finite_number(self.step_floor) and self.step_floor >= 0):
+            raise InvalidArgumentError(f"options['step_floor'] must be >= 0, got {self.step_floor!r}")
+        if self.max_step is not None and not _positive(self.max_step):
+            raise InvalidArgumentError(f"options['max_step'] must be a positive number, got {self.max_step!r}")
+        if self.max_step is not None and self.step_floor > self.max_step:
+            raise InvalidArgumentError(
+                f"options['step_floor']={self.step_floor!r} exceeds options['max_step']={self.max_step!r}; "
+                f"lower the floor or raise the cap")
+        if self.max_steps is not None and (
+                not isinstance(self.max_steps, int) or isinstance(self.max_steps, bool) or self.max_steps < 1):
             raise InvalidArgumentError(f"options['max_steps'] must be a positive integer, got {self.max_steps!r}")
         if not (_positive(self.safety) and self.safety <= 1):
             raise InvalidArgumentError(f"options['safety'] must be in (0, 1], got {self.safety!r}")

@@ -40,10 +40,10 @@ Examples:
     >>> import symadj
     >>> @symadj.hookimpl
     ... def symadj_register_tableaux():
-    ...     return [symadj.Tableau("heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
+    ...     return [symadj.Tableau("my_heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
     ...                            b=["1/4", "0", "3/4"], order=3)]
     >>> [tableau.name for tableau in symadj_register_tableaux()]
-    ['heun3']
+    ['my_heun3']
 """
 
 # Used only when symadj runs from a source tree that was never installed (no entry points).

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ._compat import device_of
 from ._engine import combine
 from ._options import SolverOptions
 from ._tableau import Tableau
@@ -46,6 +47,18 @@ def next_step(xp: Any, h: Any, ratio: Any, previous_ratio: Any, order: int, opti
     factor = xp.where(ratio == 0, xp.full_like(h, options.ifactor), factor)
     factor = xp.where(xp.isfinite(ratio), factor, xp.full_like(h, options.dfactor))
     return h * factor
+
+
+def bounded_step(xp: Any, h: Any, options: SolverOptions) -> Any:
+    """``h`` with its magnitude held within ``[step_floor, max_step]``, its sign kept."""
+    if not options.step_floor and options.max_step is None:
+        return h
+    size = xp.abs(h)
+    if options.step_floor:
+        size = xp.maximum(size, xp.full_like(size, options.step_floor))
+    if options.max_step is not None:
+        size = xp.minimum(size, xp.full_like(size, options.max_step))
+    return xp.where(h < 0, -size, size)
 
 
 def initial_step(xp: Any, f: Any, t0: Any, y0: Any, f0: Any, direction: Any, order: int,
@@ -149,18 +162,25 @@ class ErrorControl(StepController):
     def first_step(self, xp, backend, problem, f, t0, y0, dy0, direction):
         options, tab = problem.options, problem.tableau
         if options.first_step is not None:
-            return options.first_step * direction, 0
+            return bounded_step(xp, xp.asarray(options.first_step, dtype=t0.dtype, device=device_of(t0)),
+                                options) * direction, 0
         magnitude = initial_step(xp, f, t0, backend.stop_gradient(y0), backend.stop_gradient(dy0), direction,
                                  tab.embedded_order or tab.order, problem.rtol, problem.atol, options.norm)
-        return backend.stop_gradient(magnitude) * direction, 1
+        return bounded_step(xp, backend.stop_gradient(magnitude), options) * direction, 1
 
     def decide(self, xp, backend, problem, h, y, y_new, derivatives, finite, previous_ratio, planned):
         options, tab = problem.options, problem.tableau
         ratio = backend.stop_gradient(
             error_ratio(xp, tab, h, y, y_new, derivatives, problem.rtol, problem.atol, options.norm))
         ratio = xp.where(finite, ratio, xp.full_like(ratio, xp.inf))
-        next_h = next_step(xp, backend.stop_gradient(h), ratio, previous_ratio, tab.order, options)
-        return Decision(ratio <= 1, ratio, next_h)
+        next_h = bounded_step(xp, next_step(xp, backend.stop_gradient(h), ratio, previous_ratio, tab.order, options),
+                              options)
+        accept = ratio <= 1
+        if options.step_floor:
+            # A step sized at the floor cannot shrink further: accepted, as torchdiffeq's min_step
+            # does. Its planned size is compared, as stretching it onto a landing time may pass the floor.
+            accept = accept | (finite & (xp.abs(backend.stop_gradient(planned)) <= options.step_floor))
+        return Decision(accept, ratio, next_h)
 
 
 def controller_for(tab: Any, options: SolverOptions) -> StepController:

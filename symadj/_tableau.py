@@ -163,6 +163,9 @@ class Tableau:
             polynomial identities in θ. Without one, the solver lands a step on every output time.
         partner: the symplectic partner; derived when omitted.
         source: where the tableau came from (a file path), used in error messages.
+        approximate: the coefficients, rational or not, are published approximations of a
+            scheme with irrational ones (Prince–Dormand 8(7)): conditions 2–6 are checked to
+            1e-14 instead of exactly.
 
     Raises:
         TableauError: naming the source, the field and the violated condition.
@@ -205,6 +208,7 @@ class Tableau:
         dense: DenseOutput | tuple[int, Sequence[Sequence[Coefficient]]] | None = None,
         partner: Partner | tuple[Sequence[Coefficient], Sequence[Sequence[Coefficient]]] | None = None,
         source: str | None = None,
+        approximate: bool = False,
     ) -> None:
         where = source or f"tableau {name!r}"
         if not isinstance(name, str) or not name.isidentifier():
@@ -226,6 +230,8 @@ class Tableau:
             raise TableauError(f"{where}: field 'description' must be a string, got {description!r}")
         if not isinstance(fsal, bool):
             raise TableauError(f"{where}: field 'fsal' must be true or false, got {fsal!r}")
+        if not isinstance(approximate, bool):
+            raise TableauError(f"{where}: field 'approximate' must be true or false, got {approximate!r}")
         values = {
             "name": name,
             "c": parse.vector(c, "c", stages),
@@ -242,7 +248,7 @@ class Tableau:
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
-        object.__setattr__(self, "exact", parse.exact)
+        object.__setattr__(self, "exact", parse.exact and not approximate)
         _verify(self)
         if self.partner is None:
             object.__setattr__(self, "partner", derive_partner(self.a, self.b))
@@ -336,12 +342,13 @@ class Tableau:
             dense=_section_dense(data, source),
             partner=_section_partner(data, source),
             source=source,
+            approximate=data.get("approximate", False),
         )
 
 
 _FILE_KEYS = frozenset(
     {"name", "description", "order", "embedded_order", "fsal", "c", "a", "b", "b_embedded", "error",
-     "secondary_error", "dense", "partner"}
+     "secondary_error", "dense", "partner", "approximate"}
 )
 
 

@@ -19,7 +19,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SHIPPED = [
     "euler", "midpoint", "heun2", "ralston2", "heun_euler", "fehlberg2", "bosh3", "rk4", "rk38",
-    "ssprk3", "cash_karp", "dopri5", "tsit5", "dopri8",
+    "ssprk3", "heun3", "cash_karp", "dopri5", "tsit5", "dopri8", "dopri87",
 ]
 
 

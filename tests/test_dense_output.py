@@ -15,7 +15,7 @@ import symadj
 torch = pytest.importorskip("torch")
 
 END = 2.0
-FIXED_STEP = {"euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3"}
+FIXED_STEP = {"euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3", "heun3"}
 # Loose enough that each adaptive scheme takes a handful of steps on [0, END].
 TOLERANCE = {"heun_euler": 1e-1, "fehlberg2": 1e-2, "bosh3": 1e-2, "cash_karp": 1e-3, "dopri5": 1e-3,
              "tsit5": 1e-3, "dopri8": 1e-5}

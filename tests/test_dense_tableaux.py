@@ -26,6 +26,7 @@ FILES = sorted(shipped_tableaux_dir().glob("*.toml"))
 DENSE_ORDER = {
     "euler": 1, "midpoint": 2, "heun2": 2, "ralston2": 2, "heun_euler": 2, "fehlberg2": 2, "ssprk3": 2,
     "bosh3": 3, "rk4": 3, "rk38": 3, "cash_karp": 3, "dopri5": 4, "tsit5": 4, "dopri8": 6,
+    "heun3": 2, "dopri87": 4,
 }
 
 
@@ -34,8 +35,8 @@ def _data(path: Path) -> dict:
 
 
 def _nudge(value: str, exact: bool) -> str:
-    """1/7 added to a rational; one unit of the 10th significant digit added to a decimal."""
-    if exact:
+    """1/7 added to a rational (exact or approximate); one unit of the 10th significant digit added to a decimal."""
+    if exact or "." not in value:
         return str(Fraction(value) + Fraction(1, 7))
     number = Decimal(value)
     return str(number + Decimal(1).scaleb(number.adjusted() - 9))

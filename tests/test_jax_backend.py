@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 import symadj  # noqa: E402
 
-FIXED_STEP = ["euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3"]
+FIXED_STEP = ["euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3", "heun3"]
 TOLERANCE = {"heun_euler": 1e-5, "fehlberg2": 1e-4, "bosh3": 1e-7, "dopri8": 1e-11}
 CHECKPOINT_FAST = ["euler", "heun_euler", "bosh3", "rk4", "dopri5", "dopri8"]
 END = 4.0

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 import symadj  # noqa: E402
 
-FIXED_STEP = ["euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3"]
-TOLERANCE = {"heun_euler": 1e-4, "fehlberg2": 1e-4, "bosh3": 1e-7, "dopri8": 1e-11}
+FIXED_STEP = ["euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3", "heun3"]
+TOLERANCE = {"heun_euler": 1e-4, "fehlberg2": 1e-4, "bosh3": 1e-7, "dopri8": 1e-11, "dopri87": 1e-11}
 
 
 class Linear(torch.nn.Module):

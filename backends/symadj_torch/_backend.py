@@ -27,22 +27,36 @@ class TorchField(Field):
     """
 
     def __init__(self, func: Callable[[Any, Any], Any], layout: StateLayout, params: Sequence[torch.Tensor],
-                 explicit: bool) -> None:
+                 explicit: bool, first: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
         self._func = func
         self._layout = layout
         self.params = tuple(params)
         self.explicit = explicit
         self._flat = layout.wrap(xp_torch, self._call_user)
+        self._first = first
 
     def _call_user(self, t: torch.Tensor, y: Any) -> Any:
         return self._func(t.to(self._layout.dtype), y)
 
     def __call__(self, t: Any, y: Any) -> Any:
+        if self._first is not None and not torch.is_grad_enabled():
+            # The solve's first evaluation (dy0, without gradients): the probe's value, so
+            # that func is not called once more than the solve needs.
+            t0, y0, value = self._first
+            self._first = None
+            if torch.equal(t, t0) and y.shape == y0.shape and torch.equal(y, y0):
+                return value
         return self._flat(t, y)
 
     def with_more_params(self, found: Sequence[torch.Tensor]) -> TorchField:
         """This field, its gradients flowing to ``found`` as well."""
-        return TorchField(self._func, self._layout, [*self.params, *found], self.explicit)
+        return TorchField(self._func, self._layout, [*self.params, *found], self.explicit, self._first)
+
+    def with_first_value(self, t0: torch.Tensor, y0: torch.Tensor, value: torch.Tensor) -> TorchField:
+        """This field, its next call without gradients at ``(t0, y0)`` answered by ``value``
+        (an evaluation already made there) instead of calling func."""
+        return TorchField(self._func, self._layout, self.params, self.explicit,
+                          (t0.detach(), y0.detach(), value.detach()))
 
 
 def _eager(method: Callable) -> Callable:
@@ -78,6 +92,9 @@ class TorchBackend(Backend):
     """Gradient modes for ``torch.Tensor`` states, on any device."""
 
     name = "torch"
+    # Buffers grow as steps come and "auto" checkpoints thin to a memory budget: as
+    # torchdiffeq, no step bound unless asked for.
+    default_max_steps = None
 
     def namespace(self) -> Any:
         return xp_torch
@@ -137,10 +154,10 @@ class TorchBackend(Backend):
         output depends on; with ``adjoint_params`` given, raise if there are such tensors.
 
         The modes other than backprop compute parameter gradients themselves, so they must
-        know every tensor func uses: one call of func (seen by the user's evaluation
-        counters) gives them, as the ends of its graph: leaves, and tensors computed
-        before the call (``z = enc(x)`` in a closure), where the walk stops so that their
-        gradient flows on into ``enc`` through the caller's graph. A tensor listed in
+        know every tensor func uses: one call of func gives them (its value is the solve's
+        first evaluation, so a counter in func sees no extra call), as the ends of its
+        graph: leaves, and tensors computed before the call (``z = enc(x)`` in a closure),
+        where the walk stops so that their gradient flows on into ``enc`` through the caller's graph. A tensor listed in
         ``adjoint_params`` stops the walk as well. A tensor used only at later times
         (behind a branch on ``t``) is not seen: list it in ``adjoint_params``.
         """
@@ -170,7 +187,8 @@ class TorchBackend(Backend):
                 f"adjoint_params=(*net.parameters(), z) for a closure over z = encoder(x), "
                 f"or use gradient='backprop'"
             )
-        return field.with_more_params(found) if found else field
+        field = field.with_more_params(found) if found else field
+        return field.with_first_value(ts[0], y0, probe)
 
     def stackable(self, like):
         return not torch.is_grad_enabled()
@@ -200,7 +218,9 @@ class TorchBackend(Backend):
             out = fn(y, params)
             inputs = (y, *params)
             if out.requires_grad:
-                grads = torch.autograd.grad(out, inputs, cotangent, allow_unused=True)
+                # Retained: the graph may reach into the caller's (a closure over sol = model(x),
+                # differentiated with respect to model's parameters), which a later backward needs.
+                grads = torch.autograd.grad(out, inputs, cotangent, allow_unused=True, retain_graph=True)
             else:
                 grads = (None,) * len(inputs)
         grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]

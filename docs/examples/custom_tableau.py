@@ -9,7 +9,7 @@ from the coefficients. The script
 2. verifies both with ``python -m symadj tableaux --verify``,
 3. registers the good one with ``symadj.register_tableau`` and prints its partner,
 4. checks that the symplectic gradient equals backpropagation through the solver, and
-5. trains a small neural ODE with ``method="heun3"``.
+5. trains a small neural ODE with ``method="my_heun3"``.
 
     python docs/examples/custom_tableau.py --workdir ./my_tableaux
     python docs/examples/custom_tableau.py --quick     # a few seconds, as CI runs it
@@ -28,7 +28,7 @@ import torch
 import symadj
 
 HEUN3 = """\
-name = "heun3"
+name = "my_heun3"
 description = "Heun's third-order method (Heun, Z. Math. Phys. 45, 1900)"
 order = 3
 c = ["0", "1/3", "2/3"]
@@ -61,7 +61,7 @@ def field_and_data(width: int):
 
 
 def loss_of(func, y0, times, target, gradient: str) -> torch.Tensor:
-    ys = symadj.odeint(lambda t, y: func(y), y0, times, method="heun3", gradient=gradient,
+    ys = symadj.odeint(lambda t, y: func(y), y0, times, method="my_heun3", gradient=gradient,
                        options={"step_size": 0.05}, adjoint_params=list(func.parameters()))
     return (ys - target).pow(2).mean()
 
@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(args.workdir or scratch)
         workdir.mkdir(parents=True, exist_ok=True)
-        good, typo = workdir / "heun3.toml", workdir / "heun3_typo.toml"
+        good, typo = workdir / "my_heun3.toml", workdir / "my_heun3_typo.toml"
         good.write_text(HEUN3, encoding="utf-8")
         typo.write_text(HEUN3.replace('"3/4"]', '"3/5"]'), encoding="utf-8")
 

@@ -61,7 +61,6 @@ _OUT_OF_SCOPE = {
 _ADAPTIVE_OPTIONS = {"min_step", "max_step", "first_step", "step_t", "jump_t", "safety", "ifactor", "dfactor",
                      "max_num_steps", "dtype", "norm"}
 _FIXED_OPTIONS = {"step_size", "grid_constructor", "interp", "perturb", "dtype", "norm"}
-_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 
 # torchdiffeq integrates until the event, without an end time; symadj's solve needs one.
 _EVENT_HORIZON = 1e300
@@ -200,7 +199,6 @@ def _solve(func: Callable[..., Any], y0: Any, t: Any, rtol: Any, atol: Any, meth
     tableau = _tableau(method)
     symadj_options, tableau = _translate(options, tableau, method, state, func, y0, t)
     rtol, atol = _tolerance("rtol", rtol, state), _tolerance("atol", atol, state)
-    _warn_callbacks(func)
     if event_fn is None:
         return solve(func, y0, t, method=tableau, rtol=rtol, atol=atol, gradient=mode, options=symadj_options,
                       adjoint_params=adjoint_params).ys
@@ -383,10 +381,3 @@ def _adjoint_norm(norm: Callable[[Any], Any], state: _State, adjoint_params: Seq
         return torch.as_tensor(norm((t, *state.split(y), *state.split(adj_y), *parts)))
 
     return flat_norm
-
-
-def _warn_callbacks(func: Any) -> None:
-    present = [name for name in _CALLBACKS if callable(getattr(func, name, None))]
-    if present:
-        warnings.warn(f"func.{', func.'.join(present)}: symadj.torchdiffeq does not call step callbacks yet",
-                      SymadjWarning, stacklevel=4)

@@ -127,6 +127,14 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     interpolant = problem.interpolant
     landings = landing_times(xp, ts, direction, interpolant is not None, options.step_t, options.jump_t)
     has_jumps = bool(options.jump_t)
+    # func gets t in the state's dtype: an ulp of the times' float64 would round back onto a
+    # float32 jump, so the nudge is an ulp of the coarser of the two.
+    nudge_dtype = y0.dtype if xp.finfo(y0.dtype).eps > xp.finfo(t0.dtype).eps else t0.dtype
+
+    def ulp_beside(t: Any, side: Any) -> Any:
+        coarse = xp.astype(t, nudge_dtype)
+        return xp.astype(xp.nextafter(coarse, coarse + xp.astype(side, nudge_dtype)), t.dtype)
+
     dy0 = f(t0, y0)
     h0, choosing_evaluations = controller.first_step(xp, backend, problem, f, t0, y0, dy0, direction)
     capacity = options.max_steps if record else 0
@@ -173,8 +181,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         jump = landings.jumps[landing] if has_jumps else False
         # A step onto a discontinuity ends one ulp before it, so that its stages at c = 1 see
         # func's side before the jump; the next step starts one ulp after it.
-        target = xp.where(jump, xp.nextafter(landing_time, landing_time - direction), landing_time) \
-            if has_jumps else landing_time
+        target = xp.where(jump, ulp_beside(landing_time, -direction), landing_time) if has_jumps else landing_time
         remaining = target - c.t
         # A step that falls short of a landing time by a few ulps is stretched onto it, rather
         # than followed by a step of size 1e-16 (e.g. ten steps of 0.1 towards 1.0).
@@ -198,8 +205,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
             if callbacks is not None and callbacks.accept is not None:
                 backend.host_callback(callbacks.accept, c.t, c.y, h)
             jumped = lands & jump
-            t_start = xp.where(jumped, xp.nextafter(landing_time, landing_time + direction), t_new) \
-                if has_jumps else t_new
+            t_start = xp.where(jumped, ulp_beside(landing_time, direction), t_new) if has_jumps else t_new
             if tab.fsal and has_jumps:
                 dy_new = backend.cond(jumped, lambda dy: f(t_start, y_new), lambda dy: dy, dy_fsal)
                 fresh = backend.select(jumped, 1, 0)

@@ -216,6 +216,25 @@ def test_step_t_lands_steps_and_jump_t_restarts_past_a_discontinuity():
         symadj.solve(lambda t, y: -y, y0, t, options={"jump_t": [math.nan]})
 
 
+@pytest.mark.parametrize("jump", [0.1, 0.5])
+def test_a_float32_state_sees_each_side_of_a_jump_in_its_own_dtype(jump):
+    # func gets t in float32: a float64 ulp beside the jump would round back onto it, and the
+    # step before the jump would see the value after it (rejections, a wrong solution).
+    seen = []
+
+    def switch(t, y):
+        seen.append(t.item())
+        return torch.where(t < jump, 1.0, -1.0) * torch.ones_like(y)
+
+    t = torch.tensor([0.0, 2 * jump], dtype=torch.float32)
+    sol = symadj.solve(switch, torch.zeros(1), t, method="bosh3", rtol=1e-6, atol=1e-6,
+                       options={"jump_t": [jump]})
+    assert sol.stats.n_rejected == 0
+    assert abs(sol.ys[-1, 0].item()) <= 1e-6  # y(t) = jump - |t - jump|
+    at_jump = torch.tensor(jump, dtype=torch.float32).item()
+    assert at_jump not in seen and any(s < at_jump for s in seen) and any(s > at_jump for s in seen)
+
+
 def test_gradients_through_a_jump_are_exact():
     func = torch_rotating_field()
     t = torch.linspace(0.0, 2.0, 30, dtype=torch.float64)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 TEXT_INTERVAL = 1.0
 
 #: A phase reports a step when it crosses one of this many equal parts of its interval (a
-#: host call from a compiled loop costs about 0.2 ms on a CPU, so a phase costs at most 20 ms).
-REPORTS = 100
+#: host call from a compiled loop costs 0.2 to 1 ms on a CPU, so a phase costs at most 10 to 50 ms).
+REPORTS = 50
 
 
 class PhaseMeter:
@@ -85,7 +85,7 @@ class Reporter:
     """A :class:`PhaseMeter` as a solve's program calls it: the host calls are placed with
     :meth:`Backend.host_callback`, over the interval from ``t_from`` to ``t_to`` (arrays).
 
-    A host call from a compiled loop costs about 0.2 ms (JAX on a CPU), more than a small
+    A host call from a compiled loop costs 0.2 to 1 ms (JAX on a CPU), more than a small
     network's step; only steps that cross one of :data:`REPORTS` equal parts of the
     interval are reported, so a phase costs at most that many calls however many steps it
     takes. ``counts_steps``: whether the loops reporting here count this phase's steps (the

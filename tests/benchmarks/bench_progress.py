@@ -3,8 +3,9 @@ and on, on PyTorch and on JAX (jitted, where the meter is a host callback per st
 
 The problem is the bench's time series: a 2 x 64 tanh MLP on a 64 x 8 float32 state,
 dopri5 at rtol 1e-5 with 200 outputs, default options, over [0, 10] (a short solve, where
-every step is reported) and over [0, 1000] (a long one: a phase reports at most 100
-steps). Medians of ``--repeats`` calls after a warm-up; the meter's lines go to stderr
+every step is reported) and over [0, 1000] (a long one: a phase reports at most 50
+steps); then the long one with a 2 x 256 MLP on a 1024 x 8 state (steps that cost more
+than a host call). Medians of ``--repeats`` calls after a warm-up; the meter's lines go to stderr
 (redirect them).
 
     python tests/benchmarks/bench_progress.py 2>/dev/null
@@ -27,15 +28,15 @@ def median_seconds(run, repeats: int) -> float:
     return statistics.median(times)
 
 
-def torch_case(repeats: int, end: float) -> dict[str, float]:
+def torch_case(repeats: int, end: float, width: int = 64, batch: int = 64) -> dict[str, float]:
     import torch
 
     import symadj
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64), torch.nn.Tanh(),
-                              torch.nn.Linear(64, 8))
-    y0, t = torch.randn(64, 8), torch.linspace(0.0, end, 200)
+    net = torch.nn.Sequential(torch.nn.Linear(8, width), torch.nn.Tanh(), torch.nn.Linear(width, width),
+                              torch.nn.Tanh(), torch.nn.Linear(width, 8))
+    y0, t = torch.randn(batch, 8), torch.linspace(0.0, end, 200)
 
     def run(progress: bool) -> None:
         ys = symadj.odeint(lambda t, y: net(y), y0, t, rtol=1e-5, atol=1e-5, progress=progress)
@@ -44,16 +45,17 @@ def torch_case(repeats: int, end: float) -> dict[str, float]:
     return {f"progress={flag}": median_seconds(lambda flag=flag: run(flag), repeats) for flag in (False, True)}
 
 
-def jax_case(repeats: int, end: float) -> dict[str, float]:
+def jax_case(repeats: int, end: float, width: int = 64, batch: int = 64) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
     import symadj
 
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
-    params = [jax.random.normal(keys[0], (8, 64)) / 8 ** 0.5, jax.random.normal(keys[1], (64, 64)) / 8.0,
-              jax.random.normal(keys[2], (64, 8)) / 8.0]
-    y0, t = jax.random.normal(keys[3], (64, 8)), jnp.linspace(0.0, end, 200)
+    params = [jax.random.normal(keys[0], (8, width)) / 8 ** 0.5,
+              jax.random.normal(keys[1], (width, width)) / width ** 0.5,
+              jax.random.normal(keys[2], (width, 8)) / width ** 0.5]
+    y0, t = jax.random.normal(keys[3], (batch, 8)), jnp.linspace(0.0, end, 200)
 
     def field(t, y, p):
         return jnp.tanh(jnp.tanh(y @ p[0]) @ p[1]) @ p[2]
@@ -74,12 +76,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    for end in (10.0, 1000.0):
+    for end, width, batch in ((10.0, 64, 64), (1000.0, 64, 64), (1000.0, 256, 1024)):
         for name, case in (("torch", torch_case), ("jax", jax_case)):
-            times = case(args.repeats if end < 100 else max(args.repeats // 2, 1), end)
+            times = case(args.repeats if end < 100 else max(args.repeats // 2, 1), end, width, batch)
             off, on = times["progress=False"], times["progress=True"]
-            print(f"t in [0, {end:g}]  {name:6s} off {off * 1e3:8.1f} ms   on {on * 1e3:8.1f} ms   "
-                  f"on/off {on / off:.2f}", flush=True)
+            print(f"t in [0, {end:g}], 2x{width} MLP, {batch}x8  {name:6s} off {off * 1e3:8.1f} ms   "
+                  f"on {on * 1e3:8.1f} ms   on/off {on / off:.2f}", flush=True)
 
 
 if __name__ == "__main__":

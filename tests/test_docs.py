@@ -17,7 +17,7 @@ import symadj
 from symadj._plugins import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
+EXAMPLES = sorted(path for path in (ROOT / "docs" / "examples").glob("*.py") if not path.name.startswith("_"))
 PUBLIC_MODULES = [
     "symadj", "symadj._api", "symadj._backend", "symadj._gradients", "symadj._options",
     "symadj._plugins", "symadj._solution", "symadj._tableau", "symadj.errors", "symadj.hookspecs",

@@ -18,6 +18,7 @@ import time
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from _figures import save_fit_figure  # docs/examples/_figures.py, beside this script
 
 import symadj
 import symadj.equinox
@@ -65,28 +66,6 @@ def adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 
     return init, update
 
 
-def plot(path: str, losses: list[float], ys: jax.Array, fitted: jax.Array) -> None:
-    """The loss curve next to the data and the fitted trajectory, saved as a PNG."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install matplotlib)")
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
-    left.semilogy(range(1, len(losses) + 1), losses)
-    left.set(xlabel="iteration", ylabel="training loss (mean abs error)", title="loss")
-    right.plot(ys[:, 0], ys[:, 1], label="data", lw=2, alpha=0.5)
-    right.plot(fitted[:, 0], fitted[:, 1], "--", label="neural ODE")
-    right.set(xlabel="y1", ylabel="y2", title="trajectory")
-    right.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    print(f"saved {path}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (CI)")
@@ -130,7 +109,7 @@ def main() -> None:
     fitted = whole(ys[:1])[:, 0]
     print(f"whole trajectory: mean abs error {float(jnp.mean(jnp.abs(fitted - ys))):.4f}  "
           f"({time.perf_counter() - start:.1f} s)")
-    plot(args.out, losses, ys, fitted)
+    save_fit_figure(args.out, losses, ys, fitted)
 
 
 if __name__ == "__main__":

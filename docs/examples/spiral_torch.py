@@ -16,6 +16,7 @@ import argparse
 import time
 
 import torch
+from _figures import save_fit_figure  # docs/examples/_figures.py, beside this script
 
 import symadj
 import symadj.torch
@@ -48,28 +49,6 @@ def windows(t: torch.Tensor, ys: torch.Tensor, batch: int, length: int, generato
     starts = torch.randint(0, len(t) - length, (batch,), generator=generator)
     index = starts[:, None] + torch.arange(length)
     return ys[starts], t[:length] - t[0], ys[index].transpose(0, 1)
-
-
-def plot(path: str, losses: list[float], t: torch.Tensor, ys: torch.Tensor, fitted: torch.Tensor) -> None:
-    """The loss curve next to the data and the fitted trajectory, saved as a PNG."""
-    try:
-        import matplotlib
-    except ImportError:
-        print("matplotlib is not installed: no figure (pip install matplotlib)")
-        return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
-    left.semilogy(range(1, len(losses) + 1), losses)
-    left.set(xlabel="iteration", ylabel="training loss (mean abs error)", title="loss")
-    right.plot(ys[:, 0], ys[:, 1], label="data", lw=2, alpha=0.5)
-    right.plot(fitted[:, 0], fitted[:, 1], "--", label="neural ODE")
-    right.set(xlabel="y1", ylabel="y2", title="trajectory")
-    right.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    print(f"saved {path}")
 
 
 def main() -> None:
@@ -106,7 +85,7 @@ def main() -> None:
         fitted = model(ys[:1], t)[:, 0]
     error = (fitted - ys).abs().mean().item()
     print(f"whole trajectory: mean abs error {error:.4f}  ({time.perf_counter() - start:.1f} s)")
-    plot(args.out, losses, t, ys, fitted)
+    save_fit_figure(args.out, losses, ys, fitted)
 
 
 if __name__ == "__main__":

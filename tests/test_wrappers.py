@@ -79,7 +79,7 @@ def test_torch_module_moves_with_to_and_takes_time_dependent_fields_and_events()
     model = symadj.torch.NeuralODE(Decay(), [0.0, 1.0, 2.0], event=lambda t, y: y[0] - 0.5).to(torch.float64)
     assert model.t.dtype == torch.float64 and model.field.rate.dtype == torch.float64
     sol = model.solve(torch.ones(1, dtype=torch.float64))
-    assert abs(float(sol.event.t) - 0.6931471805599453) < 1e-6
+    assert abs(sol.event.t.item() - 0.6931471805599453) < 1e-6
     (grad,) = torch.autograd.grad(sol.event.t, [model.field.rate])
     assert abs(float(grad) + 0.6931471805599453) < 1e-6  # tau = ln 2 / rate
 

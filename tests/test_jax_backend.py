@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import symadj  # noqa: E402
 
 FIXED_STEP = ["euler", "midpoint", "heun2", "ralston2", "rk4", "rk38", "ssprk3", "heun3"]
-TOLERANCE = {"heun_euler": 1e-5, "fehlberg2": 1e-4, "bosh3": 1e-7, "dopri8": 1e-11}
+TOLERANCE = {"heun_euler": 1e-5, "fehlberg2": 1e-4, "bosh3": 1e-7, "dopri8": 1e-11, "dopri87": 1e-11}
 CHECKPOINT_FAST = ["euler", "heun_euler", "bosh3", "rk4", "dopri5", "dopri8"]
 END = 4.0
 WEIGHTS = jnp.array([0.0, 0.3, -1.0, 2.0])

@@ -23,6 +23,7 @@ from ._plugins import registry
 from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
+from ._walk_checks import RecomputingStep, check_recomputation_choice, checked_steps, checked_walk_params, report_walk
 from .errors import InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError, UnknownNameError
 
 
@@ -109,9 +110,16 @@ class _RecordingMode(GradientMode):
             ``"all"``, ``"offload"``, ``"stages"``, ``"revolve:K"``); see docs/checkpoints.md.
         memory: the budget of ``"auto"`` in bytes or as ``"512MiB"``, ``"2GiB"``; by default
             the backend's (:class:`Auto`).
+        recomputation: what to do when the backward pass recomputes a step differently from
+            the forward pass (func is not deterministic: dropout in training mode, hidden
+            state, non-deterministic kernels), which makes the gradient that of another
+            solve: ``"raise"`` a :class:`RecomputationError` (the default), ``"warn"``
+            (:class:`RecomputationWarning`) or ``"off"`` (no comparison).
     """
 
-    def __init__(self, checkpoints: str | CheckpointPolicy = "auto", memory: int | str | None = None) -> None:
+    def __init__(self, checkpoints: str | CheckpointPolicy = "auto", memory: int | str | None = None,
+                 recomputation: str = "raise") -> None:
+        self.recomputation = check_recomputation_choice(recomputation)
         policy = as_checkpoint_policy(checkpoints)
         if memory is not None:
             if not isinstance(policy, Auto):
@@ -135,6 +143,7 @@ class _RecordingMode(GradientMode):
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
+            incoming = outputs_cotangent
             events, record = problem.events, trajectory.events
             event_outputs, event_params_bar = None, []
             if events is not None:
@@ -146,7 +155,8 @@ class _RecordingMode(GradientMode):
                 adjoint = self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
                 if events is not None and events.per_row:
                     adjoint = _frozen_rows_step(problem, record, adjoint)
-                return _reporting_steps(backend, problem, adjoint)
+                return checked_steps(xp, _reporting_steps(backend, problem, adjoint),
+                                     compare=self.recomputation != "off")
 
             outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
                                        self.interpolated_stages(tab, interpolant), event_outputs)
@@ -159,7 +169,10 @@ class _RecordingMode(GradientMode):
 
             if problem.progress is not None:
                 problem.progress.backward.open(backend)
-            y0_bar, params_bar = policy.walk(backend, xp, trajectory, outputs, params, step, advance)
+            walk_params = checked_walk_params(xp, params, problem.ts, outputs_cotangent[0])
+            y0_bar, (*params_bar, walk_record, _) = policy.walk(backend, xp, trajectory, outputs, walk_params,
+                                                                step, advance)
+            report_walk(backend, xp, self, walk_record, trajectory.n_steps, incoming, y0_bar, params_bar)
             if problem.progress is not None:
                 problem.progress.backward.close(backend, trajectory.n_steps, y0_bar)
             if event_params_bar:
@@ -174,21 +187,26 @@ class _RecordingMode(GradientMode):
 
     @abc.abstractmethod
     def step_adjoint(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
-                     from_stages: bool = False) -> StepAdjoint:
-        """``(t_n, h_n, y_n, λ_{n+1}, θ̄, outputs) -> (λ_n, θ̄)`` for one accepted step, with
-        ``outputs`` the :class:`OutputCotangents` of the outputs in it (with ``from_stages``,
-        the stacked stage states of the step in place of y_n)."""
+                     from_stages: bool = False) -> RecomputingStep:
+        """``(t_n, h_n, y_n, λ_{n+1}, θ̄, outputs) -> (λ_n, θ̄, (y_n, y_{n+1}))`` for one
+        accepted step, with ``outputs`` the :class:`OutputCotangents` of the outputs in it
+        (with ``from_stages``, the stacked stage states of the step in place of y_n) and
+        y_{n+1} as the step's recomputation gives it (``(None, None)`` if it cannot)."""
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.checkpoints == self.checkpoints
+        return (type(other) is type(self) and other.checkpoints == self.checkpoints
+                and other.recomputation == self.recomputation)
 
     def __hash__(self) -> int:
-        return hash((type(self), self.checkpoints))
+        return hash((type(self), self.checkpoints, self.recomputation))
 
     def __repr__(self) -> str:
-        if self.checkpoints == Auto().for_mode(self.name):
-            return f"{type(self).__name__}()"
-        return f"{type(self).__name__}(checkpoints={self.checkpoints!r})"
+        arguments = []
+        if self.checkpoints != Auto().for_mode(self.name):
+            arguments.append(f"checkpoints={self.checkpoints!r}")
+        if self.recomputation != "raise":
+            arguments.append(f"recomputation={self.recomputation!r}")
+        return f"{type(self).__name__}({', '.join(arguments)})"
 
 
 class Symplectic(_RecordingMode):
@@ -246,8 +264,8 @@ class Checkpoint(_RecordingMode):
                     f = field.with_params(params)
                     return rk_advance(xp, f, tab, t, h, y, f(t, y))
 
-                _, y_bar, step_bar = backend.vjp(advance, y, params, lam)
-                return y_bar, backend.accumulate(params_bar, step_bar)
+                y_end, y_bar, step_bar = backend.vjp(advance, y, params, lam)
+                return y_bar, backend.accumulate(params_bar, step_bar), y_end
 
             def with_outputs(carry):
                 # The step's end state and its derivatives k_i, with cotangents λ' and h·D_i.
@@ -261,12 +279,15 @@ class Checkpoint(_RecordingMode):
 
                 h_state = xp.astype(h, lam.dtype)
                 cotangent = xp.stack([lam, *(h_state * outputs.dense[p] for p in range(len(stages)))])
-                _, y_bar, step_bar = backend.vjp(advance, y, params, cotangent)
-                return y_bar + outputs.direct, backend.accumulate(params_bar, step_bar)
+                ends, y_bar, step_bar = backend.vjp(advance, y, params, cotangent)
+                return y_bar + outputs.direct, backend.accumulate(params_bar, step_bar), ends[0]
 
             if interpolant is None:
-                return plain((lam, params_bar))
-            return backend.cond(outputs.has_dense, with_outputs, plain, (lam, params_bar))
+                lam, params_bar, y_end = plain((lam, params_bar))
+            else:
+                lam, params_bar, y_end = cond_with_ends(backend, outputs.has_dense, with_outputs, plain,
+                                                        (lam, params_bar), y)
+            return lam, params_bar, (y, y_end)
 
         return step
 
@@ -343,7 +364,7 @@ def _reported(backend: Backend, problem: Problem, run: Callable[[], tuple[Any, S
     return outputs, stats
 
 
-def _reporting_steps(backend: Backend, problem: Problem, adjoint: StepAdjoint) -> StepAdjoint:
+def _reporting_steps(backend: Backend, problem: Problem, adjoint: RecomputingStep) -> RecomputingStep:
     """``adjoint``, reporting each step of the backward walk to the backward meter."""
     if problem.progress is None:
         return adjoint
@@ -382,7 +403,7 @@ def _direction(problem: Problem) -> Any:
     return problem.xp.sign(problem.ts[-1] - problem.ts[0])
 
 
-def _frozen_rows_step(problem: Problem, record: Any, adjoint: StepAdjoint) -> StepAdjoint:
+def _frozen_rows_step(problem: Problem, record: Any, adjoint: RecomputingStep) -> RecomputingStep:
     """``adjoint`` for a solve whose per-row events freeze the rows that fired:
     y_{n+1} = m ⊙ y_n + (1 − m) ⊙ Φ(y_n), so λ_n = m ⊙ λ_{n+1} + Φ'ᵀ((1 − m) ⊙ λ_{n+1})."""
     xp, events = problem.xp, problem.events
@@ -390,8 +411,10 @@ def _frozen_rows_step(problem: Problem, record: Any, adjoint: StepAdjoint) -> St
     def step(t, h, y, lam, params_bar, outputs):
         frozen = events.frozen(xp, record, t, _direction(problem), lam)
         zero = xp.zeros_like(lam)
-        lam_n, params_bar = adjoint(t, h, y, xp.where(frozen, zero, lam), params_bar, outputs)
-        return lam_n + xp.where(frozen, lam, zero), params_bar
+        lam_n, params_bar, (start, end) = adjoint(t, h, y, xp.where(frozen, zero, lam), params_bar, outputs)
+        if start is not None:
+            end = xp.where(frozen, start, end)
+        return lam_n + xp.where(frozen, lam, zero), params_bar, (start, end)
 
     return step
 
@@ -450,7 +473,7 @@ def adjoint_stages(tab: Tableau, interpolant: Interpolant | None) -> tuple[int, 
 
 
 def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, params: Sequence[Any],
-                    from_stages: bool = False, interpolant: Interpolant | None = None) -> StepAdjoint:
+                    from_stages: bool = False, interpolant: Interpolant | None = None) -> RecomputingStep:
     """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
 
     κ_i = h (B_i e_i λ' + D_i + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
@@ -467,31 +490,34 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
     adjoint, coeffs = tab.adjoint, tab.floats
     plain = tuple(i for i in range(tab.stages) if adjoint.active[i])
     kept = adjoint_stages(tab, interpolant)
+    ends_recomputed = plain[0] == 0 and kept[0] == 0
     coefficients_on: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
-    def coefficients(stages: tuple[int, ...], like: Any) -> tuple[Any, Any]:
-        """The partner's input weights and couplings in ``like``'s dtype and memory, made
-        once: a copy to the device at every step would stall the backward walk on it. (A
-        staged backend makes them per trace: an array kept across traces would leak.)"""
+    def coefficients(stages: tuple[int, ...], like: Any) -> tuple[Any, Any, Any]:
+        """The partner's input weights and couplings, and the weights b_i, in ``like``'s
+        dtype and memory, made once: a copy to the device at every step would stall the
+        backward walk on it. (A staged backend makes them per trace: an array kept across
+        traces would leak.)"""
         key = (stages, str(like.dtype), str(device_of(like)))
         if key not in coefficients_on or backend.staged_loops:
-            coefficients_on[key] = (
-                xp.asarray([adjoint.input_weight[i] for i in stages], dtype=like.dtype, device=device_of(like)),
-                xp.asarray([[adjoint.coupling[i][j] for j in stages] for i in stages], dtype=like.dtype,
-                           device=device_of(like)),
-            )
+            coefficients_on[key] = tuple(xp.asarray(values, dtype=like.dtype, device=device_of(like)) for values in (
+                [adjoint.input_weight[i] for i in stages],
+                [[adjoint.coupling[i][j] for j in stages] for i in stages],
+                [coeffs.b[i] for i in stages],
+            ))
         return coefficients_on[key]
 
     def over(stages: tuple[int, ...], t, h, stage_states, lam, params_bar, dense=None):
-        """The partner step over ``stages``, whose states are stacked in ``stage_states``."""
-        y = stage_states[0]
+        """The partner step over ``stages``, whose states are stacked in ``stage_states``;
+        and the step's end state y_n + h Σ b_i f(Y_i) from the stages' evaluations (every
+        stage of nonzero weight is among ``stages``), ``None`` without stage 0."""
         times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in stages])
-        input_weights, couplings = coefficients(stages, y)
-        h_state = xp.astype(h, y.dtype)
+        input_weights, couplings, weights = coefficients(stages, stage_states)
+        h_state = xp.astype(h, stage_states.dtype)
         count = len(stages)
 
         def stage(k, carry):
-            mus, lam_new, params_bar = carry
+            mus, derivatives, lam_new, params_bar = carry
             p = count - 1 - k
             weighted = input_weights[p] * lam if dense is None else input_weights[p] * lam + dense[p]
             cotangent = h_state * (weighted + xp.tensordot(couplings[p], mus, axes=1))
@@ -499,13 +525,18 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
             def evaluate(y, params):
                 return field.with_params(params)(times[p], y)
 
-            _, mu, stage_bar = backend.vjp(evaluate, stage_states[p], params, cotangent)
+            derivative, mu, stage_bar = backend.vjp(evaluate, stage_states[p], params, cotangent)
             mus = backend.buffer_write(mus, p, mu)
-            return mus, lam_new + mu, backend.accumulate(params_bar, stage_bar)
+            derivatives = backend.buffer_write(derivatives, p, derivative)
+            return mus, derivatives, lam_new + mu, backend.accumulate(params_bar, stage_bar)
 
         mus = xp.zeros_like(stage_states)
-        _, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, lam, params_bar))
-        return lam_new, params_bar
+        _, derivatives, lam_new, params_bar = backend.fori_loop(0, count, stage,
+                                                                (mus, xp.zeros_like(stage_states), lam, params_bar))
+        if not ends_recomputed:
+            return lam_new, params_bar, (None, None)
+        start = stage_states[0]
+        return lam_new, params_bar, (start, start + h_state * xp.tensordot(weights, derivatives, axes=1))
 
     def stacked(stages: tuple[int, ...], states: Any) -> Any:
         return xp.stack([states[i] for i in stages])
@@ -520,12 +551,13 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
         def with_outputs(carry):
             lam, params_bar = carry
             states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), kept[-1] + 1)
-            lam, params_bar = over(kept, t, h, stacked(kept, states), lam, params_bar, outputs.dense)
-            return lam + outputs.direct, params_bar
+            lam, params_bar, ends = over(kept, t, h, stacked(kept, states), lam, params_bar, outputs.dense)
+            return lam + outputs.direct, params_bar, ends
 
         if interpolant is None:
             return without_outputs((lam, params_bar))
-        return backend.cond(outputs.has_dense, with_outputs, without_outputs, (lam, params_bar))
+        ends_like = (y, y) if ends_recomputed else (None, None)
+        return cond_with_ends(backend, outputs.has_dense, with_outputs, without_outputs, (lam, params_bar), ends_like)
 
     def from_stage_states(t, h, stage_states, lam, params_bar, outputs):
         lam = lam + outputs.at_end
@@ -536,14 +568,23 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
 
         def with_outputs(carry):
             lam, params_bar = carry
-            lam, params_bar = over(kept, t, h, stage_states, lam, params_bar, outputs.dense)
-            return lam + outputs.direct, params_bar
+            lam, params_bar, ends = over(kept, t, h, stage_states, lam, params_bar, outputs.dense)
+            return lam + outputs.direct, params_bar, ends
 
         if interpolant is None:
             return without_outputs((lam, params_bar))
-        return backend.cond(outputs.has_dense, with_outputs, without_outputs, (lam, params_bar))
+        start = stage_states[kept.index(0)] if ends_recomputed else None
+        return cond_with_ends(backend, outputs.has_dense, with_outputs, without_outputs, (lam, params_bar),
+                              (start, start))
 
     return from_stage_states if from_stages else step
+
+
+def cond_with_ends(backend: Backend, pred: Any, on_true: Callable, on_false: Callable, carry: tuple,
+                   ends_like: Any) -> Any:
+    """``backend.cond`` for branches that take ``(λ, θ̄)`` and return ``(λ, θ̄, ends)``: the
+    carry a staged backend needs has the structure of what they return."""
+    return backend.cond(pred, lambda c: on_true(c[:2]), lambda c: on_false(c[:2]), (*carry, ends_like))
 
 
 def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params: Sequence[Any],

@@ -186,6 +186,40 @@ class NonFiniteError(SolverError, FloatingPointError):
     """
 
 
+class RecomputationError(SymadjError, RuntimeError):
+    """The backward pass recomputed a step differently from the forward pass.
+
+    The exact modes (``"symplectic"``, ``"checkpoint"``) recompute each step from its
+    checkpoint; a func that is not a function of ``(t, y)`` alone (dropout in training
+    mode, hidden state, non-deterministic kernels) makes their gradient that of another
+    solve. Raised by the backward pass; ``recomputation="warn"`` on the mode object warns
+    with :class:`RecomputationWarning` instead.
+
+    Examples:
+        >>> import torch, symadj
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 2))
+        >>> y0 = torch.ones(4, 2, requires_grad=True)
+        >>> ys = symadj.odeint(lambda t, y: net(y), y0, torch.linspace(0.0, 1.0, 5), method="rk4",
+        ...                    options={"step_size": 0.1})
+        >>> ys.sum().backward()
+        Traceback (most recent call last):
+            ...
+        symadj.errors.RecomputationError: gradient='symplectic': the backward pass recomputed ...
+    """
+
+
+class RecomputationWarning(SymadjWarning):
+    """The backward pass recomputed a step differently from the forward pass, and the mode
+    was told to warn (``recomputation="warn"``) rather than raise :class:`RecomputationError`.
+
+    Examples:
+        >>> import symadj
+        >>> symadj.Symplectic(recomputation="warn")
+        Symplectic(recomputation='warn')
+    """
+
+
 class PluginLoadWarning(SymadjWarning):
     """A plugin failed to load; the others were loaded.
 

@@ -1,0 +1,175 @@
+"""The exact modes' backward walk: NaN or infinite cotangents and steps recomputed
+differently from the forward pass are reported, never passed on as a gradient."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import symadj
+from symadj import NonFiniteError, RecomputationError, RecomputationWarning
+
+torch = pytest.importorskip("torch")
+
+EXACT = ["symplectic", "checkpoint"]
+FIXED = {"method": "rk4", "options": {"step_size": 0.1}}
+T = torch.linspace(0.0, 1.0, 5, dtype=torch.float64)
+
+
+def dropout_net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Dropout(0.3),
+                               torch.nn.Linear(32, 2)).double()
+
+
+def gradient_of(func, y0, mode, **kwargs):
+    y0 = y0.clone().requires_grad_(True)
+    symadj.odeint(func, y0, T, gradient=mode, **kwargs).pow(2).sum().backward()
+    return y0.grad
+
+
+# -- recomputation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("solver", [FIXED, {"method": "dopri5", "options": {"step_size": 0.1}},
+                                    {"method": "bosh3", "options": {"step_size": 0.05}}])
+def test_dropout_in_training_mode_is_refused_in_the_backward_pass(mode, solver):
+    net = dropout_net()
+    y0 = torch.ones(8, 2, dtype=torch.float64)
+    with pytest.raises(RecomputationError, match=rf"gradient='{mode}': the backward pass recomputed \d+ of the \d+ "
+                       r"steps it compared differently .* from t=0\.[89]\d* to t=0\.9\d*; .*dropout.*model\.eval\(\)"
+                       r".*gradient='backprop'"):
+        gradient_of(lambda t, y: net(y), y0, mode, **solver)
+
+
+@pytest.mark.parametrize("policy", ["all", "stages", "revolve:3", "offload"])
+def test_every_checkpoint_policy_compares(policy):
+    net = dropout_net()
+    y0 = torch.ones(8, 2, dtype=torch.float64)
+    with pytest.raises(RecomputationError):
+        gradient_of(lambda t, y: net(y), y0, symadj.Symplectic(checkpoints=policy), **FIXED)
+
+
+def test_a_field_with_hidden_state_is_refused():
+    calls = []
+
+    def drifting(t, y):
+        calls.append(1)
+        return -y * (1.0 + 1e-3 * len(calls))
+
+    with pytest.raises(RecomputationError, match="hidden state"):
+        gradient_of(drifting, torch.ones(3, dtype=torch.float64), "symplectic", **FIXED)
+
+
+@pytest.mark.parametrize("mode", EXACT)
+def test_eval_mode_gives_backprops_gradient(mode):
+    net = dropout_net().eval()
+    y0 = torch.ones(8, 2, dtype=torch.float64)
+    reference = gradient_of(lambda t, y: net(y), y0, "backprop")
+    assert torch.allclose(gradient_of(lambda t, y: net(y), y0, mode), reference, rtol=1e-10, atol=0)
+
+
+def test_warn_and_off_choose_what_happens():
+    net = dropout_net()
+    y0 = torch.ones(8, 2, dtype=torch.float64)
+    with pytest.warns(RecomputationWarning, match="recomputed 9 of the 9 steps"):
+        grad = gradient_of(lambda t, y: net(y), y0, symadj.Checkpoint(recomputation="warn"), **FIXED)
+    assert torch.isfinite(grad).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradient_of(lambda t, y: net(y), y0, symadj.Symplectic(recomputation="off"), **FIXED)
+    assert symadj.Symplectic(recomputation="warn") != symadj.Symplectic()
+    assert repr(symadj.Checkpoint(checkpoints="all", recomputation="off")) == (
+        "Checkpoint(checkpoints=AllSteps(), recomputation='off')")
+    with pytest.raises(symadj.InvalidArgumentError, match="recomputation must be one of 'raise', 'warn', 'off'"):
+        symadj.Symplectic(recomputation="ignore")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "dopri8", "rk4", "midpoint"])
+def test_no_false_alarm_on_long_deterministic_solves(dtype, method):
+    """A stiff-ish MLP field over many steps and outputs, in both precisions: the rounding of
+    a recomputation stays below the threshold."""
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4)).to(dtype)
+    y0 = torch.randn(32, 4, dtype=dtype) * 3
+    t = torch.linspace(0.0, 5.0, 60)
+    kwargs = {"options": {"step_size": 0.01}} if method in ("rk4", "midpoint") else {"rtol": 1e-7, "atol": 1e-7}
+    for policy in ("all", "stages", "revolve:4"):
+        y = y0.clone().requires_grad_(True)
+        sol = symadj.solve(lambda t, y: net(y) - 0.5 * y, y, t, method=method, checkpoints=policy, **kwargs)
+        sol.ys.square().sum().backward()
+        assert int(sol.stats.n_accepted) >= 5
+
+
+# -- non-finite cotangents ------------------------------------------------------------
+
+
+def kinked(t, y):
+    """Finite values everywhere; below 1 the derivative is that of sqrt(0·y): 0·inf = NaN."""
+    return -torch.sqrt(torch.where(y > 1.0, y - 1.0, 0.0 * y)) - 0.1 * y
+
+
+@pytest.mark.parametrize("mode", EXACT)
+def test_nonfinite_cotangents_in_the_walk_name_the_step(mode):
+    y0 = torch.tensor([3.0, 0.5], dtype=torch.float64)
+    with pytest.raises(NonFiniteError, match=rf"the backward pass of gradient='{mode}' made NaN or infinite "
+                       r"cotangents in the step from t=0\.9 to t=1 .*sqrt or log at 0"):
+        gradient_of(kinked, y0, mode, **FIXED)
+
+
+@pytest.mark.parametrize("mode", EXACT)
+def test_nonfinite_cotangents_from_the_caller_pass_through_as_in_backprop(mode):
+    y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    ys = symadj.odeint(lambda t, y: -y, y0, T, gradient=mode, **FIXED)
+    (ys * torch.tensor(float("nan"), dtype=torch.float64)).sum().backward()
+    assert torch.isnan(y0.grad).all()
+
+
+def test_nonfinite_parameter_cotangents_are_reported():
+    weight = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+
+    def field(t, y):
+        return -torch.sqrt(weight) * y  # d sqrt(w)/dw is infinite at w = 0; y's cotangents stay finite
+
+    y0 = torch.ones(2, dtype=torch.float64)
+    ys = symadj.odeint(field, y0, T, adjoint_params=[weight], **FIXED)
+    with pytest.raises(NonFiniteError, match="in the parameters' cotangents"):
+        ys.sum().backward()
+
+
+# -- JAX: the same reports at run time under jit ----------------------------------------
+
+
+def test_jax_reports_both_at_run_time():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    ts = jnp.linspace(0.0, 1.0, 5)
+    counter = [0]
+
+    def drift():
+        counter[0] += 1
+        return np.float64(1.0 + 1e-3 * counter[0])
+
+    def hidden_state(t, y):  # a host call with its own state: not a function of (t, y)
+        return -y * jax.pure_callback(drift, jax.ShapeDtypeStruct((), jnp.float64))
+
+    def loss(func, mode):
+        return lambda y0: jnp.sum(symadj.odeint(func, y0, ts, gradient=mode, **FIXED_JAX) ** 2)
+
+    for mode in EXACT:
+        with pytest.raises(Exception, match="RecomputationError: gradient="):
+            jax.block_until_ready(jax.jit(jax.grad(loss(hidden_state, mode)))(jnp.ones(2)))
+        with pytest.raises(Exception, match="NonFiniteError: the backward pass"):
+            kinked_jax = lambda t, y: -jnp.sqrt(jnp.where(y > 1.0, y - 1.0, 0.0 * y)) - 0.1 * y  # noqa: E731
+            jax.block_until_ready(jax.jit(jax.grad(loss(kinked_jax, mode)))(jnp.array([3.0, 0.5])))
+    deterministic = jax.jit(jax.grad(loss(lambda t, y: -jnp.sin(y), "symplectic")))(jnp.ones(2))
+    reference = jax.grad(loss(lambda t, y: -jnp.sin(y), "backprop"))(jnp.ones(2))
+    assert np.allclose(deterministic, reference, rtol=1e-10, atol=0)
+
+
+FIXED_JAX = {"method": "rk4", "options": {"step_size": 0.1, "max_steps": 16}}

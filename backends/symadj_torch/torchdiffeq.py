@@ -310,13 +310,13 @@ def _tolerance(name: str, value: Any, state: _State) -> Any:
     if len(values) != len(state.shapes):
         raise InvalidArgumentError(
             f"{name} has {len(values)} entries for a tuple state of {len(state.shapes)} tensors; give one each")
-    return torch.cat([torch.as_tensor(v, dtype=state.dtype, device=state.device).expand(shape.numel())
+    return torch.cat([torch.as_tensor(v, dtype=state.dtype.to_real(), device=state.device).expand(shape.numel())
                       for v, shape in zip(values, state.shapes)])
 
 
 def _mixed_norm(parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """torchdiffeq's norm of a tuple state: the largest RMS norm of its tensors."""
-    return torch.stack([part.pow(2).mean().sqrt() for part in parts]).max()
+    """torchdiffeq's norm of a tuple state: the largest RMS norm of its tensors (of magnitudes, if complex)."""
+    return torch.stack([part.abs().pow(2).mean().sqrt() for part in parts]).max()
 
 
 def _tuple_norm(norm: Any, state: _State) -> Any:

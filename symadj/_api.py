@@ -59,12 +59,13 @@ def solve(
     Args:
         func: the vector field, ``func(t, y)`` — or ``func(t, y, args)`` when ``args`` is
             given (the JAX convention). ``y`` has the structure of ``y0``; ``t`` is a 0-d
-            array in its dtype (the solve keeps times in float64). Like torchdiffeq, symadj calls
+            array in its real dtype (the solve keeps times in float64). Like torchdiffeq, symadj calls
             ``func.callback_step(t0, y0, dt)`` before each step it tries, and
             ``func.callback_accept_step``/``callback_reject_step`` after, where func defines
             them; their ``_adjoint`` forms get ``(t, (y, adj_y, *adj_params), dt)`` in the
             backward solves of ``gradient="adjoint"`` (the exact modes have none).
-        y0: initial state: an array, or a tuple of arrays of one dtype.
+        y0: initial state: an array, or a tuple of arrays of one dtype, real or complex
+            floating (see docs/gradient-modes.md, complex states).
         t: output times, strictly increasing or strictly decreasing; a single time gives ``y0``
             as the only output, without calling ``func``.
         method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`;

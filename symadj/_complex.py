@@ -17,6 +17,7 @@ from ._compat import is_array
 
 
 def is_complex(xp: Any, dtype: Any) -> bool:
+    """Whether ``dtype`` is complex64 or complex128 (in ``xp``'s terms)."""
     return xp.isdtype(dtype, "complex floating")
 
 

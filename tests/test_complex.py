@@ -296,6 +296,22 @@ def test_torchdiffeq_wrapper_takes_complex_states():
     assert relative(func.omega.grad, expected[1]) <= 1e-6
 
 
+def test_torchdiffeq_event_with_a_complex_state():
+    """y = y0 e^{it} from y0 = 1: Re y falls through zero at τ = π/2, and dτ/dRe(y0) = 0,
+    dτ/dIm(y0) = −1 (from Re(y0) cos τ − Im(y0) sin τ = 0)."""
+    from symadj.torchdiffeq import odeint_event
+
+    y0 = torch.tensor([1.0 + 0.0j], dtype=torch.complex128, requires_grad=True)
+    t0 = torch.tensor(0.0, dtype=torch.float64)
+    event_t, states = odeint_event(lambda t, y: 1j * y, y0, t0, event_fn=lambda t, y: y[0].real)
+    assert event_t.item() == pytest.approx(np.pi / 2, abs=1e-7)
+    assert states[-1].real.abs().max().item() < 1e-7
+    event_t.backward()
+    assert complex(y0.grad[0]) == pytest.approx(-1j, abs=1e-7)
+    with pytest.raises(symadj.InvalidArgumentError, match="event_fn returned dtype torch.complex128"):
+        odeint_event(lambda t, y: 1j * y, y0, t0, event_fn=lambda t, y: y[0])
+
+
 # -- JAX ------------------------------------------------------------------------------
 
 # XLA's cheapest optimisation level: these tests compile a few solves, and it changes no result

@@ -333,7 +333,12 @@ def _combined_event(event_fn: Callable[..., Any], t0: Any, y0: Any) -> Callable[
     """One value for symadj's event: the entries turned positive at the start, their minimum,
     so the solve stops where the first entry crosses zero (torchdiffeq's combination)."""
     with torch.no_grad():
-        signs = torch.sign(torch.as_tensor(event_fn(torch.as_tensor(t0), y0)))
+        first = torch.as_tensor(event_fn(torch.as_tensor(t0), y0))
+    if first.is_complex():
+        raise InvalidArgumentError(
+            f"event_fn returned dtype {first.dtype}: an event is where a real value changes sign; return a real "
+            f"one (the real or imaginary part of an entry, or |y|² − r²)")
+    signs = torch.sign(first)
 
     def combined(t: Any, y: Any) -> Any:
         return torch.min(torch.as_tensor(event_fn(t, y)) * signs)

@@ -234,6 +234,12 @@ def test_rotation_keeps_its_accuracy():
     assert int(sol.stats.status) == int(symadj.Status.SUCCESS)
 
 
+def test_numpy_forward_solve():
+    ys = symadj.odeint(lambda t, y: 1j * y, Y0, TIMES, rtol=1e-10, atol=1e-12)
+    assert ys.dtype == np.complex128
+    assert relative(ys, np.exp(1j * TIMES)[:, None] * Y0) <= 1e-8
+
+
 def test_state_and_time_dtypes_are_checked():
     y0, ts = torch.ones(2, dtype=torch.complex128), torch.tensor([0.0, 1.0])
     for bad in (torch.ones(2, dtype=torch.int64), torch.ones(2, dtype=torch.bool)):
@@ -425,13 +431,20 @@ def test_jax_event_gradients_match_backprop(jax_modules):
             assert relative(g, r) <= bound, (mode, name, relative(g, r))
 
 
-def test_jax_complex64_and_dtype_errors(jax_modules):
+def test_jax_complex64_pytree_and_dtype_errors(jax_modules):
     jax, jnp = jax_modules
     f, _ = jax_problem(jnp)
     args = (jnp.asarray(H0, dtype=jnp.float32), jnp.asarray(C0, dtype=jnp.complex64))
-    solve = jax.jit(lambda y0, args: symadj.odeint(f, y0, jnp.asarray(TIMES), args=args), compiler_options=FAST_COMPILE)
-    ys = solve(jnp.asarray(Y0, dtype=jnp.complex64), args)
-    assert ys.dtype == jnp.complex64
+    def solve(y0, args):
+        pair = symadj.odeint(lambda t, y, args: {"a": f(t, y["a"], args), "b": 1j * y["b"]},
+                             {"a": y0, "b": y0[:2]}, jnp.asarray(TIMES), args=args)
+        return symadj.odeint(f, y0, jnp.asarray(TIMES), args=args), pair
+
+    y0 = jnp.asarray(Y0, dtype=jnp.complex64)
+    ys, pair = jax.jit(solve, compiler_options=FAST_COMPILE)(y0, args)
+    assert ys.dtype == pair["a"].dtype == pair["b"].dtype == jnp.complex64
+    assert relative(pair["a"], ys) <= 1e-5
+    assert relative(pair["b"][-1], np.exp(2j) * Y0[:2]) <= 1e-5
     with pytest.raises(symadj.InvalidArgumentError, match="cast the real ones to the complex dtype"):
         symadj.odeint(lambda t, y, a: y, {"z": jnp.ones(2, dtype=complex), "x": jnp.ones(2)}, jnp.asarray(TIMES),
                       args=())

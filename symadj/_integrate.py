@@ -128,7 +128,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     interpolant = problem.interpolant
     landings = landing_times(xp, ts, direction, interpolant is not None, options.step_t, options.jump_t)
     has_jumps = bool(options.jump_t)
-    # func gets t in the state's dtype: an ulp of the times' float64 would round back onto a
+    # func gets t in the state's (real) dtype: an ulp of the times' float64 would round back onto a
     # float32 jump, so the nudge is an ulp of the coarser of the two.
     state_real = real_dtype(xp, y0.dtype)  # times, step sizes and error ratios stay real
     nudge_dtype = state_real if xp.finfo(state_real).eps > xp.finfo(t0.dtype).eps else t0.dtype

@@ -40,9 +40,9 @@ class StateLayout:
                 )
         dtypes = {str(leaf.dtype) for leaf in leaves}
         if len(dtypes) > 1:
-            mixed = any(xp.isdtype(leaf.dtype, "complex floating") for leaf in leaves)
+            kinds = {xp.isdtype(leaf.dtype, "complex floating") for leaf in leaves}
             fix = "cast the real ones to the complex dtype (a real entry is a complex one with zero " \
-                  "imaginary part)" if mixed else "cast them to a common floating dtype"
+                  "imaginary part)" if len(kinds) > 1 else "cast them to a common floating dtype"
             raise InvalidArgumentError(f"y0: the arrays of a state must share one dtype, got {sorted(dtypes)}; {fix}")
         return cls(tuple(tuple(leaf.shape) for leaf in leaves), leaves[0].dtype, single, split, rebuild)
 

@@ -247,6 +247,8 @@ def test_state_and_time_dtypes_are_checked():
             symadj.odeint(lambda t, y: y, bad, ts)
     with pytest.raises(symadj.InvalidArgumentError, match="cast the real ones to the complex dtype"):
         symadj.odeint(lambda t, y: y, (y0, torch.ones(2, dtype=torch.float64)), ts)
+    with pytest.raises(symadj.InvalidArgumentError, match="cast them to a common floating dtype"):
+        symadj.odeint(lambda t, y: y, (y0, torch.ones(2, dtype=torch.complex64)), ts)
     for times in (ts.to(torch.complex128), [0.0, 1j], np.array([0.0, 1.0], dtype=complex)):
         with pytest.raises(symadj.InvalidArgumentError, match="t holds complex numbers"):
             symadj.odeint(lambda t, y: y, y0, times)

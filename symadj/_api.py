@@ -11,7 +11,9 @@ from typing import Any
 from ._backend import Backend
 from ._callbacks import StepCallbacks
 from ._checkpoints import CheckpointPolicy
-from ._compat import device_of, is_array
+from ._compat import device_of, is_array, namespace_of
+from ._complex import cast as complex_cast
+from ._complex import is_complex
 from ._events import Event, Events, as_events
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
@@ -57,12 +59,13 @@ def solve(
     Args:
         func: the vector field, ``func(t, y)`` — or ``func(t, y, args)`` when ``args`` is
             given (the JAX convention). ``y`` has the structure of ``y0``; ``t`` is a 0-d
-            array in its dtype (the solve keeps times in float64). Like torchdiffeq, symadj calls
+            array in its real dtype (the solve keeps times in float64). Like torchdiffeq, symadj calls
             ``func.callback_step(t0, y0, dt)`` before each step it tries, and
             ``func.callback_accept_step``/``callback_reject_step`` after, where func defines
             them; their ``_adjoint`` forms get ``(t, (y, adj_y, *adj_params), dt)`` in the
             backward solves of ``gradient="adjoint"`` (the exact modes have none).
-        y0: initial state: an array, or a tuple of arrays of one dtype.
+        y0: initial state: an array, or a tuple of arrays of one dtype, real or complex
+            floating (see docs/gradient-modes.md, complex states).
         t: output times, strictly increasing or strictly decreasing; a single time gives ``y0``
             as the only output, without calling ``func``.
         method: a registered tableau name (see :func:`list_tableaux`) or a :class:`Tableau`;
@@ -234,7 +237,7 @@ def _event_outcome(backend: Backend, xp: Any, events: Events, layout: StateLayou
     time slot's gradient onto the record's full-precision value."""
     state, time_slot = outputs[n_outputs, ...], outputs[n_outputs + 1, ...]
     first = xp.reshape(time_slot, (*events.shape, -1))[..., 0]
-    t = backend.stop_gradient(record.t) + xp.astype(first - backend.stop_gradient(first), record.t.dtype)
+    t = backend.stop_gradient(record.t) + complex_cast(xp, first - backend.stop_gradient(first), record.t.dtype)
     outcome = EventOutcome(t=t, y=layout.to_state(xp, state), fired=record.fired, index=record.which)
     return outputs[:n_outputs, ...], outcome
 
@@ -333,6 +336,11 @@ def _arrays_in(y0: Any) -> list[Any]:
 
 
 def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
+    if _is_complex_times(t):
+        raise InvalidArgumentError(
+            "t holds complex numbers; times are real (a complex state is integrated along real time): "
+            "pass real times, e.g. t.real"
+        )
     if is_array(t) and backend.handles(t):
         # A traced array (under jit) has no device yet: None, not a mismatch.
         t_device, y_device = device_of(t), device_of(y0)
@@ -353,6 +361,14 @@ def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
         ),
     )
     return ts
+
+
+def _is_complex_times(t: Any) -> bool:
+    if is_array(t):
+        return is_complex(namespace_of(t), t.dtype)
+    if isinstance(t, (list, tuple)):
+        return any(_is_complex_times(x) for x in t)
+    return isinstance(t, numbers.Complex) and not isinstance(t, numbers.Real)
 
 
 def _check_tolerance(backend: Backend, xp: Any, name: str, value: Any) -> None:

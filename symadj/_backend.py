@@ -144,6 +144,10 @@ class Backend(abc.ABC):
     #: compiled buffers by; ``None`` (no bound) suits an eager backend whose buffers grow
     #: as steps come.
     default_max_steps: int | None = 4096
+    #: Whether the library's cotangent of a complex array is ∂L/∂x + i ∂L/∂y (torch's
+    #: ``.grad``) rather than its conjugate (JAX's): real pairings of cotangents with
+    #: tangents (time gradients, events) conjugate them first (see ``symadj/_complex.py``).
+    conjugate_cotangents: bool = False
 
     @abc.abstractmethod
     def namespace(self) -> Any:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend
+from ._complex import itemsize
 from ._solution import Schedule
 from .errors import InvalidArgumentError
 
@@ -791,4 +792,4 @@ def _is_array_buffer(buffer: Any) -> bool:
 
 
 def _bytes_of(backend: Backend, x: Any) -> int:
-    return math.prod(x.shape) * backend.namespace().finfo(x.dtype).bits // 8
+    return math.prod(x.shape) * itemsize(backend.namespace(), x.dtype)

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 from ._backend import Backend, Field
 from ._compat import device_of, is_array
+from ._complex import cast as complex_cast
+from ._complex import is_complex, real_dtype, real_part, real_product
 from ._outputs import Interpolant
 from ._state import StateLayout
 from .errors import InvalidArgumentError
@@ -160,7 +162,14 @@ class Events:
         """Bind the event functions like ``func`` and check, from one call at t[0], what they return."""
         fields = tuple(backend.make_field(event.fn, args, y0, ts, adjoint_params, _EventLayout(layout, index))
                        for index, event in enumerate(events))
-        shapes = [tuple(field(ts[0], y0).shape) for field in fields]
+        first = [field(ts[0], y0) for field in fields]
+        for index, value in enumerate(first):
+            if is_complex(xp, value.dtype):
+                raise InvalidArgumentError(
+                    f"event function {index} returned dtype {value.dtype}: an event is where a real value "
+                    f"changes sign; return a real one (the real or imaginary part of an entry, or |y|² − r²)"
+                )
+        shapes = [tuple(value.shape) for value in first]
         batch = (y0.shape[0],) if layout.single and y0.ndim >= 1 else None
         for index, shape in enumerate(shapes):
             if shape != () and shape != batch:
@@ -270,7 +279,7 @@ class Events:
         g = xp.sum(chosen * self.values(xp, fields, tau, state), axis=0)
         rate = fixed(self.rate(xp, interpolant, fixed(theta), derivatives))
         dt_g, dy_g, _ = self.gradient(backend, xp, fields, (), chosen, tau, fixed(state))
-        g_theta = (dt_g + xp.astype(self.row_sum(xp, dy_g * rate), t.dtype)) * h
+        g_theta = (dt_g + xp.astype(self.row_sum(xp, real_product(backend, xp, dy_g, rate)), t.dtype)) * h
         return fixed(theta) - (g - fixed(g)) / xp.where(g_theta == 0, xp.ones_like(g_theta), g_theta)
 
     def one_hot(self, xp: Any, which: Any, count: int, like: Any) -> Any:
@@ -300,17 +309,20 @@ class Events:
     def gradient(self, backend: Backend, xp: Any, fields: Sequence[Field], params: Sequence[Any], cotangent: Any,
                  tau: Any, state: Any) -> tuple[Any, Any, list[Any]]:
         """∂_t, ∇_y and ∂_p of Σ_j cotangent_j g_j at (τ, y*): one vector–Jacobian product,
-        with τ (event-shaped) carried in the state's dtype."""
+        with τ (event-shaped) carried in the state's dtype (as the real part of a complex
+        one, so that g gets a real time)."""
         size = math.prod(state.shape)
+        real = real_dtype(xp, state.dtype)
         packed = xp.concat([xp.reshape(state, (-1,)), xp.reshape(xp.astype(tau, state.dtype), (-1,))])
 
         def g(z: Any, params: Sequence[Any]) -> Any:
             bound = [field.with_params(params) for field in fields] if params else fields
-            y, t = xp.reshape(z[:size], state.shape), xp.reshape(z[size:], self.shape)
-            return xp.stack([xp.astype(field(t, y), state.dtype) for field in bound])
+            y, t = xp.reshape(z[:size], state.shape), xp.reshape(real_part(xp, z[size:]), self.shape)
+            return xp.stack([xp.astype(field(t, y), real) for field in bound])
 
-        _, z_bar, params_bar = backend.vjp(g, packed, list(params), xp.astype(cotangent, state.dtype))
-        dt_g = xp.astype(xp.reshape(z_bar[size:], self.shape), tau.dtype)
+        _, z_bar, params_bar = backend.vjp(g, packed, list(params), xp.astype(cotangent, real))
+        # Re(): the cotangent of a real time held in a complex slot (either convention).
+        dt_g = xp.astype(real_part(xp, xp.reshape(z_bar[size:], self.shape)), tau.dtype)
         return dt_g, xp.reshape(z_bar[:size], state.shape), params_bar
 
     def finish(self, xp: Any, record: EventRecord, outputs: Any, ts: Any, direction: Any) -> tuple[Any, EventRecord]:
@@ -360,14 +372,15 @@ class Events:
         is_last = xp.reshape(xp.arange(n, device=device_of(ts)) == n - 1, (n, *(1,) * last.ndim))
         outputs_bar = outputs_bar + xp.where(is_last & ~fired_rows, state_bar, zero)
         state_bar = xp.where(fired_rows, state_bar, xp.zeros_like(state_bar))
-        time_bar = xp.where(record.fired, xp.astype(self.row_sum(xp, time_bar), ts.dtype), xp.zeros_like(record.t))
+        time_bar = xp.where(record.fired, complex_cast(xp, self.row_sum(xp, time_bar), ts.dtype),
+                            xp.zeros_like(record.t))
 
         chosen = self.one_hot(xp, record.which, len(fields), record.t) * xp.astype(record.fired, record.t.dtype)
         dt_g, dy_g, _ = self.gradient(backend, xp, fields, (), chosen, record.t, record.state)
-        g_t = dt_g + xp.astype(self.row_sum(xp, dy_g * rate), dt_g.dtype)
+        g_t = dt_g + xp.astype(self.row_sum(xp, real_product(backend, xp, dy_g, rate)), dt_g.dtype)
         safe = xp.where(record.fired, g_t, xp.ones_like(g_t))
-        s = xp.where(record.fired, (xp.astype(self.row_sum(xp, state_bar * rate), ts.dtype) + time_bar) / safe,
-                     xp.zeros_like(g_t))
+        moved = xp.astype(self.row_sum(xp, real_product(backend, xp, state_bar, rate)), ts.dtype)
+        s = xp.where(record.fired, (moved + time_bar) / safe, xp.zeros_like(g_t))
         event_bar = state_bar - self.rows(xp, xp.astype(s, state_bar.dtype), state_bar) * dy_g
         params_bar: list[Any] = []
         if params:

@@ -15,6 +15,8 @@ from typing import Any
 from ._backend import Backend, Field
 from ._checkpoints import Auto, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
 from ._compat import device_of
+from ._complex import cast as complex_cast
+from ._complex import magnitude, real_product
 from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_time
 from ._integrate import Problem, integrate
 from ._options import SolverOptions
@@ -348,7 +350,7 @@ class Adjoint(GradientMode):
                 params_bar = backend.accumulate(params_bar, event_params_bar)
             if times is None:
                 return lam, params_bar
-            return lam, [*params_bar, _time_cotangents(problem, bound, outputs, outputs_cotangent, lam)]
+            return lam, [*params_bar, _time_cotangents(backend, problem, bound, outputs, outputs_cotangent, lam)]
 
         inputs = [*field.params] if times is None else [*field.params, times]
         return backend.custom_vjp(forward, backward, y0, inputs)
@@ -419,12 +421,14 @@ def _frozen_rows_step(problem: Problem, record: Any, adjoint: RecomputingStep) -
     return step
 
 
-def _time_cotangents(problem: Problem, field: Field, outputs: Any, outputs_cotangent: Any, lam0: Any) -> Any:
-    """dL/dt_k = g_k·f(t_k, y_k) for k ≥ 1 and dL/dt_0 = −(λ(t_0) − g_0)·f(t_0, y_0)."""
+def _time_cotangents(backend: Backend, problem: Problem, field: Field, outputs: Any, outputs_cotangent: Any,
+                     lam0: Any) -> Any:
+    """dL/dt_k = g_k·f(t_k, y_k) for k ≥ 1 and dL/dt_0 = −(λ(t_0) − g_0)·f(t_0, y_0) (real
+    pairings for a complex state)."""
     xp = problem.xp
 
     def dot(a: Any, b: Any) -> Any:
-        return xp.astype(xp.sum(a * b), problem.ts.dtype)
+        return xp.astype(xp.sum(real_product(backend, xp, a, b)), problem.ts.dtype)
 
     derivatives = [field(problem.ts[k], outputs[k]) for k in range(problem.n_outputs)]
     later = [dot(outputs_cotangent[k], derivatives[k]) for k in range(1, problem.n_outputs)]
@@ -607,7 +611,7 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         xp, mode.options, math.prod(y_last.shape)).bounded(backend.default_max_steps)
 
     def cast(x: Any, to: Any) -> Any:
-        return x if x.dtype == to else xp.astype(x, to)
+        return complex_cast(xp, x, to)  # a real parameter's cotangent keeps its (real) part
 
     def flatten(arrays: Sequence[Any]) -> Any:
         return layout.flatten(xp, [cast(a, dtype) for a in arrays])
@@ -689,7 +693,7 @@ def _adjoint_options(xp: Any, options: Any, n_state: int) -> SolverOptions:
         size = 2 * n_state
 
         def seminorm(scaled: Any) -> Any:
-            part = scaled[:size]
+            part = magnitude(xp, scaled[:size])
             return xp.sqrt(xp.mean(part * part))
 
         options["norm"] = seminorm

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from ._backend import Backend
 from ._callbacks import StepCallbacks
 from ._checkpoints import AllSteps, CheckpointPolicy
+from ._complex import itemsize, real_dtype
 from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
 from ._events import Events
 from ._options import SolverOptions
@@ -127,9 +128,10 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     interpolant = problem.interpolant
     landings = landing_times(xp, ts, direction, interpolant is not None, options.step_t, options.jump_t)
     has_jumps = bool(options.jump_t)
-    # func gets t in the state's dtype: an ulp of the times' float64 would round back onto a
+    # func gets t in the state's (real) dtype: an ulp of the times' float64 would round back onto a
     # float32 jump, so the nudge is an ulp of the coarser of the two.
-    nudge_dtype = y0.dtype if xp.finfo(y0.dtype).eps > xp.finfo(t0.dtype).eps else t0.dtype
+    state_real = real_dtype(xp, y0.dtype)  # times, step sizes and error ratios stay real
+    nudge_dtype = state_real if xp.finfo(state_real).eps > xp.finfo(t0.dtype).eps else t0.dtype
 
     def ulp_beside(t: Any, side: Any) -> Any:
         coarse = xp.astype(t, nudge_dtype)
@@ -154,7 +156,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     stages_like = xp.stack([y0] * len(active_stages)) if keeps_stages else None
     carry = _Carry(
         t=t0, y=y0, dy=dy0, h=h0,
-        previous_ratio=xp.ones((), dtype=y0.dtype),
+        previous_ratio=xp.ones((), dtype=state_real),
         next_output=1, next_landing=count_reached(xp, landings.times, direction, t0),
         n_accepted=0, n_rejected=0, n_fevals=1 + choosing_evaluations, status=int(Status.RUNNING),
         outputs=backend.buffer_write(backend.buffer(n_outputs, y0), 0, y0),
@@ -390,4 +392,4 @@ class _DeferredOutputs(_StagedOutputs):
 
 
 def _bytes_of(xp: Any, x: Any) -> int:
-    return math.prod(x.shape) * xp.finfo(x.dtype).bits // 8
+    return math.prod(x.shape) * itemsize(xp, x.dtype)

@@ -16,8 +16,9 @@ class StateLayout:
     """How a state's arrays map to and from the one array the engine steps.
 
     A state that is a single array is kept as it is (``single``); several arrays are
-    flattened and concatenated, and must share one floating dtype. ``split`` takes a
-    state (or a derivative of one) to its arrays, ``rebuild`` the arrays back to a state.
+    flattened and concatenated, and must share one floating dtype, real or complex (one
+    flat array has one dtype). ``split`` takes a state (or a derivative of one) to its
+    arrays, ``rebuild`` the arrays back to a state.
     """
 
     shapes: tuple[tuple[int, ...], ...]
@@ -32,16 +33,17 @@ class StateLayout:
         for leaf in leaves:
             if not is_array(leaf):
                 raise InvalidArgumentError(f"y0 must hold arrays, got {type(leaf).__name__}")
-            if not xp.isdtype(leaf.dtype, "real floating"):
+            if not xp.isdtype(leaf.dtype, ("real floating", "complex floating")):
                 raise InvalidArgumentError(
-                    f"y0: dtype {leaf.dtype} is not a real floating dtype; pass float32 or float64 arrays"
+                    f"y0: dtype {leaf.dtype} is not a floating dtype; pass a real or complex floating dtype "
+                    f"(float32, float64, complex64, complex128)"
                 )
         dtypes = {str(leaf.dtype) for leaf in leaves}
         if len(dtypes) > 1:
-            raise InvalidArgumentError(
-                f"y0: the arrays of a state must share one dtype, got {sorted(dtypes)}; "
-                f"cast them to a common floating dtype"
-            )
+            kinds = {xp.isdtype(leaf.dtype, "complex floating") for leaf in leaves}
+            fix = "cast the real ones to the complex dtype (a real entry is a complex one with zero " \
+                  "imaginary part)" if len(kinds) > 1 else "cast them to a common floating dtype"
+            raise InvalidArgumentError(f"y0: the arrays of a state must share one dtype, got {sorted(dtypes)}; {fix}")
         return cls(tuple(tuple(leaf.shape) for leaf in leaves), leaves[0].dtype, single, split, rebuild)
 
     @property

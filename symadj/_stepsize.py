@@ -9,18 +9,24 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._compat import device_of
+from ._complex import magnitude
 from ._engine import combine
 from ._options import SolverOptions
 from ._tableau import Tableau
 
 
 def error_norm(xp: Any, scaled: Any, norm: Any) -> Any:
-    """Norm of an error already divided by its tolerance: RMS by default."""
+    """Norm of an error already divided by its tolerance: RMS by default.
+
+    A complex error is measured by its magnitudes |z| (as torchdiffeq does); a custom
+    ``norm`` gets it as it is, and a complex value it returns counts by its magnitude.
+    """
     if norm == "rms":
-        return xp.sqrt(xp.mean(scaled * scaled))
+        size = magnitude(xp, scaled)
+        return xp.sqrt(xp.mean(size * size))
     if norm == "max":
         return xp.max(xp.abs(scaled))
-    return norm(scaled)
+    return magnitude(xp, norm(scaled))
 
 
 def error_scale(xp: Any, y: Any, y_new: Any, rtol: Any, atol: Any) -> Any:

@@ -221,7 +221,7 @@ def test_func_returning_the_wrong_shape_or_dtype():
 def test_mismatched_state_dtypes_and_non_float_state():
     with pytest.raises(InvalidArgumentError, match="share one dtype"):
         symadj.odeint(lambda t, s: s, (np.ones(1), np.ones(1, np.float32)), np.array([0.0, 1.0]))
-    with pytest.raises(InvalidArgumentError, match="not a real floating dtype"):
+    with pytest.raises(InvalidArgumentError, match="pass a real or complex floating dtype"):
         symadj.odeint(lambda t, y: y, np.ones(1, dtype=np.int64), np.array([0.0, 1.0]))
 
 

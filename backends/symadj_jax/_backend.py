@@ -51,7 +51,8 @@ class JaxField(Field):
 
     def _call_user(self, t: Any, y: Any) -> Any:
         # Stage times are float64 under x64; a float32 state must not be promoted by them.
-        t = lax.convert_element_type(t, self._layout.dtype)
+        # Times stay real for a complex state: float32 for complex64.
+        t = lax.convert_element_type(t, jnp.finfo(self._layout.dtype).dtype)
         if not self._has_args:
             return self._func(t, y)
         return self._func(t, y, jax.tree_util.tree_unflatten(self._treedef, self._leaves))

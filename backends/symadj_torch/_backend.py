@@ -22,7 +22,7 @@ class TorchField(Field):
     (``explicit``), or the module's parameters and the tensors the probe finds
     (:meth:`TorchBackend.check_params_found`).
 
-    ``func`` gets ``t`` in the state's dtype, as torchdiffeq gives it; the engine keeps
+    ``func`` gets ``t`` in the state's (real) dtype, as torchdiffeq gives it; the engine keeps
     times in float64 (see ``as_times``).
     """
 
@@ -36,7 +36,7 @@ class TorchField(Field):
         self._first = first
 
     def _call_user(self, t: torch.Tensor, y: Any) -> Any:
-        return self._func(t.to(self._layout.dtype), y)
+        return self._func(t.to(self._layout.dtype.to_real()), y)
 
     def __call__(self, t: Any, y: Any) -> Any:
         if self._first is not None and not torch.is_grad_enabled():
@@ -95,6 +95,7 @@ class TorchBackend(Backend):
     # Buffers grow as steps come and "auto" checkpoints thin to a memory budget: as
     # torchdiffeq, no step bound unless asked for.
     default_max_steps = None
+    conjugate_cotangents = True  # .grad of a complex tensor is dL/dx + i dL/dy
 
     def namespace(self) -> Any:
         return xp_torch

@@ -310,13 +310,13 @@ def _tolerance(name: str, value: Any, state: _State) -> Any:
     if len(values) != len(state.shapes):
         raise InvalidArgumentError(
             f"{name} has {len(values)} entries for a tuple state of {len(state.shapes)} tensors; give one each")
-    return torch.cat([torch.as_tensor(v, dtype=state.dtype, device=state.device).expand(shape.numel())
+    return torch.cat([torch.as_tensor(v, dtype=state.dtype.to_real(), device=state.device).expand(shape.numel())
                       for v, shape in zip(values, state.shapes)])
 
 
 def _mixed_norm(parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """torchdiffeq's norm of a tuple state: the largest RMS norm of its tensors."""
-    return torch.stack([part.pow(2).mean().sqrt() for part in parts]).max()
+    """torchdiffeq's norm of a tuple state: the largest RMS norm of its tensors (of magnitudes, if complex)."""
+    return torch.stack([part.abs().pow(2).mean().sqrt() for part in parts]).max()
 
 
 def _tuple_norm(norm: Any, state: _State) -> Any:
@@ -333,7 +333,12 @@ def _combined_event(event_fn: Callable[..., Any], t0: Any, y0: Any) -> Callable[
     """One value for symadj's event: the entries turned positive at the start, their minimum,
     so the solve stops where the first entry crosses zero (torchdiffeq's combination)."""
     with torch.no_grad():
-        signs = torch.sign(torch.as_tensor(event_fn(torch.as_tensor(t0), y0)))
+        first = torch.as_tensor(event_fn(torch.as_tensor(t0), y0))
+    if first.is_complex():
+        raise InvalidArgumentError(
+            f"event_fn returned dtype {first.dtype}: an event is where a real value changes sign; return a real "
+            f"one (the real or imaginary part of an entry, or |y|² − r²)")
+    signs = torch.sign(first)
 
     def combined(t: Any, y: Any) -> Any:
         return torch.min(torch.as_tensor(event_fn(t, y)) * signs)

@@ -13,7 +13,7 @@ from ._callbacks import StepCallbacks
 from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array, namespace_of
 from ._complex import cast as complex_cast
-from ._complex import is_complex
+from ._complex import is_complex, real_dtype
 from ._events import Event, Events, as_events
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
@@ -23,6 +23,7 @@ from ._plugins import registry
 from ._progress import as_progress
 from ._solution import EventOutcome, Solution, Stats, Status
 from ._state import StateLayout
+from ._stepsize import controller_for
 from ._tableau import Tableau
 from .errors import (
     GradientNotSupportedError,
@@ -30,6 +31,7 @@ from .errors import (
     MaxStepsError,
     NonFiniteError,
     StepSizeUnderflowError,
+    SymadjWarning,
 )
 
 
@@ -140,6 +142,8 @@ def solve(
     chosen.check(xp.all(xp.isfinite(flat_y0)),
                  lambda: NonFiniteError("y0 contains NaN or infinity at the initial time t[0]"))
     solver_options = SolverOptions.from_mapping(options).bounded(chosen.default_max_steps)
+    if controller_for(tableau, solver_options).adaptive:
+        _check_resolution(xp, rtol, flat_y0.dtype)
     if ts.shape[0] == 1:
         if event is not None:
             raise InvalidArgumentError("event= needs t with at least two times: the start and a time past any event")
@@ -383,6 +387,31 @@ def _check_tolerance(backend: Backend, xp: Any, name: str, value: Any) -> None:
         raise InvalidArgumentError(
             f"{name} must be a positive finite number (or an array of them), got {type(value).__name__} {value!r}"
         )
+
+
+def _check_resolution(xp: Any, rtol: Any, dtype: Any) -> None:
+    """Refuse an ``rtol`` below a half-precision state's unit roundoff (no step can meet it: the
+    rounding of each step exceeds it); warn for float32/float64, where steps still converge
+    but cost more for no accuracy. Traced tolerances are not checked."""
+    if not isinstance(rtol, numbers.Real):
+        return
+    info = xp.finfo(real_dtype(xp, dtype))
+    roundoff = float(info.eps) / 2
+    if rtol >= roundoff:
+        return
+    name = str(dtype).removeprefix("torch.")
+    message = (f"rtol={rtol:g} is below the resolution of {name} states (unit roundoff {roundoff:.3g}): "
+               f"no {name} solution is that accurate")
+    if info.bits < 32:
+        typical = "1e-3" if info.eps < 1e-3 else "1e-2"
+        raise InvalidArgumentError(
+            f"{message}, and the step-size controller would chase rounding errors. Pass rtol of at least "
+            f"{roundoff:.2g} (e.g. rtol={typical} "
+            f"with atol near it), or keep the state in float32 and let func compute in low precision "
+            f"(torch.autocast around the solve does that)"
+        )
+    warnings.warn(f"{message}; steps shrink for no gain. Pass rtol >= {roundoff:.2g} or a wider dtype",
+                  SymadjWarning, stacklevel=3)
 
 
 def _failure(stats: Stats, ts: Any, options: SolverOptions) -> Exception:

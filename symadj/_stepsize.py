@@ -29,6 +29,15 @@ def error_norm(xp: Any, scaled: Any, norm: Any) -> Any:
     return magnitude(xp, norm(scaled))
 
 
+def widened(xp: Any, x: Any) -> Any:
+    """``x`` in float32 if it is in a half-precision dtype: error norms of float16 and bfloat16
+    states are taken in float32, where a scaled error neither overflows nor underflows to 0
+    (float16's atol=1e-9 is 0, its largest value 65504)."""
+    if xp.isdtype(x.dtype, "real floating") and xp.finfo(x.dtype).bits < 32:
+        return xp.astype(x, xp.float32)
+    return x
+
+
 def error_scale(xp: Any, y: Any, y_new: Any, rtol: Any, atol: Any) -> Any:
     return atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
 
@@ -73,14 +82,14 @@ def initial_step(xp: Any, f: Any, t0: Any, y0: Any, f0: Any, direction: Any, ord
 
     Returns a positive magnitude in the dtype of ``t0``.
     """
-    scale = atol + xp.abs(y0) * rtol
-    d0 = error_norm(xp, y0 / scale, norm)
-    d1 = error_norm(xp, f0 / scale, norm)
+    scale = atol + xp.abs(widened(xp, y0)) * rtol
+    d0 = error_norm(xp, widened(xp, y0) / scale, norm)
+    d1 = error_norm(xp, widened(xp, f0) / scale, norm)
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = xp.where(small, xp.full_like(d0, 1e-6), 0.01 * d0 / xp.where(small, xp.ones_like(d1), d1))
-    y1 = y0 + (h0 * xp.astype(direction, h0.dtype)) * f0
+    y1 = y0 + xp.astype(h0 * xp.astype(direction, h0.dtype), y0.dtype) * f0
     f1 = f(t0 + xp.astype(h0, t0.dtype) * direction, y1)
-    d2 = error_norm(xp, (f1 - f0) / scale, norm) / h0
+    d2 = error_norm(xp, widened(xp, f1 - f0) / scale, norm) / h0
     flat = (d1 <= 1e-15) & (d2 <= 1e-15)
     largest = xp.maximum(xp.maximum(d1, d2), xp.full_like(d1, 1e-300 if d1.dtype == xp.float64 else 1e-30))
     h1 = xp.where(flat, xp.maximum(xp.full_like(h0, 1e-6), h0 * 1e-3), (0.01 / largest) ** (1.0 / (order + 1)))
@@ -96,12 +105,12 @@ def error_ratio(xp: Any, tab: Tableau, h: Any, y: Any, y_new: Any, derivatives: 
     """
     coeffs = tab.floats
     h_state = xp.astype(h, y.dtype)
-    scale = error_scale(xp, y, y_new, rtol, atol)
+    scale = error_scale(xp, widened(xp, y), widened(xp, y_new), rtol, atol)
 
     def ratio_of(weights: Sequence[float]) -> Any:
         terms = [(e, derivatives[i]) for i, e in enumerate(weights) if e != 0.0]
         estimate = combine(xp.zeros_like(y), h_state, terms)
-        return error_norm(xp, estimate / scale, norm)
+        return error_norm(xp, widened(xp, estimate) / scale, norm)
 
     primary = ratio_of(coeffs.error)
     if coeffs.secondary_error is None:

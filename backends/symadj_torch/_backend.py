@@ -23,20 +23,33 @@ class TorchField(Field):
     (:meth:`TorchBackend.check_params_found`).
 
     ``func`` gets ``t`` in the state's (real) dtype, as torchdiffeq gives it; the engine keeps
-    times in float64 (see ``as_times``).
+    times in float64 (see ``as_times``). With ``autocast`` (the ``torch.autocast`` settings
+    of the solve's caller) func runs under them, in forward and backward passes alike, and
+    its derivatives are cast back to the state's dtype: the solver's own arithmetic stays
+    in the state's precision.
     """
 
     def __init__(self, func: Callable[[Any, Any], Any], layout: StateLayout, params: Sequence[torch.Tensor],
-                 explicit: bool, first: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+                 explicit: bool, first: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                 autocast: tuple[str, torch.dtype] | None = None) -> None:
         self._func = func
         self._layout = layout
         self.params = tuple(params)
         self.explicit = explicit
         self._flat = layout.wrap(xp_torch, self._call_user)
         self._first = first
+        self._autocast = autocast
 
     def _call_user(self, t: torch.Tensor, y: Any) -> Any:
-        return self._func(t.to(self._layout.dtype.to_real()), y)
+        t = t.to(self._layout.dtype.to_real())
+        if self._autocast is None:
+            return self._func(t, y)
+        device_type, dtype = self._autocast
+        # No cast cache: it would outlive this call inside the caller's autocast region, and
+        # the parameters' gradients would then be summed over evaluations in low precision.
+        with torch.autocast(device_type, dtype=dtype, cache_enabled=False):
+            derivative = self._func(t, y)
+        return _cast_tensors(derivative, self._layout.dtype)
 
     def __call__(self, t: Any, y: Any) -> Any:
         if self._first is not None and not torch.is_grad_enabled():
@@ -50,13 +63,14 @@ class TorchField(Field):
 
     def with_more_params(self, found: Sequence[torch.Tensor]) -> TorchField:
         """This field, its gradients flowing to ``found`` as well."""
-        return TorchField(self._func, self._layout, [*self.params, *found], self.explicit, self._first)
+        return TorchField(self._func, self._layout, [*self.params, *found], self.explicit, self._first,
+                          self._autocast)
 
     def with_first_value(self, t0: torch.Tensor, y0: torch.Tensor, value: torch.Tensor) -> TorchField:
         """This field, its next call without gradients at ``(t0, y0)`` answered by ``value``
         (an evaluation already made there) instead of calling func."""
         return TorchField(self._func, self._layout, self.params, self.explicit,
-                          (t0.detach(), y0.detach(), value.detach()))
+                          (t0.detach(), y0.detach(), value.detach()), self._autocast)
 
 
 def _eager(method: Callable) -> Callable:
@@ -103,6 +117,17 @@ class TorchBackend(Backend):
     def handles(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 
+    def split_state(self, y0):
+        leaves, split, rebuild = super().split_state(y0)
+        if any(isinstance(x, torch.Tensor) and torch._C._functorch.is_batchedtensor(x) for x in leaves):
+            raise InvalidArgumentError(
+                "y0 is batched by torch.func.vmap, which cannot run a solve: its loop branches on the state's values "
+                "(step acceptance, non-finite checks). Put the batch in the state instead: "
+                "odeint(func, y0_batch, t) with y0_batch of shape (batch, ...) solves every sample at once "
+                "(func gets the whole batch; one step size for all, the error norm over the batch)"
+            )
+        return leaves, split, rebuild
+
     def as_times(self, t: Any, like: torch.Tensor) -> torch.Tensor:
         # MPS has no float64: keep times in the state's precision there.
         dtype = torch.float32 if like.device.type == "mps" else torch.float64
@@ -143,11 +168,17 @@ class TorchBackend(Backend):
             # Times carrying time_inputs' refusal: a parameter func never sees, so that the
             # outputs of every mode lead to the refusing node (its cotangent is zero).
             params.append(ts)
-        return TorchField(call_with_args(func, args), layout, params, explicit=adjoint_params is not None)
+        device_type = y0.device.type
+        autocast = ((device_type, torch.get_autocast_dtype(device_type))
+                    if torch.is_autocast_enabled(device_type) else None)
+        return TorchField(call_with_args(func, args), layout, params, explicit=adjoint_params is not None,
+                          autocast=autocast)
 
     @_eager
     def while_loop(self, cond, body, carry, *, max_iterations, differentiable=False):
-        return super().while_loop(cond, body, carry, max_iterations=max_iterations, differentiable=differentiable)
+        with _without_autocast():
+            return super().while_loop(cond, body, carry, max_iterations=max_iterations,
+                                      differentiable=differentiable)
 
     @_eager
     def check_params_found(self, field: TorchField, ts: Any, y0: Any) -> TorchField:
@@ -168,7 +199,8 @@ class TorchBackend(Backend):
         # Only the graph's structure is needed, never a backward: save no activations.
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.enable_grad())
-            stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _discard))
+            if not _under_torch_func():  # torch.func refuses saved-tensor hooks
+                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _discard))
             # Captured tensors are found from func's calls into torch; not needed when
             # adjoint_params fixes the parameters (and then no compiled func recompiles).
             recorder = None if field.explicit else stack.enter_context(_CapturedTensors(marker))
@@ -229,24 +261,45 @@ class TorchBackend(Backend):
 
     @_eager
     def custom_vjp(self, forward, backward, y0, params):
-        aux: list[Any] = []
+        if _under_torch_func():
+            raise GradientNotSupportedError(
+                "the symplectic, checkpoint and adjoint modes compute their gradient with torch.autograd, which "
+                "torch.func transforms (grad, vjp, jacrev, hessian) cannot run inside; use loss.backward() or "
+                "torch.autograd.grad for their exact gradient at low memory, or gradient='backprop', which "
+                "torch.func.grad and jacrev differentiate"
+            )
+        aux = _Aux()
         outputs = _Solve.apply(forward, backward, aux, y0, *params)
-        return outputs, aux[0]
+        return outputs, aux.stats
+
+
+class _Aux:
+    """What the forward pass hands out besides its outputs: an object, not a list, which
+    torch.func would take apart as a pytree."""
+
+    stats: Any = None
+    residuals: Any = None
 
 
 class _Solve(torch.autograd.Function):
-    """The solve as one autograd node: no graph is kept between forward and backward."""
+    """The solve as one autograd node: no graph is kept between forward and backward.
+
+    Written with ``setup_context`` so that ``torch.func.grad``/``vjp`` can run it."""
 
     @staticmethod
-    def forward(ctx, forward, backward, aux, y0, *params):
-        with torch.no_grad():
+    def forward(forward, backward, aux, y0, *params):
+        with torch.no_grad(), _without_autocast():
             # The real parameters, not detached copies: the backward VJPs differentiate
             # with respect to the very tensors func uses.
             outputs, stats, residuals = forward(y0.detach(), list(params))
-        aux.append(stats)
-        ctx.residuals = residuals
-        ctx.backward_fn = backward
+        aux.stats, aux.residuals = stats, residuals
         return outputs
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, backward, aux, *_ = inputs
+        ctx.residuals = aux.residuals
+        ctx.backward_fn = backward
 
     @staticmethod
     def backward(ctx, outputs_cotangent):
@@ -255,7 +308,8 @@ class _Solve(torch.autograd.Function):
                 "create_graph=True (higher-order gradients) needs gradient='backprop'; the "
                 "symplectic, checkpoint and adjoint modes give first-order gradients"
             )
-        y0_bar, params_bar = ctx.backward_fn(ctx.residuals, outputs_cotangent)
+        with _without_autocast():
+            y0_bar, params_bar = ctx.backward_fn(ctx.residuals, outputs_cotangent)
         return (None, None, None, y0_bar, *params_bar)
 
 
@@ -289,6 +343,33 @@ class _CapturedTensors(TorchFunctionMode):
             if node is not None and node._sequence_nr() < self.marker:
                 self.tensors.setdefault((node, x.output_nr), x)
         return func(*args, **kwargs)
+
+
+AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+@contextlib.contextmanager
+def _without_autocast() -> Any:
+    """torch.autocast switched off for the solver's own arithmetic (func turns it back on)."""
+    with contextlib.ExitStack() as stack:
+        for device_type in AUTOCAST_DEVICES:
+            if torch.is_autocast_enabled(device_type):
+                stack.enter_context(torch.autocast(device_type, enabled=False))
+        yield
+
+
+def _cast_tensors(tree: Any, dtype: torch.dtype) -> Any:
+    """The tensors of ``tree`` (a tensor, or a tuple or list of them) in ``dtype``."""
+    if isinstance(tree, torch.Tensor):
+        return tree if tree.dtype == dtype else tree.to(dtype)
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_cast_tensors(x, dtype) for x in tree)
+    return tree
+
+
+def _under_torch_func() -> bool:
+    """Whether a torch.func transform (grad, vjp, jacrev, vmap, ...) is running."""
+    return torch._C._functorch.maybe_current_level() is not None
 
 
 def _sequence_nr_now() -> int:

@@ -25,7 +25,7 @@ from ._plugins import registry
 from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
-from ._walk_checks import RecomputingStep, check_recomputation_choice, checked_steps, checked_walk_params, report_walk
+from ._walk_checks import RecomputingStep, WalkChecks, check_recomputation_choice
 from .errors import InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError, UnknownNameError
 
 
@@ -145,7 +145,7 @@ class _RecordingMode(GradientMode):
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
-            incoming = outputs_cotangent
+            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self)
             events, record = problem.events, trajectory.events
             event_outputs, event_params_bar = None, []
             if events is not None:
@@ -157,8 +157,7 @@ class _RecordingMode(GradientMode):
                 adjoint = self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
                 if events is not None and events.per_row:
                     adjoint = _frozen_rows_step(problem, record, adjoint)
-                return checked_steps(xp, _reporting_steps(backend, problem, adjoint),
-                                     compare=self.recomputation != "off")
+                return checks.steps(_reporting_steps(backend, problem, adjoint))
 
             outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
                                        self.interpolated_stages(tab, interpolant), event_outputs)
@@ -171,10 +170,9 @@ class _RecordingMode(GradientMode):
 
             if problem.progress is not None:
                 problem.progress.backward.open(backend)
-            walk_params = checked_walk_params(xp, params, problem.ts, outputs_cotangent[0])
-            y0_bar, (*params_bar, walk_record, _) = policy.walk(backend, xp, trajectory, outputs, walk_params,
-                                                                step, advance)
-            report_walk(backend, xp, self, walk_record, trajectory.n_steps, incoming, y0_bar, params_bar)
+            y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
+                                                checks.params(params, problem.ts, outputs_cotangent[0]), step, advance)
+            params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
             if problem.progress is not None:
                 problem.progress.backward.close(backend, trajectory.n_steps, y0_bar)
             if event_params_bar:

@@ -6,12 +6,13 @@ step from its checkpoint and differentiates that recomputation. A stochastic lay
 training mode, a field with hidden state or a non-deterministic kernel breaks the
 assumption without any error of its own, and the gradient is silently that of another
 solve. Each walked step's recomputed end state is compared with the state the forward
-pass reached (the start of the step walked just before it): an O(|y|) comparison a step.
+pass reached (the start of the step walked just before it): a few passes over the state
+a step, judged once after the walk (one host synchronisation, or one run-time check in
+a compiled program).
 
-The walk carries what the checks found as two extra cotangent entries (a small record
-and the last step's start state), so that every checkpoint policy's walk, eager or
-compiled, carries them without knowing of them; the verdict is given once, after the
-walk (one host synchronisation, or one run-time check in a compiled program).
+An eager backend keeps each step's figures in lists (a handful of operations a step); a
+staged backend carries them through the walk's loop as extra cotangent entries, which every
+checkpoint policy's walk carries without knowing of them.
 """
 
 from __future__ import annotations
@@ -28,17 +29,13 @@ from .errors import InvalidArgumentError, NonFiniteError, RecomputationError, Re
 RECOMPUTATION_CHOICES = ("raise", "warn", "off")
 
 # A recomputed end state may differ from the forward one by the rounding of a sum taken
-# in another order (and of a compiled program fused otherwise): a few ulps of the state's
+# in another order (and of a compiled program fused otherwise): a few ulps of the step's
 # scale. A stochastic layer differs by far more, unless the step is tiny.
 ROUNDING_ULPS = 256
 
-# The record's entries.
-MISMATCHES, MISMATCH_START, MISMATCH_END, WORST = 0, 1, 2, 3
-NONFINITE, NONFINITE_START, NONFINITE_END, HAVE_NEXT = 4, 5, 6, 7
-RECORD_SIZE = 8
-
 #: A step adjoint that also returns the step's start state and its recomputed end state:
-#: ``(t, h, y, λ', θ̄, outputs) -> (λ, θ̄, (y_n, y_{n+1} recomputed))``.
+#: ``(t, h, y, λ', θ̄, outputs) -> (λ, θ̄, (y_n, y_{n+1} recomputed))``, ``(None, None)``
+#: where it recomputes no end state.
 RecomputingStep = Callable[..., tuple[Any, list, tuple[Any, Any]]]
 
 
@@ -50,85 +47,170 @@ def check_recomputation_choice(value: str) -> str:
     return value
 
 
-def checked_walk_params(xp: Any, params: Sequence[Any], times: Any, state_like: Any) -> list:
-    """``params`` and the two entries the checks carry, for a walk's ``params`` argument (it
-    only makes zeros like them)."""
-    return [*params, xp.zeros((RECORD_SIZE,), dtype=times.dtype), state_like]
+class WalkChecks:
+    """The checks of one backward walk: :meth:`params` for the walk's ``params``, :meth:`steps`
+    around its step adjoint, :meth:`report` after it."""
+
+    def __init__(self, backend: Backend, xp: Any, mode: Any) -> None:
+        self.backend, self.xp, self.mode = backend, xp, mode
+        self.compare = mode.recomputation != "off"
+        self.carried = backend.staged_loops
+        self.times: list[Any] = []
+        self.sizes: list[Any] = []
+        self.finite: list[Any] = []
+        self.gaps: list[Any] = []
+        self.scales: list[Any] = []
+        self.next_start: Any = None
+
+    def params(self, params: Sequence[Any], times: Any, state_like: Any) -> list:
+        """The walk's ``params`` (it only makes zeros like them): with the carried record's
+        entries on a staged backend."""
+        if not self.carried:
+            return list(params)
+        return [*params, *(self.xp.zeros((), dtype=times.dtype) for _ in _Carried.fields), state_like]
+
+    def steps(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
+        """``adjoint`` as the walks call it, its figures kept."""
+        return self._carrying(adjoint) if self.carried else self._listing(adjoint)
+
+    def _listing(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
+        xp = self.xp
+
+        def step(t, h, y, lam, params_bar, outputs):
+            lam, params_bar, (start, end) = adjoint(t, h, y, lam, params_bar, outputs)
+            self.times.append(t)
+            self.sizes.append(h)
+            self.finite.append(xp.all(xp.isfinite(lam)))
+            if self.compare and start is not None:
+                if self.next_start is not None:
+                    self.gaps.append(_largest(xp, end - self.next_start))
+                    self.scales.append(_largest(xp, self.next_start) + _largest(xp, end - start))
+                # A copy: the walk may hand out views into storage that it overwrites later.
+                self.next_start = xp.asarray(start, copy=True)
+            return lam, params_bar
+
+        return step
+
+    def _carrying(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
+        xp, compare = self.xp, self.compare
+
+        def step(t, h, y, lam, params_bar, outputs):
+            *bars, carried, next_start = _Carried.split(params_bar)
+            lam, bars, (start, end) = adjoint(t, h, y, lam, bars, outputs)
+            bad = ~xp.all(xp.isfinite(lam))
+            first_bad = bad & (carried.nonfinite == 0)
+            carried = carried._replace(nonfinite=carried.nonfinite + xp.astype(bad, t.dtype),
+                                       nonfinite_t=xp.where(first_bad, t, carried.nonfinite_t),
+                                       nonfinite_h=xp.where(first_bad, h, carried.nonfinite_h),
+                                       walked=carried.walked + 1)
+            if compare and start is not None:
+                ulps = xp.astype(_ulps(xp, _largest(xp, end - next_start),
+                                       _largest(xp, next_start) + _largest(xp, end - start)), t.dtype)
+                mismatch = (carried.walked > 1) & (ulps > ROUNDING_ULPS)
+                first = mismatch & (carried.mismatches == 0)
+                carried = carried._replace(mismatches=carried.mismatches + xp.astype(mismatch, t.dtype),
+                                           mismatch_t=xp.where(first, t, carried.mismatch_t),
+                                           mismatch_h=xp.where(first, h, carried.mismatch_h),
+                                           worst=xp.where(mismatch & (ulps > carried.worst), ulps, carried.worst))
+                next_start = start
+            return lam, [*bars, *carried, next_start]
+
+        return step
+
+    def report(self, walked_params: list, n_steps: Any, incoming: Any, y0_bar: Any) -> list:
+        """The parameters' cotangents (the carried entries taken off); raise
+        :class:`NonFiniteError` if the walk made NaN or infinite cotangents from finite ones
+        (a cotangent that came in non-finite is the caller's, passed on as backprop would);
+        raise or warn, as the mode says, if steps were recomputed differently."""
+        xp, backend, mode = self.xp, self.backend, self.mode
+        if self.carried:
+            *params_bar, carried, _ = _Carried.split(walked_params)
+        else:
+            params_bar, carried = walked_params, self._summary(incoming)
+        results_finite = xp.all(xp.isfinite(y0_bar))
+        for bar in params_bar:
+            results_finite = results_finite & xp.all(xp.isfinite(bar))
+        ok = ~xp.all(xp.isfinite(incoming)) | ((carried.nonfinite == 0) & results_finite)
+        backend.check(ok, lambda *figures: _nonfinite_error(mode, _Carried(*figures)), *carried)
+        if mode.recomputation == "raise":
+            backend.check(carried.mismatches == 0,
+                          lambda *figures: RecomputationError(_mismatch_message(mode, _Carried(*figures))),
+                          *carried)
+        elif mode.recomputation == "warn":
+            backend.host_callback(lambda *figures: _warn_of_mismatch(mode, _Carried(*figures)), *carried)
+        return params_bar
+
+    def _summary(self, like: Any) -> _Carried:
+        """The listed figures in the carried record's form (a few operations for the whole walk)."""
+        xp = self.xp
+        if not self.times:
+            zero = xp.zeros((), dtype=xp.float64, device=device_of(like))
+            return _Carried(*(zero for _ in _Carried.fields))
+        times, sizes = xp.stack(self.times), xp.stack(self.sizes)
+        bad = ~xp.stack(self.finite)
+        first_bad = xp.argmax(xp.astype(bad, xp.int32))
+        nonfinite = xp.astype(xp.sum(xp.astype(bad, xp.int32)), times.dtype)
+        walked = xp.asarray(len(self.times), dtype=times.dtype, device=device_of(times))
+        if not self.gaps:
+            zero = xp.zeros_like(nonfinite)
+            return _Carried(nonfinite, times[first_bad], sizes[first_bad], walked, zero, zero, zero, zero)
+        ulps = xp.astype(_ulps(xp, xp.stack(self.gaps), xp.stack(self.scales)), times.dtype)
+        mismatch = ulps > ROUNDING_ULPS
+        # Gap k compares walked step k + 1 with the start of step k.
+        first = xp.argmax(xp.astype(mismatch, xp.int32)) + 1
+        return _Carried(nonfinite, times[first_bad], sizes[first_bad], walked,
+                        xp.astype(xp.sum(xp.astype(mismatch, xp.int32)), times.dtype), times[first], sizes[first],
+                        xp.max(xp.where(mismatch, ulps, xp.zeros_like(ulps))))
 
 
-def checked_steps(xp: Any, adjoint: RecomputingStep, compare: bool) -> Callable[..., tuple[Any, list]]:
-    """``adjoint`` as the walks call it, keeping the record in its two extra cotangent entries.
+class _Carried(tuple):
+    """The figures of a walk: non-finite steps and the first of them (its t and h), steps
+    walked, recomputation mismatches, the first of them and the worst in ulps."""
 
-    ``compare`` says whether recomputed end states are compared with the forward pass's.
-    """
+    fields = ("nonfinite", "nonfinite_t", "nonfinite_h", "walked", "mismatches", "mismatch_t", "mismatch_h", "worst")
 
-    def step(t, h, y, lam, params_bar, outputs):
-        *bars, record, next_start = params_bar
-        lam, bars, (start, end) = adjoint(t, h, y, lam, bars, outputs)
-        t_end = t + h
-        nonfinite = (record[NONFINITE] == 0) & ~xp.all(xp.isfinite(lam))
-        record = _updated(xp, record, nonfinite, {NONFINITE: 1.0, NONFINITE_START: t, NONFINITE_END: t_end})
-        if compare and start is not None:
-            ulps = mismatch_in_ulps(xp, start, end, next_start, t.dtype)
-            mismatch = (record[HAVE_NEXT] > 0) & (ulps > ROUNDING_ULPS)
-            first = mismatch & (record[MISMATCHES] == 0)
-            record = _updated(xp, record, first, {MISMATCH_START: t, MISMATCH_END: t_end})
-            record = _updated(xp, record, mismatch, {MISMATCHES: record[MISMATCHES] + 1,
-                                                     WORST: xp.maximum(record[WORST], ulps)})
-            record = _updated(xp, record, True, {HAVE_NEXT: 1.0})
-            # A copy: the walk may hand out views into storage that it overwrites later.
-            next_start = xp.asarray(start, copy=True)
-        return lam, [*bars, record, next_start]
+    def __new__(cls, *values: Any) -> _Carried:
+        return super().__new__(cls, values)
 
-    return step
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[_Carried.fields.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def _replace(self, **changes: Any) -> _Carried:
+        return _Carried(*(changes.get(name, value) for name, value in zip(_Carried.fields, self)))
+
+    @staticmethod
+    def split(params_bar: list) -> list:
+        """``[*θ̄, record, next_start]`` of carried walk entries."""
+        count = len(_Carried.fields)
+        return [*params_bar[:-count - 1], _Carried(*params_bar[-count - 1:-1]), params_bar[-1]]
 
 
-def mismatch_in_ulps(xp: Any, start: Any, end: Any, forward_end: Any, dtype: Any) -> Any:
-    """How far a recomputed end state is from the forward pass's, in ulps of the step's
-    scale (the state's size plus the step's increment)."""
-    difference = xp.max(xp.abs(end - forward_end))
-    scale = xp.max(xp.abs(forward_end)) + xp.max(xp.abs(end - start))
-    info = xp.finfo(difference.dtype)
-    return xp.astype(difference / (scale * info.eps + info.smallest_normal), dtype)
+def _largest(xp: Any, x: Any) -> Any:
+    """max |x|, one reduction where the namespace has a vector norm."""
+    return xp.linalg.vector_norm(x, ord=float("inf")) if hasattr(xp, "linalg") else xp.max(xp.abs(x))
 
 
-def _updated(xp: Any, record: Any, when: Any, entries: dict[int, Any]) -> Any:
-    """``record`` with ``entries`` replaced where ``when`` holds (one stack and one select)."""
-    def value(index: int) -> Any:
-        entry = entries.get(index, record[index])
-        return xp.astype(entry, record.dtype) if hasattr(entry, "dtype") else xp.asarray(
-            entry, dtype=record.dtype, device=device_of(record))
-
-    replaced = xp.stack([value(i) for i in range(RECORD_SIZE)])
-    return replaced if when is True else xp.where(when, replaced, record)
+def _ulps(xp: Any, gap: Any, scale: Any) -> Any:
+    info = xp.finfo(gap.dtype)
+    return gap / (scale * info.eps + info.smallest_normal)
 
 
-def report_walk(backend: Backend, xp: Any, mode: Any, record: Any, n_steps: Any, incoming: Any, y0_bar: Any,
-                params_bar: Sequence[Any]) -> None:
-    """After a walk: raise :class:`NonFiniteError` if it made NaN or infinite cotangents from
-    finite ones (a cotangent that came in non-finite is the caller's, passed on as backprop
-    would); raise or warn, as ``mode.recomputation`` says, if steps were recomputed differently."""
-    results_finite = xp.all(xp.isfinite(y0_bar))
-    for bar in params_bar:
-        results_finite = results_finite & xp.all(xp.isfinite(bar))
-    finite_or_callers = ~xp.all(xp.isfinite(incoming)) | ((record[NONFINITE] == 0) & results_finite)
-    backend.check(finite_or_callers, lambda record: _nonfinite_error(mode, record), record)
-    if mode.recomputation == "raise":
-        backend.check(record[MISMATCHES] == 0, lambda record, n: RecomputationError(_mismatch_message(mode, record, n)),
-                      record, n_steps)
-    elif mode.recomputation == "warn":
-        backend.host_callback(_warn_of_mismatch, mode, record, n_steps)
+def _warn_of_mismatch(mode: Any, carried: _Carried) -> None:
+    if float(carried.mismatches) > 0:
+        warnings.warn(_mismatch_message(mode, carried), RecomputationWarning, stacklevel=2)
 
 
-def _warn_of_mismatch(mode: Any, record: Any, n_steps: Any) -> None:
-    if float(record[MISMATCHES]) > 0:
-        warnings.warn(_mismatch_message(mode, record, n_steps), RecomputationWarning, stacklevel=2)
+def _interval(t: Any, h: Any) -> str:
+    start, size = float(t), float(h)
+    return f"from t={start:.6g} to t={start + size:.6g}"
 
 
-def _nonfinite_error(mode: Any, record: Any) -> NonFiniteError:
-    where = (f"in the step from t={float(record[NONFINITE_START]):.6g} to t={float(record[NONFINITE_END]):.6g} "
-             f"(the first the backward walk met, walking from the last step)" if float(record[NONFINITE]) > 0
-             else "in the parameters' cotangents")
+def _nonfinite_error(mode: Any, carried: _Carried) -> NonFiniteError:
+    where = (f"in the step {_interval(carried.nonfinite_t, carried.nonfinite_h)} (the first the backward walk "
+             f"met, walking from the last step)" if float(carried.nonfinite) > 0 else "in the parameters' cotangents")
     return NonFiniteError(
         f"the backward pass of gradient={mode.name!r} made NaN or infinite cotangents {where}, from finite "
         f"cotangents of the outputs and a finite forward solve: func's derivatives overflow or are undefined "
@@ -137,17 +219,15 @@ def _nonfinite_error(mode: Any, record: Any) -> NonFiniteError:
     )
 
 
-def _mismatch_message(mode: Any, record: Any, n_steps: Any) -> str:
+def _mismatch_message(mode: Any, carried: _Carried) -> str:
     cls = type(mode).__name__
     return (
-        f"gradient={mode.name!r}: the backward pass recomputed {int(record[MISMATCHES])} of the "
-        f"{max(int(n_steps) - 1, 0)} steps it compared differently from the forward pass (the first the "
-        f"backward walk met: from t={float(record[MISMATCH_START]):.6g} to t={float(record[MISMATCH_END]):.6g}; "
-        f"end states off by up to "
-        f"{float(record[WORST]):.3g} ulps): "
-        f"func does not give the same value for the same (t, y) — dropout or another stochastic layer in "
-        f"training mode, a field with hidden state, or a non-deterministic kernel — so the gradient would be "
-        f"that of another solve. Put the model in eval mode (model.eval()), draw its randomness from a seed "
-        f"fixed per evaluation, or use gradient='backprop', which differentiates the evaluations the forward "
-        f"pass made; symadj.{cls}(recomputation='warn') or 'off' accepts the difference"
+        f"gradient={mode.name!r}: the backward pass recomputed {int(carried.mismatches)} of the "
+        f"{max(int(carried.walked) - 1, 0)} steps it compared differently from the forward pass (the first the "
+        f"backward walk met: {_interval(carried.mismatch_t, carried.mismatch_h)}; end states off by up to "
+        f"{float(carried.worst):.3g} ulps): func does not give the same value for the same (t, y) — dropout or "
+        f"another stochastic layer in training mode, a field with hidden state, or a non-deterministic kernel — "
+        f"so the gradient would be that of another solve. Put the model in eval mode (model.eval()), draw its "
+        f"randomness from a seed fixed per evaluation, or use gradient='backprop', which differentiates the "
+        f"evaluations the forward pass made; symadj.{cls}(recomputation='warn') or 'off' accepts the difference"
     )

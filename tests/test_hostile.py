@@ -414,5 +414,16 @@ def test_backend_whose_load_fails(monkeypatch, load, message):
 
 def test_every_error_here_is_a_symadj_error():
     for error in (BackendUnavailableError, DuplicateNameError, InvalidArgumentError, MaxStepsError, NonFiniteError,
-                  StepSizeUnderflowError, TableauError, UnknownNameError):
+                  StepSizeUnderflowError, TableauError, UnknownNameError, symadj.RecomputationError):
         assert issubclass(error, SymadjError)
+    assert issubclass(symadj.RecomputationError, RuntimeError)
+    assert issubclass(symadj.RecomputationWarning, symadj.SymadjWarning)
+
+
+def test_tolerance_below_a_half_precision_state_on_every_backend(lib):
+    y0 = make_array(lib, [1.0, 2.0])
+    half = y0.astype("float16") if lib != "torch" else y0.half()
+    with pytest.raises(InvalidArgumentError, match=r"rtol=1e-07 is below the resolution of float16 states"):
+        symadj.odeint(lambda t, y: -y, half, _arr(lib, [0.0, 1.0]))
+    ys = symadj.odeint(lambda t, y: -y, half, _arr(lib, [0.0, 1.0]), rtol=1e-3, atol=1e-3)
+    assert abs(float(ys[-1][0]) - np.exp(-1.0)) < 1e-2

@@ -96,7 +96,7 @@ def test_no_false_alarm_on_long_deterministic_solves(dtype, method):
     net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 4)).to(dtype)
     y0 = torch.randn(32, 4, dtype=dtype) * 3
     t = torch.linspace(0.0, 5.0, 60)
-    kwargs = {"options": {"step_size": 0.01}} if method in ("rk4", "midpoint") else {"rtol": 1e-7, "atol": 1e-7}
+    kwargs = {"options": {"step_size": 0.1}} if method in ("rk4", "midpoint") else {"rtol": 1e-7, "atol": 1e-7}
     for policy in ("all", "stages", "revolve:4"):
         y = y0.clone().requires_grad_(True)
         sol = symadj.solve(lambda t, y: net(y) - 0.5 * y, y, t, method=method, checkpoints=policy, **kwargs)

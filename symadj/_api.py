@@ -14,6 +14,7 @@ from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array, namespace_of
 from ._complex import cast as complex_cast
 from ._complex import is_complex
+from ._engine import stage_nudge, stage_time
 from ._events import Event, Events, as_events
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
@@ -148,7 +149,7 @@ def solve(
     if chosen.differentiable and not isinstance(mode, Backprop):
         # A backend may find parameters func uses beyond those it was given (torch: the
         # tensors a closure captures) and return the field that holds them.
-        found = chosen.check_params_found(field, ts, flat_y0)
+        found = chosen.check_params_found(field, _first_call_times(xp, ts, solver_options, flat_y0), flat_y0)
         if found is not None:
             field = found
     events = None
@@ -170,7 +171,8 @@ def solve(
                       adjoint_callbacks)
     if times is not None and not mode.time_gradients:
         # dL/dt_0 = −(λ_0 − ḡ_0)·f(t_0, y_0): y0 moves against f as t_0 moves (its own output moves back).
-        shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(ts[0], flat_y0))
+        t_first = _first_call_times(xp, ts, solver_options, flat_y0)[0]
+        shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(t_first, flat_y0))
         flat_y0 = flat_y0 - start_rate * shift[0]
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
@@ -190,6 +192,16 @@ def _initial_state_only(xp: Any, layout: StateLayout, ts: Any, flat_y0: Any) -> 
     stats = Stats(n_steps=zero, n_accepted=zero, n_rejected=zero, n_fevals=zero,
                   status=xp.asarray(int(Status.SUCCESS)), t_final=ts[0], n_outputs=xp.asarray(1))
     return Solution(ts=ts, ys=layout.to_state(xp, flat_y0[None, ...], batch=(1,)), stats=stats)
+
+
+def _first_call_times(xp: Any, ts: Any, options: SolverOptions, y0: Any) -> Any:
+    """``ts`` with ``ts[0]`` where the solve first calls func (one ulp after it with
+    ``options['perturb']``): a backend's probe call of func is that call."""
+    if not options.perturb:
+        return ts
+    nudge = stage_nudge(xp, True, y0.dtype, ts.dtype)
+    first = stage_time(ts[0], ts[-1] - ts[0], 0.0, nudge)
+    return xp.concat([xp.reshape(first, (1,)), ts[1:]])
 
 
 def _time_shift(backend: Backend, xp: Any, times: Any, like: Any) -> Any:

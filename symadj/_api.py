@@ -177,11 +177,11 @@ def solve(
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
+    if times is not None and not mode.time_gradients:
+        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
     outcome = None
     if events is not None:
         outputs, outcome = _event_outcome(chosen, xp, events, layout, outputs, stats.events, problem.n_outputs)
-    if times is not None and not mode.time_gradients:
-        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
     return Solution(ts=ts, ys=ys, stats=stats, event=outcome)
 
@@ -213,7 +213,9 @@ def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any
                          start_rate: Any, record: Any) -> Any:
     """``outputs`` (values unchanged) with dL/dt_k = ḡ_k · f(t_k, y(t_k)) for k ≥ 1: an output
     moves along the solution as its time moves (the step sizes stay as they were). Outputs
-    held at an event state do not move."""
+    held at an event state do not move; with events, ``outputs`` ends with the event slots
+    (:meth:`Events.packed`), and the event state of a row that never fired, the last output,
+    moves with it."""
     fixed = backend.stop_gradient(outputs)
     count = problem.n_outputs
 
@@ -224,7 +226,10 @@ def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any
     rates = backend.buffer_stack(backend.fori_loop(1, count, rate, rates), count, start_rate)
     if record is not None:
         rates = problem.events.held_still(xp, record, rates, problem.ts, xp.sign(problem.ts[-1] - problem.ts[0]))
-    return outputs + rates * xp.reshape(shift, (count, *(1,) * (outputs.ndim - 1)))
+        # The last output's rate is zero on the rows that fired (held at their event state).
+        rates = xp.concat([rates, rates[-1:, ...], xp.zeros_like(rates[-1:, ...])])
+        shift = xp.concat([shift, shift[-1:], shift[-1:]])
+    return outputs + rates * xp.reshape(shift, (-1, *(1,) * (outputs.ndim - 1)))
 
 
 def _check_events_supported(tableau: Tableau, options: SolverOptions, mode: GradientMode) -> None:

@@ -14,6 +14,7 @@ from ._checkpoints import CheckpointPolicy
 from ._compat import device_of, is_array, namespace_of
 from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype
+from ._engine import stage_nudge, stage_time
 from ._events import Event, Events, as_events
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
 from ._integrate import Problem
@@ -152,7 +153,7 @@ def solve(
     if chosen.differentiable and not isinstance(mode, Backprop):
         # A backend may find parameters func uses beyond those it was given (torch: the
         # tensors a closure captures) and return the field that holds them.
-        found = chosen.check_params_found(field, ts, flat_y0)
+        found = chosen.check_params_found(field, _first_call_times(xp, ts, solver_options, flat_y0), flat_y0)
         if found is not None:
             field = found
     events = None
@@ -174,16 +175,17 @@ def solve(
                       adjoint_callbacks)
     if times is not None and not mode.time_gradients:
         # dL/dt_0 = −(λ_0 − ḡ_0)·f(t_0, y_0): y0 moves against f as t_0 moves (its own output moves back).
-        shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(ts[0], flat_y0))
+        t_first = _first_call_times(xp, ts, solver_options, flat_y0)[0]
+        shift, start_rate = _time_shift(chosen, xp, times, flat_y0), chosen.stop_gradient(field(t_first, flat_y0))
         flat_y0 = flat_y0 - start_rate * shift[0]
     outputs, stats = mode.solve(chosen, problem, field, flat_y0, times)
     if throw:
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
+    if times is not None and not mode.time_gradients:
+        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
     outcome = None
     if events is not None:
         outputs, outcome = _event_outcome(chosen, xp, events, layout, outputs, stats.events, problem.n_outputs)
-    if times is not None and not mode.time_gradients:
-        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
     ys = layout.to_state(xp, outputs, batch=(problem.n_outputs,))
     return Solution(ts=ts, ys=ys, stats=stats, event=outcome)
 
@@ -196,6 +198,16 @@ def _initial_state_only(xp: Any, layout: StateLayout, ts: Any, flat_y0: Any) -> 
     return Solution(ts=ts, ys=layout.to_state(xp, flat_y0[None, ...], batch=(1,)), stats=stats)
 
 
+def _first_call_times(xp: Any, ts: Any, options: SolverOptions, y0: Any) -> Any:
+    """``ts`` with ``ts[0]`` where the solve first calls func (one ulp after it with
+    ``options['perturb']``): a backend's probe call of func is that call."""
+    if not options.perturb:
+        return ts
+    nudge = stage_nudge(xp, True, y0.dtype, ts.dtype)
+    first = stage_time(ts[0], ts[-1] - ts[0], 0.0, nudge)
+    return xp.concat([xp.reshape(first, (1,)), ts[1:]])
+
+
 def _time_shift(backend: Backend, xp: Any, times: Any, like: Any) -> Any:
     """``times − stop(times)`` in the state's dtype: zero, with the gradient of ``times``."""
     return xp.astype(times - backend.stop_gradient(times), like.dtype)
@@ -205,7 +217,9 @@ def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any
                          start_rate: Any, record: Any) -> Any:
     """``outputs`` (values unchanged) with dL/dt_k = ḡ_k · f(t_k, y(t_k)) for k ≥ 1: an output
     moves along the solution as its time moves (the step sizes stay as they were). Outputs
-    held at an event state do not move."""
+    held at an event state do not move; with events, ``outputs`` ends with the event slots
+    (:meth:`Events.packed`), and the event state of a row that never fired, the last output,
+    moves with it."""
     fixed = backend.stop_gradient(outputs)
     count = problem.n_outputs
 
@@ -216,7 +230,10 @@ def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any
     rates = backend.buffer_stack(backend.fori_loop(1, count, rate, rates), count, start_rate)
     if record is not None:
         rates = problem.events.held_still(xp, record, rates, problem.ts, xp.sign(problem.ts[-1] - problem.ts[0]))
-    return outputs + rates * xp.reshape(shift, (count, *(1,) * (outputs.ndim - 1)))
+        # The last output's rate is zero on the rows that fired (held at their event state).
+        rates = xp.concat([rates, rates[-1:, ...], xp.zeros_like(rates[-1:, ...])])
+        shift = xp.concat([shift, shift[-1:], shift[-1:]])
+    return outputs + rates * xp.reshape(shift, (-1, *(1,) * (outputs.ndim - 1)))
 
 
 def _check_events_supported(tableau: Tableau, options: SolverOptions, mode: GradientMode) -> None:

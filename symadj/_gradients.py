@@ -17,7 +17,7 @@ from ._checkpoints import Auto, CheckpointPolicy, StepAdjoint, as_checkpoint_pol
 from ._compat import device_of
 from ._complex import cast as complex_cast
 from ._complex import magnitude, real_product
-from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_time
+from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_nudge, stage_time
 from ._integrate import Problem, integrate
 from ._options import SolverOptions
 from ._outputs import Interpolant, OutputsCotangent, dense_stages
@@ -163,7 +163,7 @@ class _RecordingMode(GradientMode):
                                        self.interpolated_stages(tab, interpolant), event_outputs)
 
             def advance(t, h, y):
-                y_new = rk_advance(xp, bound, tab, t, h, y, bound(t, y))
+                y_new = rk_advance(xp, bound, tab, t, h, y, nudge=problem.stage_nudge(y.dtype))
                 if events is None or not events.per_row:
                     return y_new
                 return xp.where(events.frozen(xp, record, t, _direction(problem), y), y, y_new)
@@ -229,7 +229,7 @@ class Symplectic(_RecordingMode):
 
     def step_adjoint(self, backend, problem, field, params, from_stages=False):
         return symplectic_step(backend, problem.xp, problem.tableau, field, params, from_stages,
-                               problem.interpolant)
+                               problem.interpolant, problem.options.perturb)
 
     def interpolated_stages(self, tab, interpolant):
         return adjoint_stages(tab, interpolant) if interpolant is not None else ()
@@ -261,8 +261,7 @@ class Checkpoint(_RecordingMode):
                 lam, params_bar = carry
 
                 def advance(y, params):
-                    f = field.with_params(params)
-                    return rk_advance(xp, f, tab, t, h, y, f(t, y))
+                    return rk_advance(xp, field.with_params(params), tab, t, h, y, nudge=problem.stage_nudge(y.dtype))
 
                 y_end, y_bar, step_bar = backend.vjp(advance, y, params, lam)
                 return y_bar, backend.accumulate(params_bar, step_bar), y_end
@@ -273,8 +272,8 @@ class Checkpoint(_RecordingMode):
                 stages = interpolant.stages
 
                 def advance(y, params):
-                    f = field.with_params(params)
-                    y_new, _, derivatives, _ = rk_step_with_stages(xp, f, tab, t, h, y, f(t, y))
+                    y_new, _, derivatives, _ = rk_step_with_stages(xp, field.with_params(params), tab, t, h, y,
+                                                                   nudge=problem.stage_nudge(y.dtype))
                     return xp.stack([y_new, *(derivatives[i] for i in stages)])
 
                 h_state = xp.astype(h, lam.dtype)
@@ -475,7 +474,8 @@ def adjoint_stages(tab: Tableau, interpolant: Interpolant | None) -> tuple[int, 
 
 
 def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, params: Sequence[Any],
-                    from_stages: bool = False, interpolant: Interpolant | None = None) -> RecomputingStep:
+                    from_stages: bool = False, interpolant: Interpolant | None = None,
+                    perturb: bool = False) -> RecomputingStep:
     """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
 
     κ_i = h (B_i e_i λ' + D_i + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
@@ -484,7 +484,8 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
     in a step without them). Stages that receive no cotangent are skipped: a stage only
     the interpolant weighs (the FSAL stage) only in steps holding outputs.
     With ``from_stages`` the step takes the stacked states of :func:`adjoint_stages` (kept
-    by ``checkpoints="stages"``) in place of y_n and recomputes nothing.
+    by ``checkpoints="stages"``) in place of y_n and recomputes nothing. ``perturb``:
+    ``options['perturb']``, stage times as the forward pass took them.
 
     The stages are a loop, not unrolled: a compiler then holds one stage's activations
     and parameter cotangents at a time instead of scheduling all of them at once.
@@ -513,7 +514,8 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
         """The partner step over ``stages``, whose states are stacked in ``stage_states``;
         and the step's end state y_n + h Σ b_i f(Y_i) from the stages' evaluations (every
         stage of nonzero weight is among ``stages``), ``None`` without stage 0."""
-        times = xp.stack([stage_time(t, h, coeffs.c[i]) for i in stages])
+        nudge = stage_nudge(xp, perturb, stage_states.dtype, t.dtype)
+        times = xp.stack([stage_time(t, h, coeffs.c[i], nudge) for i in stages])
         input_weights, couplings, weights = coefficients(stages, stage_states)
         h_state = xp.astype(h, stage_states.dtype)
         count = len(stages)
@@ -545,14 +547,15 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
 
     def step(t, h, y, lam, params_bar, outputs):
         lam = lam + outputs.at_end
+        nudge = stage_nudge(xp, perturb, y.dtype, t.dtype)
 
         def without_outputs(carry):
-            states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), plain[-1] + 1)
+            states, _ = rk_stages(xp, field, tab, t, h, y, None, plain[-1] + 1, nudge)
             return over(plain, t, h, stacked(plain, states), *carry)
 
         def with_outputs(carry):
             lam, params_bar = carry
-            states, _ = rk_stages(xp, field, tab, t, h, y, field(t, y), kept[-1] + 1)
+            states, _ = rk_stages(xp, field, tab, t, h, y, None, kept[-1] + 1, nudge)
             lam, params_bar, ends = over(kept, t, h, stacked(kept, states), lam, params_bar, outputs.dense)
             return lam + outputs.direct, params_bar, ends
 

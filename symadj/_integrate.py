@@ -19,7 +19,7 @@ from ._backend import Backend
 from ._callbacks import StepCallbacks
 from ._checkpoints import AllSteps, CheckpointPolicy
 from ._complex import itemsize, real_dtype
-from ._engine import VectorField, rk_advance_evaluations, rk_step_with_stages
+from ._engine import Nudge, VectorField, rk_advance_evaluations, rk_step_with_stages, stage_nudge, stage_time
 from ._events import Events
 from ._options import SolverOptions
 from ._outputs import Interpolant, count_reached, interpolates, landing_times
@@ -47,6 +47,11 @@ class Problem:
     @property
     def n_outputs(self) -> int:
         return self.ts.shape[0]
+
+    def stage_nudge(self, state_dtype: Any) -> Nudge | None:
+        """How stage times move inside a step for a state of ``state_dtype`` (``options['perturb']``),
+        or ``None``: every recomputation of a step takes it, to see the times the forward pass saw."""
+        return stage_nudge(self.xp, self.options.perturb, state_dtype, self.ts.dtype)
 
     @functools.cached_property
     def interpolant(self) -> Interpolant | None:
@@ -128,16 +133,17 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     interpolant = problem.interpolant
     landings = landing_times(xp, ts, direction, interpolant is not None, options.step_t, options.jump_t)
     has_jumps = bool(options.jump_t)
-    # func gets t in the state's (real) dtype: an ulp of the times' float64 would round back onto a
-    # float32 jump, so the nudge is an ulp of the coarser of the two.
     state_real = real_dtype(xp, y0.dtype)  # times, step sizes and error ratios stay real
-    nudge_dtype = state_real if xp.finfo(state_real).eps > xp.finfo(t0.dtype).eps else t0.dtype
+    # func gets t in the state's (real) dtype: jump sides and perturbed stages are an ulp of it.
+    nudge = Nudge.for_state(xp, y0.dtype, t0.dtype)
+    stages_nudge = problem.stage_nudge(y0.dtype)
+    # With perturb, the FSAL derivative (at t + h, one ulp before) is not the next step's first.
+    reuses_fsal = tab.fsal and not options.perturb
 
-    def ulp_beside(t: Any, side: Any) -> Any:
-        coarse = xp.astype(t, nudge_dtype)
-        return xp.astype(xp.nextafter(coarse, coarse + xp.astype(side, nudge_dtype)), t.dtype)
+    def first_derivative(t: Any, y: Any) -> Any:
+        return f(stage_time(t, direction, 0.0, stages_nudge), y)
 
-    dy0 = f(t0, y0)
+    dy0 = first_derivative(t0, y0)
     h0, choosing_evaluations = controller.first_step(xp, backend, problem, f, t0, y0, dy0, direction)
     capacity = options.max_steps if record else 0
     zero_index = xp.asarray(0)
@@ -183,7 +189,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         jump = landings.jumps[landing] if has_jumps else False
         # A step onto a discontinuity ends one ulp before it, so that its stages at c = 1 see
         # func's side before the jump; the next step starts one ulp after it.
-        target = xp.where(jump, ulp_beside(landing_time, -direction), landing_time) if has_jumps else landing_time
+        target = xp.where(jump, nudge.beside(landing_time, -direction), landing_time) if has_jumps else landing_time
         remaining = target - c.t
         # A step that falls short of a landing time by a few ulps is stretched onto it, rather
         # than followed by a step of size 1e-16 (e.g. ten steps of 0.1 towards 1.0).
@@ -191,7 +197,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         h = xp.where(lands, remaining, c.h)
         if callbacks is not None and callbacks.attempt is not None:
             backend.host_callback(callbacks.attempt, c.t, c.y, h)
-        y_new, dy_fsal, derivatives, stage_states = rk_step_with_stages(xp, f, tab, c.t, h, c.y, c.dy)
+        y_new, dy_fsal, derivatives, stage_states = rk_step_with_stages(xp, f, tab, c.t, h, c.y, c.dy, stages_nudge)
         if events is not None and events.per_row:
             # Rows whose event fired in an earlier step stay where they are.
             frozen = events.frozen(xp, c.events.record, c.t, direction, c.y)
@@ -207,14 +213,14 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
             if callbacks is not None and callbacks.accept is not None:
                 backend.host_callback(callbacks.accept, c.t, c.y, h)
             jumped = lands & jump
-            t_start = xp.where(jumped, ulp_beside(landing_time, direction), t_new) if has_jumps else t_new
-            if tab.fsal and has_jumps:
-                dy_new = backend.cond(jumped, lambda dy: f(t_start, y_new), lambda dy: dy, dy_fsal)
+            t_start = xp.where(jumped, nudge.beside(landing_time, direction), t_new) if has_jumps else t_new
+            if reuses_fsal and has_jumps:
+                dy_new = backend.cond(jumped, lambda dy: first_derivative(t_start, y_new), lambda dy: dy, dy_fsal)
                 fresh = backend.select(jumped, 1, 0)
-            elif tab.fsal:
+            elif reuses_fsal:
                 dy_new, fresh = dy_fsal, 0
             else:
-                dy_new, fresh = f(t_start, y_new), 1
+                dy_new, fresh = first_derivative(t_start, y_new), 1
             if record:
                 c = c._replace(
                     times=backend.buffer_write(c.times, c.n_accepted, c.t),

@@ -39,6 +39,9 @@ class SolverOptions:
         step_t: times where a step must end (e.g. where func has a kink); any order.
         jump_t: times where func is discontinuous: a step ends one ulp before each and the next
             starts one ulp after it, with the derivative evaluated afresh (torchdiffeq's jump_t).
+        perturb: evaluate func one ulp inside every step at its stages at c = 0 (just after the
+            step's start) and c = 1 (just before its end), in the dtype func receives t in, so that
+            a func discontinuous at step ends sees each step's own side (torchdiffeq's perturb).
 
     Examples:
         >>> import symadj
@@ -64,6 +67,7 @@ class SolverOptions:
     land_on_outputs: bool = False
     step_t: tuple[float, ...] = ()
     jump_t: tuple[float, ...] = ()
+    perturb: bool = False
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> SolverOptions:
@@ -122,9 +126,9 @@ class SolverOptions:
             raise InvalidArgumentError(f"options['dfactor'] must be in (0, 1], got {self.dfactor!r}")
         if not (_finite_number(self.pcoeff) and 0 <= self.pcoeff < 1):
             raise InvalidArgumentError(f"options['pcoeff'] must be in [0, 1), got {self.pcoeff!r}")
-        if not isinstance(self.land_on_outputs, bool):
-            raise InvalidArgumentError(
-                f"options['land_on_outputs'] must be True or False, got {self.land_on_outputs!r}")
+        for name in ("land_on_outputs", "perturb"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(f"options[{name!r}] must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.norm, str) and self.norm not in ("rms", "max"):
             raise UnknownNameError("norm", self.norm, ["rms", "max"], hint="or pass a callable")
         if not isinstance(self.norm, str) and not callable(self.norm):

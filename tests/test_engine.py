@@ -246,3 +246,129 @@ def test_a_nan_derivative_at_the_start_fails_at_once_as_non_finite():
     assert sol.status is symadj.Status.NONFINITE and int(sol.stats.n_steps) == 1
     with pytest.raises(NonFiniteError, match="NaN or infinite in the step from t=0"):
         symadj.odeint(lambda t, y: y * np.nan, np.ones(2), [0.0, 1.0])
+
+
+# -- options['perturb']: stages at c = 0 and c = 1 one ulp inside the step ----------------------
+
+
+def _jump_field(calls=None):
+    """f = -y before t = 0.5 and -3y after: y(1) = y0 e^{-2}."""
+
+    def f(t, y):
+        if calls is not None:
+            calls.append(float(t))
+        return -y if float(t) < 0.5 else -3.0 * y
+
+    return f
+
+
+def test_perturbed_stage_times_are_one_ulp_inside_the_step_in_the_given_dtype():
+    from symadj._engine import Nudge, stage_time
+
+    for dtype, state in ((np.float64, np.float64), (np.float64, np.float32), (np.float32, np.float32)):
+        nudge = Nudge.for_state(np, np.dtype(state), np.dtype(dtype))
+        t, h = np.asarray(0.5, dtype=dtype), np.asarray(0.25, dtype=dtype)
+        after, before = stage_time(t, h, 0.0, nudge), stage_time(t - h, h, 1.0, nudge)
+        assert after.dtype == before.dtype == np.dtype(dtype)
+        assert state(after) == np.nextafter(state(0.5), state(1)) and state(before) == np.nextafter(
+            state(0.5), state(0))
+        back = stage_time(t, -h, 0.0, nudge)  # backward in time: inside is below t
+        assert state(back) == np.nextafter(state(0.5), state(0))
+        assert stage_time(t, h, 0.5, nudge) == 0.625 and stage_time(t, h, 0.0) == t
+
+
+@pytest.mark.parametrize("method", ["rk38", "euler", "midpoint"])
+def test_perturb_keeps_a_fixed_step_solve_on_each_steps_side_of_a_jump_at_a_grid_point(method):
+    y0, ts = np.ones(2), np.array([0.0, 1.0])
+    calls = []
+    perturbed = symadj.solve(_jump_field(calls), y0, ts, method=method,
+                             options={"step_size": 0.125, "perturb": True})
+    assert 0.5 not in calls and 0.0 not in calls and 1.0 not in calls
+    assert len(calls) == int(perturbed.stats.n_fevals)
+    plain = symadj.solve(_jump_field(), y0, ts, method=method, options={"step_size": 0.125})
+    exact = math.exp(-2.0)
+    order = symadj.get_tableau(method).order
+    # Unperturbed, the stages at t = 0.5 see the far side: the error of a jump misplaced by a step.
+    assert abs(perturbed.ys[-1, 0] - exact) <= 2 * 0.125 ** order
+    if method == "rk38":  # only a stage at c = 1 sees the far side: at c = 0, t = 0.5 is the step's own
+        assert abs(plain.ys[-1, 0] - exact) > 10 * abs(perturbed.ys[-1, 0] - exact)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk38", "bosh3"])
+def test_perturbed_gradients_through_a_jump_are_exact_in_every_mode(method):
+    torch = pytest.importorskip("torch")
+    options = {"perturb": True, **({"step_size": 0.125} if method == "rk38" else {"jump_t": [0.5]})}
+    ts = torch.tensor([0.0, 0.3, 0.5, 1.0], dtype=torch.float64, requires_grad=True)
+    weight = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+
+    def gradients(mode):
+        calls = []
+
+        def f(t, y):
+            calls.append(float(t))
+            return weight * torch.sin(y) * (1.0 if float(t) < 0.5 else -3.0)
+
+        y0 = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        sol = symadj.solve(f, y0, ts, method=method, rtol=1e-8, atol=1e-10, gradient=mode, options=options)
+        # Forward: the solve's evaluations, and f at each output time for dL/dt.
+        assert len(calls) == int(sol.stats.n_fevals) + len(ts)
+        calls.clear()
+        (sol.ys ** 2).sum().backward()
+        assert 0.5 not in calls and 1.0 not in calls
+        grads = [y0.grad.clone(), weight.grad.clone(), ts.grad.clone()]
+        weight.grad, ts.grad = None, None
+        return sol.ys.detach(), grads
+
+    ys, want = gradients("backprop")
+    # The stage-state and revolve policies recompute steps from other places than "all" does.
+    for mode in ("symplectic", "checkpoint", symadj.Symplectic(checkpoints="stages"),
+                 symadj.Symplectic(checkpoints="revolve:2")):
+        got_ys, got = gradients(mode)
+        assert torch.equal(got_ys, ys)
+        for g, w in zip(got, want):
+            assert float((g - w).norm() / w.norm()) <= 1e-10, mode
+
+
+def test_a_fsal_scheme_evaluates_each_first_stage_afresh_under_perturb():
+    # dopri5's last stage, at one ulp before t + h, cannot be the next step's first stage.
+    calls = []
+    ts = np.array([0.0, 1.0])
+    plain = symadj.solve(_jump_field(), np.ones(1), ts, options={"jump_t": [0.5]})
+    perturbed = symadj.solve(_jump_field(calls), np.ones(1), ts, options={"jump_t": [0.5], "perturb": True})
+    steps = int(perturbed.stats.n_steps)
+    assert int(perturbed.stats.n_accepted) == int(plain.stats.n_accepted)
+    assert int(perturbed.stats.n_fevals) == int(plain.stats.n_fevals) + int(perturbed.stats.n_accepted) - 1
+    assert len(calls) == int(perturbed.stats.n_fevals) and steps >= 4
+    np.testing.assert_allclose(perturbed.ys[-1], math.exp(-2.0), rtol=1e-6)
+
+
+def test_perturb_must_be_a_bool():
+    with pytest.raises(InvalidArgumentError, match="perturb"):
+        symadj.odeint(lambda t, y: -y, np.ones(1), np.array([0.0, 1.0]), options={"perturb": "yes"})
+
+
+def test_perturbed_gradients_are_exact_under_jax_jit():
+    jax = pytest.importorskip("jax")
+    if "jax" not in {b.name for b in symadj.list_backends()}:
+        pytest.skip("the jax backend plugin is not registered")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    ts = jnp.array([0.0, 0.3, 1.0])
+
+    def loss(y0, w, mode, method):
+        options = {"perturb": True, **({"step_size": 0.125} if method == "rk38" else {"jump_t": [0.5]})}
+
+        def f(t, y, w):
+            return w * jnp.sin(y) * jnp.where(t < 0.5, 1.0, -3.0)
+
+        ys = symadj.odeint(f, y0, ts, args=w, method=method, rtol=1e-8, atol=1e-10, gradient=mode,
+                           options=options)
+        return jnp.sum(ys ** 2)
+
+    y0, w = jnp.array([1.0, 2.0]), jnp.array([1.0, -2.0])
+    for method in ("dopri5", "rk38"):
+        grads = {mode: jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(y0, w, mode, method)
+                 for mode in ("backprop", "symplectic", "checkpoint")}
+        for mode in ("symplectic", "checkpoint"):
+            for g, ref in zip(grads[mode], grads["backprop"]):
+                assert float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref)) <= 1e-10, (method, mode)

@@ -374,3 +374,50 @@ def test_jax_events_vectorise_over_thresholds():
     # y = exp(-t) reaches c at tau = -ln c: d tau / d c = -1 / c
     slopes = jax.vmap(jax.grad(event_time))(thresholds[:2])
     np.testing.assert_allclose(np.asarray(slopes), [-1 / 0.5, -1 / 0.25], rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["symplectic", "checkpoint", "backprop", "adjoint"])
+def test_an_event_that_never_fires_moves_with_the_last_output_time(mode):
+    # No crossing: the event state is y(T) = y0 e^{-0.3 (T - t_0)}, so d y(T)² / dT = -0.6 y(T)²
+    # = -d y(T)² / dt_0 (the adjoint mode, which differentiates with respect to t itself, agrees).
+    ts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    sol = symadj.solve(lambda t, y: -0.3 * y, y0, ts, gradient=mode, rtol=1e-10, atol=1e-12,
+                       event=lambda t, y: y[0] + 1.0)
+    assert not bool(sol.event.fired)
+    (grad,) = torch.autograd.grad((sol.event.y ** 2).sum(), ts)
+    rate = 0.6 * float((y0 ** 2).sum()) * math.exp(-0.6 * 2.0)
+    torch.testing.assert_close(grad, torch.tensor([rate, 0.0, -rate], dtype=torch.float64), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["symplectic", "backprop"])
+def test_rows_whose_event_never_fires_move_with_the_last_output_time(mode):
+    # Per-row events: row 0 crosses 0.5 at ln 2, row 1 never does; only row 1's event state follows T.
+    ts = torch.tensor([0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([[1.0], [0.9]], dtype=torch.float64)
+    rates = torch.tensor([[1.0], [0.01]], dtype=torch.float64)
+    sol = symadj.solve(lambda t, y: -rates * y, y0, ts, gradient=mode, rtol=1e-10, atol=1e-12,
+                       event=lambda t, y: y[:, 0] - 0.5)
+    assert sol.event.fired.tolist() == [True, False]
+    (grad,) = torch.autograd.grad(sol.event.y.sum(), ts)
+    unfired = 0.9 * 0.01 * math.exp(-0.01 * 2.0)  # -d y_1(T) / dT; y_0* = 0.5 whatever the times
+    torch.testing.assert_close(grad, torch.tensor([unfired, -unfired], dtype=torch.float64), rtol=1e-8, atol=1e-12)
+
+
+def test_jax_an_event_that_never_fires_moves_with_the_last_output_time():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    y0 = jnp.array([1.0, 2.0])
+
+    def loss(ts, mode):
+        sol = symadj.solve(lambda t, y: -0.3 * y, y0, ts, gradient=mode, rtol=1e-10, atol=1e-12,
+                           event=lambda t, y: y[0] + 1.0)
+        return jnp.sum(sol.event.y ** 2)
+
+    rate = 0.6 * float(jnp.sum(y0 ** 2)) * math.exp(-0.6 * 2.0)
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    for mode in ("symplectic", "backprop", "adjoint"):
+        np.testing.assert_allclose(np.asarray(grad(jnp.array([0.0, 1.0, 2.0]), mode)), [rate, 0.0, -rate],
+                                   rtol=1e-8, atol=1e-12, err_msg=mode)

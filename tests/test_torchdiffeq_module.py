@@ -262,11 +262,68 @@ def test_step_size_on_an_adaptive_method_is_ignored_with_a_warning():
     assert torch.equal(ys, tdq.odeint(_decay, y0, ts))
 
 
-def test_perturb_is_refused_until_supported_and_false_is_fine():
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4", "heun3"])
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_perturb_keeps_func_off_the_grid_points_forward_and_backward(dtype, method, adjoint):
+    # Steps of 0.5 on [0, 1]: with perturb, func never sees the grid points 0, 0.5 and 1, but
+    # the times one ulp inside each step, in the state's dtype; without it, it sees them.
     ts = torch.tensor([0.0, 1.0])
-    tdq.odeint(_decay, torch.ones(1), ts, method="euler", options={"step_size": 0.5, "perturb": False})
-    with pytest.raises(symadj.InvalidArgumentError, match="perturb"):
-        tdq.odeint(_decay, torch.ones(1), ts, method="euler", options={"step_size": 0.5, "perturb": True})
+    seen = []
+
+    def func(t, y):
+        assert t.dtype == dtype
+        seen.append(t.item())
+        return -y
+
+    for perturb in (True, False):
+        seen.clear()
+
+        y0 = torch.tensor([1.0, 2.0], dtype=dtype, requires_grad=True)
+        solve = tdq.odeint_adjoint if adjoint else tdq.odeint
+        ys = solve(func, y0, ts, method=method, options={"step_size": 0.5, "perturb": perturb})
+        forward, seen[:] = list(seen), []
+        ys.sum().backward()
+        after = torch.nextafter(torch.tensor(0.5, dtype=dtype), torch.tensor(1.0, dtype=dtype)).item()
+        if perturb:
+            assert not {0.0, 0.5, 1.0} & {*forward, *seen}
+            assert after in forward and after in seen
+        else:
+            assert {0.0, 0.5} <= set(forward) and 0.5 in seen
+        if perturb and method == "rk4":  # a stage at c = 1 (3/8 rule): one ulp before 0.5 and 1
+            before = torch.nextafter(torch.tensor(1.0, dtype=dtype), torch.tensor(0.0, dtype=dtype)).item()
+            assert before in forward and before in seen
+
+
+def test_perturb_false_and_on_an_adaptive_method_changes_nothing():
+    y0, ts = torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    plain = tdq.odeint(_decay, y0, ts, method="euler", options={"step_size": 0.5})
+    assert torch.equal(tdq.odeint(_decay, y0, ts, method="euler", options={"step_size": 0.5, "perturb": False}),
+                       plain)
+    with pytest.warns(symadj.SymadjWarning, match="perturb"):  # a fixed-step option, as in torchdiffeq
+        ys = tdq.odeint(_decay, y0, ts, options={"perturb": True})
+    assert torch.equal(ys, tdq.odeint(_decay, y0, ts))
+
+
+@pytest.mark.parametrize("gradient", ["symplectic", "checkpoint", "adjoint"])
+def test_perturbed_gradients_through_a_jump_at_a_grid_point(gradient):
+    # y' = -y before 0.5, -3y after: rk4 with steps of 1/8 and perturb is within its order of
+    # y0 e^{-2}; gradients are backprop's through the same solve (the adjoint's within its tolerances).
+    def func(t, y):
+        return -y if t < 0.5 else -3.0 * y
+
+    def solve(gradient):
+        y0 = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+        ys = tdq.odeint(func, y0, torch.tensor([0.0, 1.0], dtype=F64), method="rk4",
+                        options={"step_size": 0.125, "perturb": True}, gradient=gradient)
+        (grad,) = torch.autograd.grad((ys[-1] ** 2).sum(), y0)
+        return ys[-1].detach(), grad
+
+    ys, grad = solve(gradient)
+    ys_ref, grad_ref = solve("backprop")
+    assert torch.allclose(ys, torch.tensor([1.0, 2.0], dtype=F64) * math.exp(-2.0), rtol=1e-3)
+    tolerance = 1e-10 if gradient != "adjoint" else 1e-5
+    assert float((grad - grad_ref).norm() / grad_ref.norm()) <= tolerance
 
 
 def test_max_num_steps_min_step_max_step_and_dtype_are_torchdiffeqs():

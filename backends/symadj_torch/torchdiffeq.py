@@ -92,8 +92,7 @@ def odeint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-7, atol:
 
     Raises:
         UnknownNameError: an unknown method.
-        InvalidArgumentError: a method out of scope (Adams, SciPy), ``perturb=True``, or an
-            invalid option or argument.
+        InvalidArgumentError: a method out of scope (Adams, SciPy), or an invalid option or argument.
         SolverError: the solve failed (too many steps, step size underflow, NaN).
     """
     return _solve(func, y0, t, rtol, atol, method, options, event_fn, as_gradient_mode(gradient), None)
@@ -271,10 +270,8 @@ def _adaptive_options(given: dict[str, Any], state: _State) -> dict[str, Any]:
 
 def _fixed_options(given: dict[str, Any], tableau: Tableau, func: Any, y0: Any, t: Any
                    ) -> tuple[dict[str, Any], Tableau]:
-    if given.get("perturb"):
-        raise InvalidArgumentError(
-            "options['perturb']=True is not supported yet: symadj cannot yet evaluate func one ulp inside each "
-            "step; give the discontinuities as options['jump_t'] with an adaptive method instead")
+    # torchdiffeq's perturb is symadj's: func evaluated one ulp inside each step at its ends.
+    perturb = {"perturb": True} if given.get("perturb") else {}
     interp = given.get("interp", "linear")
     if interp not in ("linear", "cubic"):
         raise UnknownNameError("interp", interp, ["linear", "cubic"])
@@ -284,13 +281,13 @@ def _fixed_options(given: dict[str, Any], tableau: Tableau, func: Any, y0: Any, 
                                    "give one")
     if grid_constructor is not None:
         grid = torch.as_tensor(grid_constructor(func, y0, torch.as_tensor(t)))
-        return {"step_t": grid[1:-1].detach()}, tableau
+        return {"step_t": grid[1:-1].detach(), **perturb}, tableau
     if step_size is None:
-        return {}, tableau
+        return perturb, tableau
     step = float(step_size)
     # torchdiffeq interpolates linearly between fixed steps by default; "cubic" takes the
     # scheme's own continuous extension here (see docs/migration.md).
-    return {"step_size": step}, _linear(tableau) if interp == "linear" else tableau
+    return {"step_size": step, **perturb}, _linear(tableau) if interp == "linear" else tableau
 
 
 @functools.cache

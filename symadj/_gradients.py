@@ -229,7 +229,8 @@ class Symplectic(_RecordingMode):
 
     def step_adjoint(self, backend, problem, field, params, from_stages=False):
         return symplectic_step(backend, problem.xp, problem.tableau, field, params, from_stages,
-                               problem.interpolant, problem.options.perturb)
+                               problem.interpolant, problem.options.perturb,
+                               recompute_ends=self.recomputation != "off")
 
     def interpolated_stages(self, tab, interpolant):
         return adjoint_stages(tab, interpolant) if interpolant is not None else ()
@@ -475,7 +476,7 @@ def adjoint_stages(tab: Tableau, interpolant: Interpolant | None) -> tuple[int, 
 
 def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, params: Sequence[Any],
                     from_stages: bool = False, interpolant: Interpolant | None = None,
-                    perturb: bool = False) -> RecomputingStep:
+                    perturb: bool = False, recompute_ends: bool = True) -> RecomputingStep:
     """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
 
     κ_i = h (B_i e_i λ' + D_i + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
@@ -485,7 +486,9 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
     the interpolant weighs (the FSAL stage) only in steps holding outputs.
     With ``from_stages`` the step takes the stacked states of :func:`adjoint_stages` (kept
     by ``checkpoints="stages"``) in place of y_n and recomputes nothing. ``perturb``:
-    ``options['perturb']``, stage times as the forward pass took them.
+    ``options['perturb']``, stage times as the forward pass took them. With
+    ``recompute_ends``, the step's end state is also formed from the stage evaluations, for
+    the recomputation check.
 
     The stages are a loop, not unrolled: a compiler then holds one stage's activations
     and parameter cotangents at a time instead of scheduling all of them at once.
@@ -493,7 +496,7 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
     adjoint, coeffs = tab.adjoint, tab.floats
     plain = tuple(i for i in range(tab.stages) if adjoint.active[i])
     kept = adjoint_stages(tab, interpolant)
-    ends_recomputed = plain[0] == 0 and kept[0] == 0
+    ends_recomputed = recompute_ends and plain[0] == 0 and kept[0] == 0
     coefficients_on: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
     def coefficients(stages: tuple[int, ...], like: Any) -> tuple[Any, Any, Any]:
@@ -531,12 +534,13 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
 
             derivative, mu, stage_bar = backend.vjp(evaluate, stage_states[p], params, cotangent)
             mus = backend.buffer_write(mus, p, mu)
-            derivatives = backend.buffer_write(derivatives, p, derivative)
+            if ends_recomputed:
+                derivatives = backend.buffer_write(derivatives, p, derivative)
             return mus, derivatives, lam_new + mu, backend.accumulate(params_bar, stage_bar)
 
         mus = xp.zeros_like(stage_states)
-        _, derivatives, lam_new, params_bar = backend.fori_loop(0, count, stage,
-                                                                (mus, xp.zeros_like(stage_states), lam, params_bar))
+        derivatives = xp.zeros_like(stage_states) if ends_recomputed else None
+        _, derivatives, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, derivatives, lam, params_bar))
         if not ends_recomputed:
             return lam_new, params_bar, (None, None)
         start = stage_states[0]

@@ -167,9 +167,10 @@ def test_jax_reports_both_at_run_time():
         with pytest.raises(Exception, match="NonFiniteError: the backward pass"):
             kinked_jax = lambda t, y: -jnp.sqrt(jnp.where(y > 1.0, y - 1.0, 0.0 * y)) - 0.1 * y  # noqa: E731
             jax.block_until_ready(jax.jit(jax.grad(loss(kinked_jax, mode)))(jnp.array([3.0, 0.5])))
-    deterministic = jax.jit(jax.grad(loss(lambda t, y: -jnp.sin(y), "symplectic")))(jnp.ones(2))
     reference = jax.grad(loss(lambda t, y: -jnp.sin(y), "backprop"))(jnp.ones(2))
-    assert np.allclose(deterministic, reference, rtol=1e-10, atol=0)
+    for mode in ("symplectic", "checkpoint", symadj.Symplectic(recomputation="off")):
+        deterministic = jax.jit(jax.grad(loss(lambda t, y: -jnp.sin(y), mode)))(jnp.ones(2))
+        assert np.allclose(deterministic, reference, rtol=1e-10, atol=0)
 
 
 FIXED_JAX = {"method": "rk4", "options": {"step_size": 0.1, "max_steps": 16}}

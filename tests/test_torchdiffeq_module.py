@@ -458,3 +458,20 @@ def test_event_closing_over_a_tensor_made_from_the_parameters_survives_two_backw
     # t* = ln(y0 / 0.5) / rate: dt*/dy0 = 1; y(t*) is the target whatever y0: no more.
     assert float(y0.grad) == pytest.approx(1.0, abs=1e-8)
     assert float(rate.grad) == pytest.approx(-math.log(2.0), abs=1e-8)
+
+
+@pytest.mark.parametrize("name", ["callback_accept_step", "callback_reject_step"])
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_accept_and_reject_callbacks_on_a_fixed_step_method_warn_as_torchdiffeq_does(method, name):
+    from symadj.torchdiffeq import odeint
+
+    accepted = []
+
+    def func(t, y):
+        return -y
+
+    setattr(func, name, lambda t, y, dt: accepted.append(float(t)))
+    with pytest.warns(UserWarning, match=rf"method '.*' takes fixed steps.*{name}"):
+        odeint(func, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64), method=method,
+               options={"step_size": 0.25})
+    assert accepted == ([0.0, 0.25, 0.5, 0.75] if name == "callback_accept_step" else [])

@@ -198,6 +198,7 @@ def _solve(func: Callable[..., Any], y0: Any, t: Any, rtol: Any, atol: Any, meth
     tableau = _tableau(method)
     symadj_options, tableau = _translate(options, tableau, method, state, func, y0, t)
     rtol, atol = _tolerance("rtol", rtol, state), _tolerance("atol", atol, state)
+    _warn_of_fixed_step_callbacks(func, tableau)
     if event_fn is None:
         return solve(func, y0, t, method=tableau, rtol=rtol, atol=atol, gradient=mode, options=symadj_options,
                       adjoint_params=adjoint_params).ys
@@ -218,6 +219,16 @@ def _solve(func: Callable[..., Any], y0: Any, t: Any, rtol: Any, atol: Any, meth
     if state.single:
         return event_t, torch.stack([y0, sol.event.y])
     return event_t, tuple(torch.stack([first, last]) for first, last in zip(y0, sol.event.y))
+
+
+def _warn_of_fixed_step_callbacks(func: Any, tableau: Tableau) -> None:
+    """torchdiffeq warns that its fixed-grid solvers take no accept/reject callbacks; so do we,
+    saying what symadj does with them."""
+    given = [name for name in ("callback_accept_step", "callback_reject_step") if hasattr(func, name)]
+    if given and not tableau.adaptive:
+        warnings.warn(f"method {tableau.name!r} takes fixed steps, which torchdiffeq's fixed-grid solvers do not "
+                      f"report through {' or '.join(given)}; symadj calls callback_accept_step after every step "
+                      f"and never callback_reject_step", stacklevel=4)
 
 
 def _tableau(method: str | None) -> Tableau:

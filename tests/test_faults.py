@@ -435,3 +435,11 @@ def test_jax_thousand_solves_keep_memory_flat(jx):
     growth = growth_over(lambda: jx.block_until_ready(gradients(y0, weight)))
     print(f"jax: resident memory grew {growth:.2f} MiB over 1000 solves")
     assert growth < 20
+
+
+def test_adjoint_callbacks_warning_is_a_symadj_warning():
+    """Every warning symadj emits derives from SymadjWarning (docs/errors.md)."""
+    func = TorchProblem()
+    func.callback_step_adjoint = lambda t, y, dt: None
+    with pytest.warns(symadj.SymadjWarning, match="has none, so they are not called"):
+        symadj.odeint(func, torch.ones(2, dtype=torch.float64), T)

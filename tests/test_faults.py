@@ -443,3 +443,22 @@ def test_adjoint_callbacks_warning_is_a_symadj_warning():
     func.callback_step_adjoint = lambda t, y, dt: None
     with pytest.warns(symadj.SymadjWarning, match="has none, so they are not called"):
         symadj.odeint(func, torch.ones(2, dtype=torch.float64), T)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_jax_meters_open_when_the_solve_runs_not_when_it_is_traced(jx, jit, monkeypatch, capsys):
+    """The backward meter's start, traced with the forward pass, used to run right then
+    (its operands are concrete): it opened during the forward pass and, now that a meter
+    starting closes one left open, cut the forward meter short."""
+    for name in ("tqdm", "tqdm.auto"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(_progress, "TEXT_INTERVAL", 0.0)
+    problem = JaxProblem(jx)
+    problem.gradient_fn("symplectic", progress=True, jit=jit)()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("symadj ")]
+    assert not [line for line in lines if "stopped" in line]
+    forward_done = lines.index(next(line for line in lines if line.startswith("symadj forward: done")))
+    assert lines[forward_done - 1].startswith("symadj forward: t=1,")
+    assert all(line.startswith("symadj backward:") for line in lines[forward_done + 1:])
+    assert lines[-1].startswith("symadj backward: done")
+    assert _progress._SHOWN == []

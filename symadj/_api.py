@@ -169,7 +169,7 @@ def solve(
     callbacks, adjoint_callbacks = StepCallbacks.of(func), StepCallbacks.of(func, adjoint=True)
     if adjoint_callbacks is not None and not isinstance(mode, Adjoint):
         warnings.warn(f"func's *_adjoint callbacks run in the backward solves of gradient='adjoint'; "
-                      f"gradient={mode.name!r} has none, so they are not called", stacklevel=2)
+                      f"gradient={mode.name!r} has none, so they are not called", SymadjWarning, stacklevel=2)
     problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events, as_progress(progress, ts),
                       callbacks.on(lambda y: layout.to_state(xp, y)) if callbacks is not None else None,
                       adjoint_callbacks)

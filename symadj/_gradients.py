@@ -170,9 +170,15 @@ class _RecordingMode(GradientMode):
 
             if problem.progress is not None:
                 problem.progress.backward.open(backend)
-            y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
-                                                checks.params(params, problem.ts, outputs_cotangent[0]), step, advance)
-            params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
+            try:
+                y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
+                                                    checks.params(params, problem.ts, outputs_cotangent[0]), step,
+                                                    advance)
+                params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
+            except BaseException:
+                if problem.progress is not None:
+                    problem.progress.backward.abandon()
+                raise
             if problem.progress is not None:
                 problem.progress.backward.close(backend, trajectory.n_steps, y0_bar)
             if event_params_bar:
@@ -359,7 +365,11 @@ def _reported(backend: Backend, problem: Problem, run: Callable[[], tuple[Any, S
     if problem.progress is None:
         return run()
     problem.progress.forward.open(backend)
-    outputs, stats = run()
+    try:
+        outputs, stats = run()
+    except BaseException:
+        problem.progress.forward.abandon()  # a bar left open would push the next one down
+        raise
     problem.progress.forward.close(backend, stats.n_accepted)
     return outputs, stats
 
@@ -658,7 +668,11 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
     if problem.progress is None:
         return backend.fori_loop(0, problem.n_outputs - 1, segment, start)
     problem.progress.backward.open(backend)
-    lam, params_bar = backend.fori_loop(0, problem.n_outputs - 1, segment, start)
+    try:
+        lam, params_bar = backend.fori_loop(0, problem.n_outputs - 1, segment, start)
+    except BaseException:
+        problem.progress.backward.abandon()
+        raise
     problem.progress.backward.close(backend, after=lam)
     return lam, params_bar
 

@@ -25,6 +25,13 @@ TEXT_INTERVAL = 1.0
 #: host call from a compiled loop costs 0.2 to 1 ms on a CPU, so a phase costs at most 10 to 50 ms).
 REPORTS = 50
 
+#: The meters shown now. A solve that raises leaves its meter open when nothing of ours
+#: runs between the failure and the caller (a host callback failing in a run under JAX);
+#: the next meter to start closes it, so that a dead tqdm bar does not push every later
+#: bar a line down. One meter is shown at a time (a solve inside func that shows its own
+#: progress stops its caller's meter).
+_SHOWN: list[PhaseMeter] = []
+
 
 class PhaseMeter:
     """One phase of a solve (the forward pass, or the backward walk) shown as it goes, on
@@ -39,11 +46,14 @@ class PhaseMeter:
         self._open = False
 
     def start(self, t_from: Any, t_to: Any) -> None:
+        for stale in list(_SHOWN):
+            stale.abandon()
         self.t_from, self.t_to = float(t_from), float(t_to)
         self.t, self.steps = self.t_from, None
         self.started = time.monotonic()
-        self._open = True
         self._view = self._display(self.label)
+        self._open = True
+        _SHOWN.append(self)
 
     def step(self, t: Any, steps: Any = None) -> None:
         if not self._open:
@@ -55,10 +65,21 @@ class PhaseMeter:
 
     def finish(self, steps: Any = None) -> None:
         if self._open:
-            self._open = False
+            self._close()
             if steps is not None:
                 self.steps = int(steps)
             self._view.close(self)
+
+    def abandon(self) -> None:
+        """Close the phase where it stopped, if open: its solve raised."""
+        if self._open:
+            self._close()
+            self._view.stop(self)
+
+    def _close(self) -> None:
+        self._open = False
+        if self in _SHOWN:
+            _SHOWN.remove(self)
 
     @property
     def fraction(self) -> float:
@@ -117,6 +138,11 @@ class Reporter:
         """Close the phase (``after``: a value the call waits for, so it runs after the loop)."""
         backend.host_callback(lambda steps, after: self.meter.finish(steps), steps, after)
 
+    def abandon(self) -> None:
+        """Close the phase now, from the host, if it is open: for an ``except`` clause around
+        the phase's run (when tracing for JAX nothing has run yet, and nothing is open)."""
+        self.meter.abandon()
+
 
 class _TextView:
     """A line on stderr at most every :data:`TEXT_INTERVAL` seconds, and one at the end."""
@@ -136,6 +162,9 @@ class _TextView:
 
     def close(self, meter: PhaseMeter) -> None:
         self._write(f"{self.label}: done, {meter.describe()}, in {_duration(meter.elapsed)}")
+
+    def stop(self, meter: PhaseMeter) -> None:
+        self._write(f"{self.label}: stopped at {meter.describe()}, after {_duration(meter.elapsed)}")
 
     def _write(self, line: str) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
@@ -161,6 +190,9 @@ class _TqdmView:
     def close(self, meter: PhaseMeter) -> None:
         self.show(meter)
         self.bar.close()
+
+    def stop(self, meter: PhaseMeter) -> None:
+        self.bar.close()  # kept on screen where the phase stopped
 
 
 def _default_view(label: str) -> _TextView | _TqdmView:

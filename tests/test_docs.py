@@ -108,3 +108,21 @@ def test_every_example_is_on_the_examples_page():
     assert EXAMPLES, "no examples found"
     for script in EXAMPLES:
         assert f'--8<-- "docs/examples/{script.name}"' in page, f"{script.name} is not shown in docs/examples/index.md"
+
+
+def test_every_error_and_warning_has_a_section_on_the_errors_page():
+    """docs/errors.md gives each exception and warning class its cause and fix: a new class
+    in symadj.errors without a section there fails here."""
+    import symadj.errors
+
+    page = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^##+ (\w+)$", page, re.M))
+    classes = [name for name, obj in vars(symadj.errors).items()
+               if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == "symadj.errors"]
+    assert len(classes) >= 15
+    missing = sorted(set(classes) - headings)
+    assert not missing, f"docs/errors.md has no section for {missing}"
+    for name in classes:
+        bases = [base.__name__ for base in getattr(symadj.errors, name).__bases__]
+        section = page.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+        assert all(f"`{base}`" in section for base in bases), f"the section on {name} does not name its bases {bases}"

@@ -229,8 +229,8 @@ def test_negative_traced_tolerance_under_jax_jit():
 def test_unknown_options_are_listed(lib):
     with pytest.raises(UnknownNameError, match=r"unknown option 'maxsteps'; known: 'dfactor', 'first_step', "
                                                r"'ifactor', 'jump_t', 'land_on_outputs', 'max_step', 'max_steps', "
-                                               r"'min_step', 'norm', 'pcoeff', 'perturb', 'safety', 'step_floor', 'step_size', "
-                                               r"'step_t'"):
+                                               r"'min_step', 'norm', 'pcoeff', 'perturb', 'safety', 'step_floor', "
+                                               r"'step_size', 'step_t'"):
         _solve(lib, lambda t, y: -y, options={"maxsteps": 10})
     with pytest.raises(UnknownNameError) as caught:
         _solve(lib, lambda t, y: -y, options={"step": 0.1})

@@ -167,7 +167,7 @@ class JaxBackend(Backend):
 
     # -- checkpoint storage -------------------------------------------------
     def host_callback(self, fn, *operands):
-        if not _is_traced(operands):
+        if not _is_traced(operands) and _tracing_nothing():
             fn(*operands)
             return
         # Ordered: the meter's start, steps and finish arrive in program order, also from a
@@ -276,6 +276,18 @@ def _refuse_gradient(x: Any, refusal: Callable[[], Exception]) -> Any:
 
 def _is_traced(tree: Any) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _tracing_nothing() -> bool:
+    """Whether JAX is tracing no function now. A host call made while one is traced belongs
+    in its program even with concrete operands: made then, a progress meter would open
+    when the solve is traced (for the backward pass, while the forward one is traced)
+    rather than when it runs."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # a JAX without it: operands traced or not decide, as before
+        return True
+    return trace_state_clean()
 
 
 def _is_float_array(x: Any) -> bool:

@@ -387,6 +387,7 @@ def test_jax_modes_match_backprop_under_jit(jax_modules, method):
             assert relative(g, r) <= bound, (mode, name, relative(g, r))
 
 
+@pytest.mark.slow
 def test_jax_fixed_step_modes_match_backprop(jax_rk4):
     reference = jax_rk4["backprop"][1]
     for mode in ("symplectic", "checkpoint"):

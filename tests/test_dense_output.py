@@ -329,6 +329,7 @@ def test_jax_exact_modes_equal_backprop_with_many_outputs_per_step_other_tableau
     _check_jax(name)
 
 
+@pytest.mark.slow
 def test_jax_outputs_do_not_recompile_and_vectorise():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp

@@ -126,6 +126,7 @@ JAX_SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_jax_batch_sharded_over_two_devices_gives_the_full_batch_gradient():
     pytest.importorskip("jax")
     # XLA reads its flags when it starts: two host devices need a fresh process.

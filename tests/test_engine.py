@@ -347,6 +347,7 @@ def test_perturb_must_be_a_bool():
         symadj.odeint(lambda t, y: -y, np.ones(1), np.array([0.0, 1.0]), options={"perturb": "yes"})
 
 
+@pytest.mark.slow
 def test_perturbed_gradients_are_exact_under_jax_jit():
     jax = pytest.importorskip("jax")
     if "jax" not in {b.name for b in symadj.list_backends()}:

@@ -404,6 +404,7 @@ def test_rows_whose_event_never_fires_move_with_the_last_output_time(mode):
     torch.testing.assert_close(grad, torch.tensor([unfired, -unfired], dtype=torch.float64), rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_jax_an_event_that_never_fires_moves_with_the_last_output_time():
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)

@@ -189,6 +189,7 @@ def test_forward_solution_agrees_with_diffrax(method, solver):
     assert float(jnp.max(jnp.abs(ours - theirs))) <= 20 * (rtol * scale + atol)
 
 
+@pytest.mark.slow
 def test_vmap_over_initial_conditions_equals_a_loop():
     func, _, params = problem("mlp")
     batch = jnp.asarray(np.random.default_rng(1).normal(size=(3, 2, 3)))

@@ -112,6 +112,7 @@ def test_jax_every_regime_gives_the_same_gradient(method, options):
         assert (int(stats.extra_fevals) > 0) == (expected is Schedule.THINNED)
 
 
+@pytest.mark.slow
 def test_jax_memory_is_sized_by_the_budget_not_by_max_steps():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp

@@ -106,6 +106,7 @@ def test_torch_compile_of_a_model_around_the_module():
 # -- Equinox -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_equinox_module_gradients_equal_a_direct_solve():
     jax = pytest.importorskip("jax")
     eqx = pytest.importorskip("equinox")

@@ -407,9 +407,9 @@ def _check_tolerance(backend: Backend, xp: Any, name: str, value: Any) -> None:
 
 
 def _check_resolution(xp: Any, rtol: Any, dtype: Any) -> None:
-    """Refuse an ``rtol`` below a half-precision state's unit roundoff (no step can meet it: the
-    rounding of each step exceeds it); warn for float32/float64, where steps still converge
-    but cost more for no accuracy. Traced tolerances are not checked."""
+    """Refuse an ``rtol`` below a half-precision state's unit roundoff (the controller would
+    chase the rounding of each step); warn for float32/float64, where steps still converge but
+    cost more for no accuracy. Traced tolerances are not checked."""
     if not isinstance(rtol, numbers.Real):
         return
     info = xp.finfo(real_dtype(xp, dtype))
@@ -423,9 +423,8 @@ def _check_resolution(xp: Any, rtol: Any, dtype: Any) -> None:
         typical = "1e-3" if info.eps < 1e-3 else "1e-2"
         raise InvalidArgumentError(
             f"{message}, and the step-size controller would chase rounding errors. Pass rtol of at least "
-            f"{roundoff:.2g} (e.g. rtol={typical} "
-            f"with atol near it), or keep the state in float32 and let func compute in low precision "
-            f"(torch.autocast around the solve does that)"
+            f"{roundoff:.2g} (e.g. rtol={typical} with atol near it), or keep the state in float32 and let "
+            f"func compute in low precision (torch.autocast around the solve does that)"
         )
     warnings.warn(f"{message}; steps shrink for no gain. Pass rtol >= {roundoff:.2g} or a wider dtype",
                   SymadjWarning, stacklevel=3)

@@ -475,3 +475,30 @@ def test_accept_and_reject_callbacks_on_a_fixed_step_method_warn_as_torchdiffeq_
         odeint(func, torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64), method=method,
                options={"step_size": 0.25})
     assert accepted == ([0.0, 0.25, 0.5, 0.75] if name == "callback_accept_step" else [])
+
+
+def test_an_event_that_never_comes_ends_the_search_with_max_steps_error():
+    from symadj.torchdiffeq import odeint_event
+
+    start = torch.tensor(0.0, dtype=F64)
+    with pytest.raises(symadj.MaxStepsError, match=r"event_fn did not cross zero within max_num_steps=50 step "
+                       r"attempts \(at t=.*\); check that it changes sign"):
+        odeint_event(_decay, torch.ones(2, dtype=F64), start, event_fn=lambda t, y: y[0] + 1.0,
+                     options={"max_num_steps": 50})
+    t, _ = odeint_event(_decay, torch.ones(2, dtype=F64), start, event_fn=lambda t, y: y[0] - 0.5)
+    assert abs(float(t) - math.log(2.0)) < 1e-6
+
+
+def test_adjoint_settings_without_the_continuous_adjoint_warn_that_they_are_unused():
+    import warnings
+
+    from symadj.torchdiffeq import odeint_adjoint
+
+    y0, t = torch.ones(2, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.warns(symadj.SymadjWarning, match=r"adjoint_rtol, adjoint_options set the backward solve .*"
+                      r"gradient='symplectic'.*Pass gradient='adjoint'"):
+        odeint_adjoint(_decay, y0, t, adjoint_rtol=1e-6, adjoint_options={"norm": "seminorm"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        odeint_adjoint(_decay, y0, t, adjoint_rtol=1e-6, gradient="adjoint")
+        odeint_adjoint(_decay, y0, t)

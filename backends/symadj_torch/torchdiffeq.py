@@ -30,7 +30,19 @@ from typing import Any
 
 import torch
 
-from symadj import Adjoint, GradientMode, InvalidArgumentError, SolverError, SymadjWarning, Tableau, UnknownNameError
+from symadj import (
+    Adjoint,
+    GradientMode,
+    InvalidArgumentError,
+    MaxStepsError,
+    NonFiniteError,
+    SolverError,
+    Status,
+    StepSizeUnderflowError,
+    SymadjWarning,
+    Tableau,
+    UnknownNameError,
+)
 from symadj._api import solve
 from symadj._gradients import as_gradient_mode
 from symadj._plugins import registry
@@ -64,6 +76,9 @@ _FIXED_OPTIONS = {"step_size", "grid_constructor", "interp", "perturb", "dtype",
 
 # torchdiffeq integrates until the event, without an end time; symadj's solve needs one.
 _EVENT_HORIZON = 1e300
+# Step attempts an event search takes without max_num_steps: an event that never comes
+# would otherwise be searched for without end (torch has no default step bound).
+_EVENT_MAX_STEPS = 2**14
 
 
 def odeint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-7, atol: Any = 1e-9,
@@ -129,6 +144,15 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
     if isinstance(mode, Adjoint) and not isinstance(gradient, GradientMode):
         mode = _continuous_adjoint(func, y0, t, method, options, adjoint_rtol, adjoint_atol, adjoint_method,
                                    adjoint_options, adjoint_params)
+    elif not isinstance(mode, Adjoint):
+        unused = [name for name, value in (("adjoint_rtol", adjoint_rtol), ("adjoint_atol", adjoint_atol),
+                                           ("adjoint_method", adjoint_method), ("adjoint_options", adjoint_options))
+                  if value is not None]
+        if unused:
+            warnings.warn(f"{', '.join(unused)} set the backward solve of gradient='adjoint'; odeint_adjoint gives "
+                          f"the exact gradient (gradient={mode.name!r}), which has no backward solve, so they are "
+                          f"not used. Pass gradient='adjoint' for torchdiffeq's continuous adjoint", SymadjWarning,
+                          stacklevel=2)
     return _solve(func, y0, t, rtol, atol, method, options, event_fn, mode, adjoint_params)
 
 
@@ -210,11 +234,11 @@ def _solve(func: Callable[..., Any], y0: Any, t: Any, rtol: Any, atol: Any, meth
     direction = 1.0 if bool(times[1] > times[0]) else -1.0
     start = times[:1].to(torch.float64)
     horizon = torch.cat([start, start.detach() + direction * _EVENT_HORIZON])
-    sol = solve(func, y0, horizon, method=tableau, rtol=rtol, atol=atol, gradient=mode, options=symadj_options,
-                adjoint_params=adjoint_params, event=_combined_event(event_fn, times[0], y0))
+    bounded = {"max_steps": _EVENT_MAX_STEPS, **symadj_options}
+    sol = solve(func, y0, horizon, method=tableau, rtol=rtol, atol=atol, gradient=mode, options=bounded,
+                adjoint_params=adjoint_params, event=_combined_event(event_fn, times[0], y0), throw=False)
     if not bool(sol.event.fired):
-        raise SolverError(f"event_fn did not cross zero within {_EVENT_HORIZON:g} time units of t[0]; check that "
-                          f"it changes sign along the solution")
+        raise _event_search_failure(sol, bounded["max_steps"])
     event_t = sol.event.t.to(times.dtype)
     if state.single:
         return event_t, torch.stack([y0, sol.event.y])
@@ -229,6 +253,22 @@ def _warn_of_fixed_step_callbacks(func: Any, tableau: Tableau) -> None:
         warnings.warn(f"method {tableau.name!r} takes fixed steps, which torchdiffeq's fixed-grid solvers do not "
                       f"report through {' or '.join(given)}; symadj calls callback_accept_step after every step "
                       f"and never callback_reject_step", stacklevel=4)
+
+
+def _event_search_failure(sol: Any, max_steps: int) -> SolverError:
+    """The error of an event search that ended without the event."""
+    where = f"at t={float(sol.stats.t_final):.6g}, after {int(sol.stats.n_steps)} step attempts"
+    if sol.status is Status.MAX_STEPS:
+        return MaxStepsError(f"event_fn did not cross zero within max_num_steps={max_steps} step attempts "
+                             f"({where}); check that it changes sign along the solution, or raise "
+                             f"options['max_num_steps']")
+    if sol.status is Status.STEP_UNDERFLOW:
+        return StepSizeUnderflowError(f"the event search's step size fell below min_step {where}; the problem may "
+                                      f"be stiff or singular there")
+    if sol.status is Status.NONFINITE:
+        return NonFiniteError(f"the state became NaN or infinite during the event search, {where}")
+    return SolverError(f"event_fn did not cross zero within {_EVENT_HORIZON:g} time units of t[0]; check that it "
+                       f"changes sign along the solution")
 
 
 def _tableau(method: str | None) -> Tableau:

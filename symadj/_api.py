@@ -416,7 +416,7 @@ def _check_resolution(xp: Any, rtol: Any, dtype: Any) -> None:
     roundoff = float(info.eps) / 2
     if rtol >= roundoff:
         return
-    name = str(dtype).removeprefix("torch.")
+    name = str(dtype).rsplit(".", 1)[-1]  # "float16" from a library's "lib.float16" too
     message = (f"rtol={rtol:g} is below the resolution of {name} states (unit roundoff {roundoff:.3g}): "
                f"no {name} solution is that accurate")
     if info.bits < 32:

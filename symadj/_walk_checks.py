@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._backend import Backend
 from ._compat import device_of
@@ -67,7 +67,7 @@ class WalkChecks:
         entries on a staged backend."""
         if not self.carried:
             return list(params)
-        return [*params, *(self.xp.zeros((), dtype=times.dtype) for _ in _Carried.fields), state_like]
+        return [*params, *(self.xp.zeros((), dtype=times.dtype) for _ in _Carried._fields), state_like]
 
     def steps(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
         """``adjoint`` as the walks call it, its figures kept."""
@@ -83,8 +83,9 @@ class WalkChecks:
             self.finite.append(xp.all(xp.isfinite(lam)))
             if self.compare and start is not None:
                 if self.next_start is not None:
-                    self.gaps.append(_largest(xp, end - self.next_start))
-                    self.scales.append(_largest(xp, self.next_start) + _largest(xp, end - start))
+                    gap, scale = _gap_and_scale(xp, start, end, self.next_start)
+                    self.gaps.append(gap)
+                    self.scales.append(scale)
                 # A copy: the walk may hand out views into storage that it overwrites later.
                 self.next_start = xp.asarray(start, copy=True)
             return lam, params_bar
@@ -95,7 +96,7 @@ class WalkChecks:
         xp, compare = self.xp, self.compare
 
         def step(t, h, y, lam, params_bar, outputs):
-            *bars, carried, next_start = _Carried.split(params_bar)
+            *bars, carried, next_start = _split_carried(params_bar)
             lam, bars, (start, end) = adjoint(t, h, y, lam, bars, outputs)
             bad = ~xp.all(xp.isfinite(lam))
             first_bad = bad & (carried.nonfinite == 0)
@@ -104,8 +105,7 @@ class WalkChecks:
                                        nonfinite_h=xp.where(first_bad, h, carried.nonfinite_h),
                                        walked=carried.walked + 1)
             if compare and start is not None:
-                ulps = xp.astype(_ulps(xp, _largest(xp, end - next_start),
-                                       _largest(xp, next_start) + _largest(xp, end - start)), t.dtype)
+                ulps = xp.astype(_ulps(xp, *_gap_and_scale(xp, start, end, next_start)), t.dtype)
                 mismatch = (carried.walked > 1) & (ulps > ROUNDING_ULPS)
                 first = mismatch & (carried.mismatches == 0)
                 carried = carried._replace(mismatches=carried.mismatches + xp.astype(mismatch, t.dtype),
@@ -124,7 +124,7 @@ class WalkChecks:
         raise or warn, as the mode says, if steps were recomputed differently."""
         xp, backend, mode = self.xp, self.backend, self.mode
         if self.carried:
-            *params_bar, carried, _ = _Carried.split(walked_params)
+            *params_bar, carried, _ = _split_carried(walked_params)
         else:
             params_bar, carried = walked_params, self._summary(incoming)
         results_finite = xp.all(xp.isfinite(y0_bar))
@@ -145,7 +145,7 @@ class WalkChecks:
         xp = self.xp
         if not self.times:
             zero = xp.zeros((), dtype=xp.float64, device=device_of(like))
-            return _Carried(*(zero for _ in _Carried.fields))
+            return _Carried(*(zero for _ in _Carried._fields))
         times, sizes = xp.stack(self.times), xp.stack(self.sizes)
         bad = ~xp.stack(self.finite)
         first_bad = xp.argmax(xp.astype(bad, xp.int32))
@@ -163,29 +163,29 @@ class WalkChecks:
                         xp.max(xp.where(mismatch, ulps, xp.zeros_like(ulps))))
 
 
-class _Carried(tuple):
+class _Carried(NamedTuple):
     """The figures of a walk: non-finite steps and the first of them (its t and h), steps
     walked, recomputation mismatches, the first of them and the worst in ulps."""
 
-    fields = ("nonfinite", "nonfinite_t", "nonfinite_h", "walked", "mismatches", "mismatch_t", "mismatch_h", "worst")
+    nonfinite: Any
+    nonfinite_t: Any
+    nonfinite_h: Any
+    walked: Any
+    mismatches: Any
+    mismatch_t: Any
+    mismatch_h: Any
+    worst: Any
 
-    def __new__(cls, *values: Any) -> _Carried:
-        return super().__new__(cls, values)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[_Carried.fields.index(name)]
-        except ValueError:
-            raise AttributeError(name) from None
+def _split_carried(params_bar: list) -> list:
+    """``[*θ̄, record, next_start]`` of a staged walk's cotangent entries."""
+    count = len(_Carried._fields)
+    return [*params_bar[:-count - 1], _Carried(*params_bar[-count - 1:-1]), params_bar[-1]]
 
-    def _replace(self, **changes: Any) -> _Carried:
-        return _Carried(*(changes.get(name, value) for name, value in zip(_Carried.fields, self)))
 
-    @staticmethod
-    def split(params_bar: list) -> list:
-        """``[*θ̄, record, next_start]`` of carried walk entries."""
-        count = len(_Carried.fields)
-        return [*params_bar[:-count - 1], _Carried(*params_bar[-count - 1:-1]), params_bar[-1]]
+def _gap_and_scale(xp: Any, start: Any, end: Any, forward_end: Any) -> tuple[Any, Any]:
+    """max |recomputed end − forward end|, and the step's scale: the state's size plus its increment."""
+    return _largest(xp, end - forward_end), _largest(xp, forward_end) + _largest(xp, end - start)
 
 
 def _largest(xp: Any, x: Any) -> Any:

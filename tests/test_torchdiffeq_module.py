@@ -502,3 +502,57 @@ def test_adjoint_settings_without_the_continuous_adjoint_warn_that_they_are_unus
         warnings.simplefilter("error")
         odeint_adjoint(_decay, y0, t, adjoint_rtol=1e-6, gradient="adjoint")
         odeint_adjoint(_decay, y0, t)
+
+
+@pytest.mark.parametrize("backward_code", ["callback_step_adjoint", "callback_accept_step_adjoint", "norm"])
+def test_odeint_adjoint_runs_the_backward_solve_that_the_call_brings_code_for(backward_code):
+    # Code written to run in torchdiffeq's backward solve (an _adjoint callback, a callable adjoint
+    # norm) would silently never run in the exact modes: odeint_adjoint runs the continuous adjoint.
+    from symadj.torchdiffeq import odeint_adjoint
+
+    called = []
+
+    def func(t, y):
+        return -y
+
+    adjoint_options = None
+    if backward_code == "norm":
+        def norm(parts):
+            called.append(len(parts))
+            return torch.cat([part.reshape(-1) for part in parts]).abs().max()
+
+        adjoint_options = {"norm": norm}
+    else:
+        setattr(func, backward_code, lambda t, y, dt: called.append(float(t)))
+    y0 = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    with pytest.warns(symadj.SymadjWarning, match=r"run in the backward solve.*gradient='adjoint'.*"
+                      r"pass gradient='symplectic'"):
+        ys = odeint_adjoint(func, y0, torch.tensor([0.0, 1.0], dtype=F64), adjoint_options=adjoint_options)
+    assert not called
+    (grad,) = torch.autograd.grad(ys[-1].sum(), y0)
+    assert called  # the backward solve called it
+    assert torch.allclose(grad, torch.full((2,), math.exp(-1.0), dtype=F64), rtol=1e-6)
+
+
+def test_odeint_adjoint_given_a_gradient_keeps_it_whatever_backward_code_the_call_brings():
+    import warnings
+
+    from symadj.torchdiffeq import odeint_adjoint
+
+    called = []
+
+    def func(t, y):
+        return -y
+
+    func.callback_step_adjoint = lambda t, y, dt: called.append(float(t))
+    y0 = torch.tensor([1.0, 2.0], dtype=F64, requires_grad=True)
+    ts = torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.warns(symadj.SymadjWarning, match=r"_adjoint callbacks run in the backward solves.*not called"):
+        ys = odeint_adjoint(func, y0, ts, gradient="symplectic")
+    (grad,) = torch.autograd.grad(ys[-1].sum(), y0)
+    want = torch.autograd.grad(symadj.odeint(_decay, y0, ts, gradient="backprop")[-1].sum(), y0)[0]
+    assert not called and float((grad - want).abs().max()) < 1e-15
+    del func.callback_step_adjoint
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a call without backward code: exact, and nothing to say
+        odeint_adjoint(func, y0, ts)

@@ -7,7 +7,9 @@ arguments, option names and method names with their meanings, and gives exact gr
 adjoint method (``gradient="symplectic"``), in the memory of torchdiffeq's adjoint. Pass
 ``gradient="adjoint"`` for torchdiffeq's continuous adjoint (then ``adjoint_rtol``,
 ``adjoint_atol``, ``adjoint_method`` and ``adjoint_options`` set its backward solve) or
-``gradient="backprop"`` for autodiff through the solver. docs/migration.md lists what differs.
+``gradient="backprop"`` for autodiff through the solver. ``odeint_adjoint`` runs the
+continuous adjoint by itself only for a call that brings code for its backward solve
+(``_adjoint`` callbacks, a callable adjoint norm). docs/migration.md lists what differs.
 
 Examples:
     >>> import torch
@@ -70,6 +72,8 @@ _OUT_OF_SCOPE = {
     "scipy_solver": "a wrapper around SciPy's solvers",
 }
 
+_ADJOINT_CALLBACKS = ("callback_step_adjoint", "callback_accept_step_adjoint", "callback_reject_step_adjoint")
+
 _ADAPTIVE_OPTIONS = {"min_step", "max_step", "first_step", "step_t", "jump_t", "safety", "ifactor", "dfactor",
                      "max_num_steps", "dtype", "norm"}
 _FIXED_OPTIONS = {"step_size", "grid_constructor", "interp", "perturb", "dtype", "norm"}
@@ -118,8 +122,12 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
                    event_fn: Callable[[Any, Any], Any] | None = None, adjoint_rtol: Any = None,
                    adjoint_atol: Any = None, adjoint_method: str | None = None,
                    adjoint_options: Mapping[str, Any] | None = None, adjoint_params: Sequence[Any] | None = None,
-                   gradient: str | GradientMode = "symplectic") -> Any:
+                   gradient: str | GradientMode | None = None) -> Any:
     """torchdiffeq's ``odeint_adjoint``: exact gradients by default, in O(|y|) extra memory per step.
+
+    The continuous adjoint runs instead when the call brings code that only a backward solve
+    calls (``func.callback_*_adjoint`` or a callable ``adjoint_options["norm"]``), so that code
+    runs as in torchdiffeq; a :class:`SymadjWarning` says so.
 
     Args:
         func, y0, t, rtol, atol, method, options, event_fn: as :func:`odeint`.
@@ -131,8 +139,9 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
             ``(t, *y, *adj_y, *adj_params)``. The exact modes have no backward solve to set.
         adjoint_params: the tensors gradients flow to (leaves or not); by default
             ``func``'s parameters and every tensor requiring grad that ``func`` uses.
-        gradient: ``"symplectic"`` (exact, default), ``"checkpoint"``, ``"backprop"``, or
-            ``"adjoint"`` (torchdiffeq's continuous adjoint, not exact).
+        gradient: ``"symplectic"`` (exact), ``"checkpoint"``, ``"backprop"``, or ``"adjoint"``
+            (torchdiffeq's continuous adjoint, not exact); by default ``"symplectic"``, or
+            ``"adjoint"`` for a call with backward-solve code (above).
 
     Returns:
         As :func:`odeint`.
@@ -140,6 +149,8 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
     Raises:
         As :func:`odeint`.
     """
+    if gradient is None:
+        gradient = _default_adjoint_gradient(func, adjoint_options)
     mode = as_gradient_mode(gradient)
     if isinstance(mode, Adjoint) and not isinstance(gradient, GradientMode):
         mode = _continuous_adjoint(func, y0, t, method, options, adjoint_rtol, adjoint_atol, adjoint_method,
@@ -154,6 +165,20 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
                           f"not used. Pass gradient='adjoint' for torchdiffeq's continuous adjoint", SymadjWarning,
                           stacklevel=2)
     return _solve(func, y0, t, rtol, atol, method, options, event_fn, mode, adjoint_params)
+
+
+def _default_adjoint_gradient(func: Any, adjoint_options: Mapping[str, Any] | None) -> str:
+    """``"symplectic"``, unless the call brings code written to run in torchdiffeq's backward
+    solve: the exact modes have none, so that code would silently never run."""
+    backward_code = [f"func.{name}" for name in _ADJOINT_CALLBACKS if callable(getattr(func, name, None))]
+    if adjoint_options is not None and callable(adjoint_options.get("norm")):
+        backward_code.append('adjoint_options["norm"]')
+    if not backward_code:
+        return "symplectic"
+    warnings.warn(f"{' and '.join(backward_code)} run in the backward solve of torchdiffeq's continuous adjoint, so "
+                  f"odeint_adjoint runs it (gradient='adjoint'); pass gradient='symplectic' for the exact gradient, "
+                  f"which has no backward solve to call them", SymadjWarning, stacklevel=3)
+    return "adjoint"
 
 
 def odeint_event(func: Callable[..., Any], y0: Any, t0: Any, *, event_fn: Callable[[Any, Any], Any],

@@ -26,7 +26,8 @@ PLAIN_MLP = ("mlp", "timeseries")
 # over every output time.
 FITTED = ("pendulum", "timeseries")
 # Problems run with each library's own default options (max_steps included), as a user
-# would run them; the others give every JAX method the same tight max_steps.
+# would run them; on the others, a case that bounds the steps (fit_max_steps) gives every
+# method the same tight bound.
 LIBRARY_DEFAULTS = ("timeseries",)
 GRAVITY, DAMPING = 9.81, 0.3
 TARGET_RTOL = 1e-11

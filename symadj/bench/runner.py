@@ -39,12 +39,12 @@ class BenchConfig:
         repeats: timed repeats after one warm-up (the median is reported).
         device: ``"cpu"`` or another device (``"cuda"``) for the backends that take one.
         threads: threads per worker (0: the libraries' defaults).
-        count_apart: count evaluations in a second program where counting costs time (JAX),
+        count_apart: count evaluations in a second program where counting costs time (compiled cases),
             so that the timed one has no counter; off, one program is compiled and timed.
         reference_rtol: tolerance of the float64 dopri8 reference solve.
         timeout: seconds a worker may run before it is stopped.
         shared_workers: run each backend's methods in one worker process (one after the
-            other, each peak from its own baseline; JAX programs compile side by side)
+            other, each peak from its own baseline; compiled cases compile side by side)
             instead of a fresh process per method.
     """
 
@@ -97,7 +97,7 @@ class Progress:
     def update(self, text: str, advance: bool = False) -> None:
         self.done += advance
         elapsed = time.perf_counter() - self.start
-        # At the pace so far: cases differ (a JAX case compiles), so it is a rough guide.
+        # At the pace so far: cases differ (a compiled case compiles first), so it is a rough guide.
         left = f", ~{elapsed * (self.total - self.done) / self.done:.0f}s left" if 0 < self.done < self.total else ""
         line = f"[{self.done}/{self.total} {elapsed:4.0f}s{left}] {text}"
         if self.live:

@@ -78,7 +78,7 @@ def run_task(task: dict[str, Any]) -> None:
 
     With ``task["reference"]`` set, compute and save each problem's gradient instead
     (``<reference_dir>/<id>.npy``). With ``task["prepare_together"]``, every case is built
-    first (JAX: the methods' programs compile side by side, one thread per core), then
+    first (a compiled case's programs compile side by side, one thread per core), then
     measured one at a time.
     """
     methods = [get_method(name) for name in task["methods"]]

@@ -1,4 +1,4 @@
-"""The plugin manager and the registry of tableaux and backends.
+"""The plugin manager and the registry of tableaux, backends and benchmark cases.
 
 Plugins come from the entry-point group ``symadj``; symadj's own tableaux and
 backends are plugins too. A plugin that fails to load or to register is reported
@@ -23,6 +23,7 @@ import tomllib
 from . import hookspecs
 from ._backend import Backend, BackendInfo
 from ._tableau import Tableau
+from .bench.cases import BenchCaseInfo
 from .errors import (
     BackendUnavailableError,
     DuplicateNameError,
@@ -78,7 +79,7 @@ class BackendStatus:
 
 
 class Registry:
-    """Tableaux and backends by name; thread-safe, filled from plugins on first use."""
+    """Tableaux, backends and benchmark cases by name; thread-safe, filled from plugins on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -87,6 +88,7 @@ class Registry:
         self._tableaux: dict[str, Tableau | Path] = {}
         self._backends: dict[str, BackendInfo] = {}
         self._backend_objects: dict[str, Backend] = {}
+        self._bench_cases: dict[str, BenchCaseInfo] = {}
         self.errors: list[str] = []
 
     # -- loading --------------------------------------------------------------
@@ -121,11 +123,14 @@ class Registry:
             self._call_plugin(impl, self._add_tableau_entry)
         for impl in manager.hook.symadj_register_backends.get_hookimpls():
             self._call_plugin(impl, self._add_backend)
+        for impl in manager.hook.symadj_bench_cases.get_hookimpls():
+            self._call_plugin(impl, self._add_bench_case)
 
     def _call_plugin(self, impl: Any, add: Any) -> None:
         try:
             contributions = impl.function() or []
-            if isinstance(contributions, (str, Path, Tableau, BackendInfo)) or not isinstance(contributions, Iterable):
+            single = (str, Path, Tableau, BackendInfo, BenchCaseInfo)
+            if isinstance(contributions, single) or not isinstance(contributions, Iterable):
                 raise InvalidArgumentError(
                     f"{impl.function.__name__} must return a list, got {type(contributions).__name__}"
                 )
@@ -257,6 +262,23 @@ class Registry:
             )
         best = max(candidates, key=lambda i: i.priority)
         return self.get_backend(best.name)
+
+    # -- benchmark cases ------------------------------------------------------
+    def _add_bench_case(self, case: BenchCaseInfo, *, replace: bool) -> None:
+        if not isinstance(case, BenchCaseInfo):
+            raise InvalidArgumentError(
+                f"a benchmark case must be a symadj.bench.cases.BenchCaseInfo, got {type(case).__name__}"
+            )
+        with self._lock:
+            if case.backend in self._bench_cases and not replace:
+                raise DuplicateNameError(f"a benchmark case for backend {case.backend!r} is already registered")
+            self._bench_cases[case.backend] = case
+
+    def bench_cases(self) -> list[BenchCaseInfo]:
+        """The benchmark cases, by their ``order``, then by backend name."""
+        self._ensure_loaded()
+        with self._lock:
+            return sorted(self._bench_cases.values(), key=lambda case: (case.order, case.backend))
 
 
 def _plugin_sources() -> list[tuple[str, Any]]:

@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     from ._backend import BackendInfo
     from ._tableau import Tableau
+    from .bench.cases import BenchCaseInfo
 
 hookspec = pluggy.HookspecMarker("symadj")
 
@@ -33,4 +34,15 @@ def symadj_register_backends() -> list[BackendInfo]:
 
     The description must not import the array library: a backend whose library is
     missing is listed as unavailable with its pip extra.
+    """
+
+
+@hookspec
+def symadj_bench_cases() -> list[BenchCaseInfo]:
+    """Contribute ``symadj bench`` cases, each a :class:`symadj.bench.cases.BenchCaseInfo`:
+    the backend it solves with, the module the benchmark's worker imports, and the peer
+    libraries (:class:`symadj.bench.cases.Peer`) it can time on the same problems.
+
+    The description must not import the array library: methods whose library is missing
+    are listed as skipped, with their install command.
     """

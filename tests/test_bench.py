@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import symadj
+from symadj import _plugins
 from symadj._cli import build_parser, main
-from symadj.bench import measure, plot, report, runner
-from symadj.bench.config import QUICK_LEAVES_OUT, bench_config, points
-from symadj.bench.methods import SYMADJ_MODES, Method, all_methods, select
-from symadj.bench.problems import ProblemSpec, make_arrays
+from symadj.bench import measure, plot, report, runner, worker
+from symadj.bench.cases import BenchCaseInfo, Peer
+from symadj.bench.config import bench_config, points
+from symadj.bench.methods import SYMADJ_MODES, Method, all_methods, get_method, select
+from symadj.bench.problems import ProblemSpec, gradient_vector, make_arrays, problem_arrays, vector_field
 from symadj.errors import UnknownNameError
 
 FIGURES = ("seconds", "peak_mib", "fevals", "grad_rel_error")
@@ -143,6 +148,97 @@ def test_a_missing_peer_is_listed_as_skipped_with_its_pip_command(monkeypatch):
     assert "pip install nolib" in report.format_table(rows, config)
 
 
+class NumpyCase:
+    """A third backend's case, forward only (symadj's NumPy backend): its "gradient" is the
+    final state, enough to carry a case through the worker and the reference check."""
+
+    def __init__(self, method, spec, dtype="float32", device="cpu", count_apart=True):
+        self.spec, self.method, self.calls = spec, method, 0
+        self.arrays = problem_arrays(spec, lambda a: np.asarray(a, dtype=dtype))
+        self.final = None
+
+    def field(self, t, y):
+        self.calls += 1
+        return vector_field(np, self.spec, t, y, self.arrays.params, self.arrays.probe)
+
+    def run(self):
+        spec = self.spec
+        sol = symadj.solve(self.field, self.arrays.y0, self.arrays.times, method=spec.method, rtol=spec.rtol,
+                           atol=spec.atol, backend="numpy")
+        self.final = sol.ys[-1]
+        return int(sol.stats.n_accepted)
+
+    def counted(self):
+        self.calls = 0
+        return self.run(), self.calls
+
+    def gradient(self):
+        return gradient_vector(self.arrays.params, self.final)
+
+
+@pytest.fixture
+def third_backend(monkeypatch):
+    """A backend plugin that is neither torch nor JAX, registered in-process: its case
+    (NumpyCase) and a peer that is not installed, one of whose modes is slow."""
+    plugin = types.ModuleType("third_backend_plugin")
+
+    @symadj.hookimpl
+    def symadj_bench_cases():
+        peer = Peer("thirdpeer", ("odeint", "odeint_slow"), ("no_such_module_here",), "pip install thirdpeer",
+                    slow_modes=("odeint_slow",))
+        return [BenchCaseInfo("third", module="third_backend_bench_case", library="numpy", extra="symadj",
+                              peers=(peer,))]
+
+    plugin.symadj_bench_cases = symadj_bench_cases
+    case_module = types.ModuleType("third_backend_bench_case")
+    case_module.configure = lambda threads, dtype: None
+    case_module.BenchCase = NumpyCase
+    sources = _plugins._plugin_sources()
+    monkeypatch.setattr(_plugins, "_plugin_sources", lambda: [*sources, ("third", lambda: plugin)])
+    monkeypatch.setattr(_plugins, "registry", _plugins.Registry())
+    monkeypatch.setitem(sys.modules, "third_backend_bench_case", case_module)
+
+
+def test_a_third_backend_brings_its_case_and_peer_through_the_hook(third_backend):
+    third = ["symadj-third:symplectic", "symadj-third:checkpoint", "symadj-third:backprop", "symadj-third:adjoint",
+             "thirdpeer:odeint", "thirdpeer:odeint_slow"]
+    names = [m.name for m in all_methods()]
+    assert names[-6:] == third and "symadj-torch:symplectic" in names and "diffrax:DirectAdjoint" in names
+    assert [m.name for m in bench_config(parse("--backend", "third")).methods] == third
+    assert [m.name for m in bench_config(parse("--quick", "--backend", "third")).methods] == third[:-1]
+    assert get_method("thirdpeer:odeint").requires == ("numpy", "no_such_module_here")
+    assert "no_such_module_here" in report.libraries()
+    assert runner.reference_method((get_method("thirdpeer:odeint"),)).name == "symadj-third:checkpoint"
+    assert _plugins.registry.errors == []
+
+
+def test_a_third_backends_case_runs_in_the_worker_against_its_reference(third_backend, tmp_path, capsys):
+    spec = ProblemSpec("pendulum", layers=2, width=8, batch=4, outputs=3)
+    reference = runner.reference_method((get_method("symadj-third:symplectic"),))
+    common = {"backend": "third", "device": "cpu", "reference_dir": str(tmp_path), "threads": 0}
+    worker.run_task({**common, "methods": [reference.name], "dtype": "float64", "reference": True, "repeats": 1,
+                     "problems": [{"id": "p", "spec": dataclasses.asdict(spec.replace(method="dopri8", rtol=1e-10,
+                                                                                       atol=1e-10))}]})
+    worker.run_task({**common, "methods": ["symadj-third:symplectic"], "dtype": "float32", "repeats": 2,
+                     "problems": [{"id": "p", "spec": dataclasses.asdict(spec)}]})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["status"] for line in lines] == ["ok", "ok"], lines
+    assert (tmp_path / "p.npy").exists()
+    measured = lines[1]
+    assert measured["steps"] > 0 and measured["fevals"] >= 6 * measured["steps"]
+    assert measured["seconds"] > 0 and measured["grad_rel_error"] < 1e-4
+
+
+def test_the_benchmark_core_names_no_array_library_or_peer():
+    # Cases and peers come from the backend plugins (symadj_bench_cases): a new backend
+    # brings its own without edits here.
+    core = Path(symadj.__file__).parent / "bench"
+    for path in sorted(core.glob("*.py")):
+        text = path.read_text(encoding="utf-8").lower()
+        named = [name for name in ("torch", "jax", "diffrax", "equinox") if name in text]
+        assert not named, f"symadj/bench/{path.name} names {named}"
+
+
 def _rows(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -150,7 +246,7 @@ def _rows(path):
 
 def _check_quick_results(out, backends):
     rows = _rows(out / "results.csv")
-    expected = [m.name for m in select(backends) if m.available and m.name not in QUICK_LEAVES_OUT]
+    expected = [m.name for m in select(backends) if m.available and m.quick]
     point_ids = {row["point"] for row in rows}
     assert point_ids == {"mlp", "sweep-end=0.5", "sweep-end=2"}
     for name in expected:

@@ -1,4 +1,5 @@
-"""The benchmark problems in JAX, solved by symadj's JAX backend or by diffrax, jitted.
+"""The benchmark problems (:mod:`symadj.bench.problems`) in JAX, solved by symadj's JAX backend
+or by diffrax, jitted.
 
 The evaluations of the vector field are counted by a second program whose field calls
 ``jax.debug.callback`` (evaluations inside a compiled loop cannot be counted otherwise);
@@ -19,15 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symadj.bench import measure
 from symadj.bench.methods import Method
-from symadj.bench.problems import FITTED, LIBRARY_DEFAULTS, PLAIN_MLP, ProblemSpec, gradient_vector, make_arrays
-
-
-def _net(params: list[tuple[Any, Any]], h: Any) -> Any:
-    for weight, bias in params[:-1]:
-        h = jnp.tanh(h @ weight + bias)
-    return h @ params[-1][0] + params[-1][1]
+from symadj.bench.problems import LIBRARY_DEFAULTS, ProblemSpec, gradient_vector, loss_of, problem_arrays, vector_field
 
 
 def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
@@ -36,22 +30,7 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     def field(t: Any, y: Any, params: list[tuple[Any, Any]]) -> Any:
         if on_call is not None:
             jax.debug.callback(on_call)
-        if spec.kind in PLAIN_MLP:
-            return _net(params, y)
-        if spec.kind == "pendulum":
-            angle, velocity = y[:, :1], y[:, 1:]
-            return jnp.concatenate([velocity, _net(params, jnp.concatenate(
-                [jnp.sin(angle), jnp.cos(angle), velocity], axis=1))], axis=1)
-        # FFJORD's Hutchinson estimate e^T (df/dz) e, with J e carried through the layers
-        # by hand, exactly as the torch version does.
-        z = y[0]
-        h = jnp.concatenate([z, jnp.broadcast_to(jnp.asarray(t, z.dtype), (z.shape[0], 1))], axis=1)
-        tangent = jnp.concatenate([probe, jnp.zeros_like(z[:, :1])], axis=1)
-        for weight, bias in params[:-1]:
-            h = jnp.tanh(h @ weight + bias)
-            tangent = (1 - h * h) * (tangent @ weight)
-        dz = h @ params[-1][0] + params[-1][1]
-        return dz, jnp.sum((tangent @ params[-1][0]) * probe, axis=1)
+        return vector_field(jnp, spec, t, y, params, probe)
 
     return field
 
@@ -60,16 +39,6 @@ def configure(threads: int, dtype: str) -> None:
     """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS)."""
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-
-
-def loss_of(spec: ProblemSpec, ys: Any, target: Any) -> Any:
-    """The scalar the benchmark differentiates (the same in every backend)."""
-    if spec.kind == "mlp":
-        return jnp.mean(ys[-1] ** 2)
-    if spec.kind in FITTED:
-        return jnp.mean((ys - target) ** 2)
-    z, delta = ys[0][-1], ys[1][-1]
-    return -jnp.mean(-0.5 * jnp.sum(z**2, axis=1) - math.log(2 * math.pi) + delta)
 
 
 class _Counter:
@@ -105,11 +74,8 @@ def fit_max_steps(specs: list[ProblemSpec], dtype: str = "float32") -> dict[Prob
     a compiled program (a sweep over the integration length) share the largest bound."""
     largest: dict[ProblemSpec, int] = {}
     for spec in specs:
-        arrays = make_arrays(spec)
-        cast = lambda a: jnp.asarray(a, dtype=jnp.dtype(dtype))  # noqa: E731
-        y0 = tuple(cast(a) for a in arrays["y0"])
-        params = [(cast(w), cast(b)) for w, b in arrays["params"]]
-        steps = _forward_steps(_trace_key(spec), dtype)(y0 if len(y0) > 1 else y0[0], params, cast(arrays["times"]))
+        arrays = problem_arrays(spec, lambda a: jnp.asarray(a, dtype=jnp.dtype(dtype)))
+        steps = _forward_steps(_trace_key(spec), dtype)(arrays.y0, arrays.params, arrays.times)
         key = _trace_key(spec)
         largest[key] = max(math.ceil(1.5 * int(steps)) + 8, largest.get(key, 0))
     _BOUNDS.update({spec: largest[_trace_key(spec)] for spec in specs})
@@ -121,8 +87,7 @@ def _forward_steps(key: ProblemSpec, dtype: str) -> Any:
     """symadj's forward solve of the problems ``key`` stands for, compiled once: its step count."""
     import symadj
 
-    extra = make_arrays(key)["extra"]
-    field = make_field(key, jnp.asarray(extra, dtype=jnp.dtype(dtype)) if key.kind == "cnf" else None)
+    field = make_field(key, problem_arrays(key, lambda a: jnp.asarray(a, dtype=jnp.dtype(dtype))).probe)
     return jax.jit(lambda y0, p, times: symadj.solve(field, y0, times, args=p, method=key.method, rtol=key.rtol,
                                                      atol=key.atol).stats.n_steps)
 
@@ -134,16 +99,10 @@ class BenchCase:
 
     def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu",
                  count_apart: bool = True) -> None:
-        arrays = make_arrays(spec)
-        jax_dtype = jnp.dtype(dtype)
-        cast = lambda a: jnp.asarray(a, dtype=jax_dtype)  # noqa: E731
+        arrays = problem_arrays(spec, lambda a: jnp.asarray(a, dtype=jnp.dtype(dtype)))
         self.spec, self.method = spec, method
-        self.params = [(cast(w), cast(b)) for w, b in arrays["params"]]
-        leaves = tuple(cast(a) for a in arrays["y0"])
-        self.y0 = leaves if len(leaves) > 1 else leaves[0]
-        self.times = cast(arrays["times"])
-        self.probe = cast(arrays["extra"]) if spec.kind == "cnf" else None
-        self.target = cast(arrays["extra"]) if spec.kind in FITTED else None
+        self.params, self.y0, self.times = arrays.params, arrays.y0, arrays.times
+        self.probe, self.target = arrays.probe, arrays.target
         self.max_steps = None if spec.kind in LIBRARY_DEFAULTS else (
             _BOUNDS.get(spec) or fit_max_steps([spec], dtype)[spec])
         self._gradients: Any = None
@@ -167,7 +126,7 @@ class BenchCase:
             def loss(params: Any, y0: Any, times: Any, target: Any) -> Any:
                 sol = symadj.solve(field, y0, times, args=params, method=spec.method, rtol=spec.rtol,
                                    atol=spec.atol, gradient=method.mode, options=bound or None)
-                return loss_of(spec, sol.ys, target), sol.stats.n_accepted
+                return loss_of(jnp, spec, sol.ys, target), sol.stats.n_accepted
 
             return loss
         import diffrax
@@ -179,7 +138,7 @@ class BenchCase:
                 diffrax.ODETerm(field), solver, times[0], times[-1], None, y0, args=params,
                 saveat=diffrax.SaveAt(ts=times), adjoint=getattr(diffrax, method.mode)(),
                 stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), **bound)
-            return loss_of(spec, sol.ys, target), sol.stats["num_accepted_steps"]
+            return loss_of(jnp, spec, sol.ys, target), sol.stats["num_accepted_steps"]
 
         return loss
 
@@ -209,11 +168,3 @@ class BenchCase:
         (param_grads, y0_grad), self._gradients = self._gradients, None
         first = y0_grad[0] if isinstance(y0_grad, tuple) else y0_grad
         return gradient_vector([(np.asarray(w), np.asarray(b)) for w, b in param_grads], np.asarray(first))
-
-    def reset_peak(self) -> float:
-        """Start a peak-memory measurement; returns its baseline in MiB."""
-        return measure.reset_peak()
-
-    def peak_mib(self) -> float:
-        """Peak resident memory (MiB, not above the baseline) since :meth:`reset_peak`."""
-        return measure.peak_mib()

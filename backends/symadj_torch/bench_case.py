@@ -1,55 +1,34 @@
-"""``symadj bench`` in PyTorch: the problems, solved by symadj's torch backend or by torchdiffeq
-(loaded by the benchmark's worker process, see symadj/bench/worker.py)."""
+"""``symadj bench`` in PyTorch: the problems (:mod:`symadj.bench.problems`), solved by symadj's
+torch backend or by torchdiffeq (loaded by the benchmark's worker process, see
+symadj/bench/worker.py)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import array_api_compat.torch as xp
 import numpy as np
 import torch
 
 from symadj.bench import measure
 from symadj.bench.methods import Method
-from symadj.bench.problems import FITTED, PLAIN_MLP, ProblemSpec, gradient_vector, make_arrays
+from symadj.bench.problems import ProblemArrays, ProblemSpec, gradient_vector, loss_of, problem_arrays, vector_field
 
 
 class Field(torch.nn.Module):
-    """The problem's vector field ``f(t, y)``, counting its calls."""
+    """The problem's vector field ``f(t, y)`` with the network's weights as parameters, counting its calls."""
 
-    def __init__(self, spec: ProblemSpec, arrays: dict[str, Any], dtype: torch.dtype, device: str) -> None:
+    def __init__(self, spec: ProblemSpec, arrays: ProblemArrays) -> None:
         super().__init__()
-        self.kind = spec.kind
-        as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
-        self.weights = torch.nn.ParameterList([torch.nn.Parameter(as_tensor(w)) for w, _ in arrays["params"]])
-        self.biases = torch.nn.ParameterList([torch.nn.Parameter(as_tensor(b)) for _, b in arrays["params"]])
-        self.register_buffer("probe", as_tensor(arrays["extra"]) if spec.kind == "cnf" else None)
+        self.spec = spec
+        self.weights = torch.nn.ParameterList([torch.nn.Parameter(w) for w, _ in arrays.params])
+        self.biases = torch.nn.ParameterList([torch.nn.Parameter(b) for _, b in arrays.params])
+        self.register_buffer("probe", arrays.probe)
         self.calls = 0
-
-    def net(self, h: torch.Tensor) -> torch.Tensor:
-        for weight, bias in zip(self.weights[:-1], self.biases[:-1]):
-            h = torch.tanh(h @ weight + bias)
-        return h @ self.weights[-1] + self.biases[-1]
 
     def forward(self, t: torch.Tensor, y: Any) -> Any:
         self.calls += 1
-        if self.kind in PLAIN_MLP:
-            return self.net(y)
-        if self.kind == "pendulum":
-            angle, velocity = y[:, :1], y[:, 1:]
-            return torch.cat([velocity, self.net(torch.cat([angle.sin(), angle.cos(), velocity], dim=1))], dim=1)
-        return self._flow(t, y[0])
-
-    def _flow(self, t: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # FFJORD's Hutchinson estimate e^T (df/dz) e, with J e carried forward through the
-        # layers by hand (a JVP): no autograd call inside the field, so every mode can use it.
-        h = torch.cat([z, t.to(z.dtype).expand(z.shape[0], 1)], dim=1)
-        tangent = torch.cat([self.probe, torch.zeros_like(z[:, :1])], dim=1)
-        for weight, bias in zip(self.weights[:-1], self.biases[:-1]):
-            h = torch.tanh(h @ weight + bias)
-            tangent = (1 - h * h) * (tangent @ weight)
-        dz = h @ self.weights[-1] + self.biases[-1]
-        return dz, ((tangent @ self.weights[-1]) * self.probe).sum(dim=1)
+        return vector_field(xp, self.spec, t, y, list(zip(self.weights, self.biases)), self.probe)
 
 
 def configure(threads: int, dtype: str) -> None:
@@ -58,33 +37,18 @@ def configure(threads: int, dtype: str) -> None:
         torch.set_num_threads(threads)
 
 
-def loss_of(spec: ProblemSpec, ys: Any, target: torch.Tensor | None) -> torch.Tensor:
-    """The scalar the benchmark differentiates (the same in every backend)."""
-    if spec.kind == "mlp":
-        return ys[-1].square().mean()
-    if spec.kind in FITTED:
-        return (ys - target).square().mean()
-    z, delta = ys[0][-1], ys[1][-1]
-    log_p = -0.5 * z.square().sum(dim=1) - math.log(2 * math.pi) + delta
-    return -log_p.mean()
-
-
 class BenchCase:
     """One method on one problem, ready to run forward and backward repeatedly."""
 
     def __init__(self, method: Method, spec: ProblemSpec, dtype: str = "float32", device: str = "cpu",
                  count_apart: bool = True) -> None:  # counting is a Python counter here, free: one program
-        arrays = make_arrays(spec)
         torch_dtype = getattr(torch, dtype)
+        arrays = problem_arrays(spec, lambda a: torch.as_tensor(a, dtype=torch_dtype, device=device))
         self.spec, self.device, self.info = spec, device, {}
-        self.field = Field(spec, arrays, torch_dtype, device)
-        leaves = [torch.as_tensor(a, dtype=torch_dtype, device=device) for a in arrays["y0"]]
-        leaves[0].requires_grad_(True)
-        self.leaves = leaves
-        self.y0 = tuple(leaves) if len(leaves) > 1 else leaves[0]
-        self.times = torch.as_tensor(arrays["times"], dtype=torch_dtype, device=device)
-        self.target = torch.as_tensor(arrays["extra"], dtype=torch_dtype, device=device) if spec.kind in FITTED \
-            else None
+        self.field = Field(spec, arrays)
+        arrays.leaves[0].requires_grad_(True)
+        self.leaves = arrays.leaves
+        self.y0, self.times, self.target = arrays.y0, arrays.times, arrays.target
         self._solve = self._solver(method)
 
     def _solver(self, method: Method) -> Any:
@@ -102,7 +66,7 @@ class BenchCase:
     def _iteration(self) -> int | None:
         result = self._solve()
         ys = result.ys if hasattr(result, "ys") else result
-        loss_of(self.spec, ys, self.target).backward()
+        loss_of(xp, self.spec, ys, self.target).backward()
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return int(result.stats.n_accepted) if hasattr(result, "stats") else None

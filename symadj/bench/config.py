@@ -27,16 +27,13 @@ DEFAULTS: dict[str, ProblemSpec] = {
 DEFAULT_KINDS = ("mlp", "cnf", "pendulum")
 QUICK_KINDS = ("mlp",)
 # Small and smooth (lower gain: fewer steps), so that ``--quick`` is quick; the tolerances
-# stay those of the full run.
+# stay those of the full run. A peer's slow modes are left out too (Method.quick).
 QUICK: dict[str, dict[str, Any]] = {
     "mlp": {"layers": 4, "width": 64, "batch": 32, "features": 8, "gain": 1.5},
     "cnf": {"layers": 3, "width": 32, "batch": 64, "gain": 1.0},
     "pendulum": {"layers": 3, "width": 32, "batch": 32, "end": 1.0, "outputs": 5, "gain": 1.0},
     "timeseries": {"width": 32, "batch": 16, "outputs": 50, "gain": 1.0},
 }
-# A quick run compiles each JAX method once, diffrax's the slowest to compile (20 to 30 s
-# each on 2 cores): it keeps diffrax's default adjoint, and --method names the others.
-QUICK_LEAVES_OUT = ("diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint")
 SWEEPS = ("end", "rtol", "off")
 SWEEP_VALUES = {"end": (0.5, 1.0, 2.0, 4.0), "rtol": (1e-5, 1e-6, 1e-7, 1e-8)}
 QUICK_SWEEP_VALUES = {"end": (0.5, 1.0, 2.0), "rtol": (1e-5, 1e-6, 1e-7)}
@@ -51,19 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``symadj bench`` flags to ``parser``."""
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run of about a minute: the mlp problem (others with --problem) at small sizes "
-                             "and a 3-point sweep, each backend's methods in one worker, diffrax's default adjoint "
-                             "(others with --method)")
+                             "and a 3-point sweep, each backend's methods in one worker, without the peers' slow "
+                             "modes (named with --method)")
     others = [kind for kind in KINDS if kind not in DEFAULT_KINDS]
     parser.add_argument("--problem", nargs="+", metavar="NAME",
                         help=f"problems to run (default {', '.join(DEFAULT_KINDS)}; also {', '.join(others)})")
-    parser.add_argument("--backend", nargs="+", metavar="NAME", help="backends to run: torch, jax (default all)")
+    parser.add_argument("--backend", nargs="+", metavar="NAME",
+                        help="backends to run (default every backend that brings a benchmark case)")
     parser.add_argument("--method", nargs="+", metavar="NAME",
-                        help="methods whose name contains one of these (e.g. symplectic torchdiffeq); default all")
+                        help="methods whose name contains one of these (e.g. symplectic adjoint); default all")
     parser.add_argument("--out", metavar="DIR", help="write results.csv, results.json and bench.png to DIR")
     parser.add_argument("--repeats", type=int, help="timed repeats after a warm-up (default 3, quick 2)")
     parser.add_argument("--threads", type=int, default=0,
                         help="threads per worker process (default 0: the libraries' own, all cores)")
-    parser.add_argument("--device", default="cpu", help="device for the torch methods, e.g. cuda (default cpu)")
+    parser.add_argument("--device", default="cpu",
+                        help="device for the methods of backends that take one, e.g. cuda (default cpu)")
     parser.add_argument("--reference-rtol", type=float, default=1e-10,
                         help="tolerance of the float64 dopri8 reference gradient (default 1e-10)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one worker may run (default 3600)")
@@ -151,7 +150,7 @@ def bench_config(args: argparse.Namespace) -> BenchConfig:
         raise InvalidArgumentError(f"--threads must be 0 (library defaults) or more, got {args.threads}")
     methods = select(args.backend, args.method)
     if args.quick and not args.method:
-        methods = [method for method in methods if method.name not in QUICK_LEAVES_OUT]
+        methods = [method for method in methods if method.quick]
     return BenchConfig(points=points(args), methods=tuple(methods), repeats=repeats,
                        device=args.device, threads=args.threads, count_apart=not args.quick,
                        reference_rtol=args.reference_rtol, timeout=args.timeout,

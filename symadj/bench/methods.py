@@ -1,14 +1,18 @@
-"""The methods the benchmark compares: symadj's gradient modes on each backend, and the peers."""
+"""The methods the benchmark compares: symadj's gradient modes on each backend, and the peers.
+
+Backends and peers come from the plugins' benchmark cases (hook ``symadj_bench_cases``).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
 
+from .. import _plugins
 from ..errors import UnknownNameError
+from .cases import BenchCaseInfo
 
 SYMADJ_MODES = ("symplectic", "checkpoint", "backprop", "adjoint")
-DIFFRAX_ADJOINTS = ("RecursiveCheckpointAdjoint", "BacksolveAdjoint", "DirectAdjoint")
 
 
 @dataclass(frozen=True)
@@ -16,16 +20,17 @@ class Method:
     """One way of computing the gradient of a solve.
 
     Attributes:
-        name: ``"library:mode"``, e.g. ``"symadj-torch:symplectic"`` or ``"diffrax:DirectAdjoint"``.
-        library: ``"symadj"``, ``"torchdiffeq"`` or ``"diffrax"``.
-        backend: the array library it runs on, ``"torch"`` or ``"jax"``.
+        name: ``"library:mode"``, e.g. ``"symadj-<backend>:symplectic"`` or ``"<peer>:<mode>"``.
+        library: ``"symadj"`` or the peer's name.
+        backend: the backend whose benchmark case runs it.
         mode: the gradient mode, peer function or peer adjoint class.
         requires: modules that must be importable.
         install: the pip command that installs what is missing.
+        quick: whether ``--quick`` runs it when ``--method`` does not name it.
 
     Examples:
-        >>> get_method("torchdiffeq:odeint").backend
-        'torch'
+        >>> Method("mypeer:odeint", "mypeer", "mylib", "odeint", ("no_such_module",), "pip install mypeer").available
+        False
     """
 
     name: str
@@ -34,6 +39,7 @@ class Method:
     mode: str
     requires: tuple[str, ...]
     install: str
+    quick: bool = True
 
     @property
     def available(self) -> bool:
@@ -41,18 +47,35 @@ class Method:
         return all(importlib.util.find_spec(module) is not None for module in self.requires)
 
 
+def bench_cases() -> list[BenchCaseInfo]:
+    """The benchmark cases the backend plugins bring, in table order (their ``order``, then backend name)."""
+    return _plugins.registry.bench_cases()
+
+
+def get_case(backend: str) -> BenchCaseInfo:
+    """The benchmark case of ``backend``.
+
+    Raises:
+        UnknownNameError: no plugin brings a case for that backend.
+    """
+    cases = {case.backend: case for case in bench_cases()}
+    try:
+        return cases[backend]
+    except KeyError:
+        raise UnknownNameError("benchmark backend", backend, cases) from None
+
+
 def all_methods() -> list[Method]:
-    """Every method the benchmark knows, installed or not, in table order."""
+    """Every method the benchmark knows, installed or not, in table order: each case's
+    symadj modes, then its peers'."""
     methods = []
-    for backend in ("torch", "jax"):
-        methods += [Method(f"symadj-{backend}:{mode}", "symadj", backend, mode, (backend,),
-                           f"pip install 'symadj[{backend}]'") for mode in SYMADJ_MODES]
-        if backend == "torch":
-            methods += [Method(f"torchdiffeq:{mode}", "torchdiffeq", "torch", mode, ("torch", "torchdiffeq"),
-                               "pip install torchdiffeq") for mode in ("odeint", "odeint_adjoint")]
-        else:
-            methods += [Method(f"diffrax:{mode}", "diffrax", "jax", mode, ("jax", "diffrax", "equinox"),
-                               "pip install diffrax") for mode in DIFFRAX_ADJOINTS]
+    for case in bench_cases():
+        methods += [Method(f"symadj-{case.backend}:{mode}", "symadj", case.backend, mode, (case.library,),
+                           f"pip install '{case.extra}'") for mode in SYMADJ_MODES]
+        for peer in case.peers:
+            methods += [Method(f"{peer.library}:{mode}", peer.library, case.backend, mode,
+                               (case.library, *peer.requires), peer.install, quick=mode not in peer.slow_modes)
+                        for mode in peer.modes]
     return methods
 
 

@@ -6,9 +6,11 @@ import importlib.util
 import statistics
 from collections.abc import Sequence
 
+from .methods import bench_cases
 from .runner import Row
 
 INSTALL = "pip install 'symadj[plot]'"
+MARKERS = "os^Dv"  # one per backend, in the order of their benchmark cases
 
 
 def can_plot() -> bool:
@@ -19,7 +21,7 @@ def can_plot() -> bool:
 def _series(rows: Sequence[Row]) -> dict[str, list[tuple[float, float, float]]]:
     """Per method: (steps, peak MiB, seconds) at each sweep point, in order of steps.
 
-    Methods that do not report steps (torchdiffeq) are placed at the median of the steps
+    Methods that do not report steps (some peers) are placed at the median of the steps
     the other methods took at that point.
     """
     sweep = [row for row in rows if row.sweep and row.ok]
@@ -49,9 +51,11 @@ def write_figure(rows: Sequence[Row], path: str, title: str = "") -> bool:
 
     figure, (memory, time) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colors = plt.get_cmap("tab20").colors  # 20 distinct colours: every method of a full run its own
+    backends = {row.method: row.backend for row in rows}
+    markers = {case.backend: MARKERS[i % len(MARKERS)] for i, case in enumerate(bench_cases())}
     for index, (method, points) in enumerate(series.items()):
         steps, peaks, seconds = zip(*points)
-        style = {"marker": "s" if "jax" in method or method.startswith("diffrax") else "o",
+        style = {"marker": markers.get(backends[method], MARKERS[-1]),
                  "linestyle": "-" if method.startswith("symadj") else "--",
                  "linewidth": 2.5 if method.endswith(":symplectic") else 1.2, "color": colors[index % len(colors)]}
         memory.plot(steps, peaks, label=method, **style)

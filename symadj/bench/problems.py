@@ -1,13 +1,17 @@
-"""The benchmark problems as plain data: sizes, tolerances, and their arrays made with NumPy.
+"""The benchmark problems, each defined once: sizes and tolerances as data, their arrays
+made with NumPy, and their vector field and loss written against the array API.
 
-Every backend builds its vector field from the same NumPy arrays (seeded), so that one
-float64 reference gradient serves all methods of a problem, whatever their library.
+A backend's benchmark case converts the same seeded NumPy arrays to its library's arrays
+(:func:`problem_arrays`), so that one float64 reference gradient serves all methods of a
+problem, whatever their library, and evaluates :func:`vector_field` and :func:`loss_of` in
+its namespace.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +26,8 @@ PLAIN_MLP = ("mlp", "timeseries")
 # over every output time.
 FITTED = ("pendulum", "timeseries")
 # Problems run with each library's own default options (max_steps included), as a user
-# would run them; the others give every JAX method the same tight max_steps.
+# would run them; on the others, a case that bounds the steps (fit_max_steps) gives every
+# method the same tight bound.
 LIBRARY_DEFAULTS = ("timeseries",)
 GRAVITY, DAMPING = 9.81, 0.3
 TARGET_RTOL = 1e-11
@@ -158,6 +163,101 @@ def _teacher_target(teacher: list[tuple[np.ndarray, np.ndarray]], y0: np.ndarray
         return y @ teacher[-1][0] + teacher[-1][1]
 
     return np.asarray(odeint(teacher_field, y0, times, method="dopri8", rtol=TARGET_RTOL, atol=TARGET_RTOL))
+
+
+@dataclass(frozen=True)
+class ProblemArrays:
+    """A problem's arrays in one library (:func:`problem_arrays`).
+
+    Attributes:
+        params: the network's weights and biases, ``[(W, b), ...]``.
+        leaves: the initial state's leaves (the cnf state is ``(z, log-density change)``).
+        times: the output times.
+        probe: the cnf problem's Hutchinson probe vectors, else ``None``.
+        target: the fitted problems' target at every output time, else ``None``.
+    """
+
+    params: list[tuple[Any, Any]]
+    leaves: tuple[Any, ...]
+    times: Any
+    probe: Any
+    target: Any
+
+    @property
+    def y0(self) -> Any:
+        """The initial state: its only leaf, or the tuple of leaves."""
+        return self.leaves if len(self.leaves) > 1 else self.leaves[0]
+
+
+def problem_arrays(spec: ProblemSpec, convert: Callable[[np.ndarray], Any]) -> ProblemArrays:
+    """The problem's float64 NumPy arrays (:func:`make_arrays`), each passed through ``convert``
+    (to a library's array, of the dtype and on the device of the run).
+
+    Examples:
+        >>> arrays = problem_arrays(ProblemSpec("cnf", layers=2, width=8, batch=4), np.float32)
+        >>> arrays.y0[0].shape, arrays.probe.dtype, arrays.target
+        ((4, 2), dtype('float32'), None)
+    """
+    arrays = make_arrays(spec)
+    extra = arrays["extra"]
+    return ProblemArrays(params=[(convert(w), convert(b)) for w, b in arrays["params"]],
+                         leaves=tuple(convert(a) for a in arrays["y0"]), times=convert(arrays["times"]),
+                         probe=convert(extra) if spec.kind == "cnf" else None,
+                         target=convert(extra) if spec.kind in FITTED else None)
+
+
+def _net(xp: Any, params: list[tuple[Any, Any]], h: Any) -> Any:
+    for weight, bias in params[:-1]:
+        h = xp.tanh(h @ weight + bias)
+    return h @ params[-1][0] + params[-1][1]
+
+
+def vector_field(xp: Any, spec: ProblemSpec, t: Any, y: Any, params: list[tuple[Any, Any]], probe: Any = None) -> Any:
+    """dy/dt of the problem at time ``t``, in the array-API namespace ``xp`` of ``y``.
+
+    Args:
+        xp: the array-API namespace of the case's library (``numpy``, or one from array-api-compat).
+        spec: the problem.
+        t: the time, a 0-d array or a float (used by the cnf problem only).
+        y: the state, shaped as :attr:`ProblemArrays.y0`.
+        params: the network's ``[(W, b), ...]``.
+        probe: the cnf problem's :attr:`ProblemArrays.probe`.
+
+    Examples:
+        >>> spec = ProblemSpec("pendulum", layers=2, width=8, batch=4)
+        >>> arrays = problem_arrays(spec, np.asarray)
+        >>> vector_field(np, spec, 0.0, arrays.y0, arrays.params).shape
+        (4, 2)
+    """
+    if spec.kind in PLAIN_MLP:
+        return _net(xp, params, y)
+    if spec.kind == "pendulum":
+        angle, velocity = y[:, :1], y[:, 1:]
+        learned = _net(xp, params, xp.concat([xp.sin(angle), xp.cos(angle), velocity], axis=1))
+        return xp.concat([velocity, learned], axis=1)
+    # FFJORD's Hutchinson estimate e^T (df/dz) e, with J e carried forward through the
+    # layers by hand (a JVP): no autodiff call inside the field, so every mode can use it.
+    z = y[0]
+    h = xp.concat([z, xp.broadcast_to(xp.asarray(t, dtype=z.dtype), (z.shape[0], 1))], axis=1)
+    tangent = xp.concat([probe, xp.zeros_like(z[:, :1])], axis=1)
+    for weight, bias in params[:-1]:
+        h = xp.tanh(h @ weight + bias)
+        tangent = (1 - h * h) * (tangent @ weight)
+    dz = h @ params[-1][0] + params[-1][1]
+    return dz, xp.sum((tangent @ params[-1][0]) * probe, axis=1)
+
+
+def loss_of(xp: Any, spec: ProblemSpec, ys: Any, target: Any = None) -> Any:
+    """The scalar the benchmark differentiates, from the states ``ys`` at every output time:
+    the mean square of the final state (mlp), the mean squared error against
+    :attr:`ProblemArrays.target` (pendulum, timeseries), or the negative mean
+    log-likelihood under a standard normal (cnf)."""
+    if spec.kind == "mlp":
+        return xp.mean(ys[-1] ** 2)
+    if spec.kind in FITTED:
+        return xp.mean((ys - target) ** 2)
+    z, delta = ys[0][-1], ys[1][-1]
+    return -xp.mean(-0.5 * xp.sum(z**2, axis=1) - math.log(2 * math.pi) + delta)
 
 
 def gradient_vector(param_grads: list[tuple[Any, Any]], y0_grad: Any) -> np.ndarray:

@@ -12,17 +12,26 @@ import platform
 from collections.abc import Sequence
 from typing import Any
 
+from .methods import bench_cases
 from .runner import BenchConfig, Row
 
-LIBRARIES = ("symadj", "numpy", "torch", "torchdiffeq", "jax", "jaxlib", "diffrax", "equinox")
 COLUMNS = (("time [s]", 10), ("peak [MiB]", 11), ("XLA temp [MiB]", 15), ("fevals", 8), ("steps", 6),
            ("grad rel err", 13))
+
+
+def libraries() -> list[str]:
+    """The distributions whose versions are recorded: symadj, NumPy, then each benchmark
+    case's array library and its peers' requirements."""
+    names = ["symadj", "numpy"]
+    for case in bench_cases():
+        names += [case.library, *case.versions, *(module for peer in case.peers for module in peer.requires)]
+    return list(dict.fromkeys(names))
 
 
 def environment() -> dict[str, Any]:
     """The machine and the installed library versions, for the record."""
     versions = {}
-    for name in LIBRARIES:
+    for name in libraries():
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from ..errors import BackendUnavailableError, SolverError
-from .methods import Method, get_method
+from .cases import BenchCaseInfo
+from .methods import Method, all_methods, bench_cases, get_case
 from .problems import ProblemSpec
-
-REFERENCE_METHODS = ("symadj-torch:checkpoint", "symadj-jax:checkpoint")
 
 
 @dataclass(frozen=True)
@@ -38,14 +37,14 @@ class BenchConfig:
         points: the problems (and sweep points) to run.
         methods: the methods to compare; those not installed are reported as skipped.
         repeats: timed repeats after one warm-up (the median is reported).
-        device: ``"cpu"`` or a CUDA device for the torch methods.
+        device: ``"cpu"`` or another device (``"cuda"``) for the backends that take one.
         threads: threads per worker (0: the libraries' defaults).
-        count_apart: count evaluations in a second program where counting costs time (JAX),
+        count_apart: count evaluations in a second program where counting costs time (compiled cases),
             so that the timed one has no counter; off, one program is compiled and timed.
         reference_rtol: tolerance of the float64 dopri8 reference solve.
         timeout: seconds a worker may run before it is stopped.
         shared_workers: run each backend's methods in one worker process (one after the
-            other, each peak from its own baseline; JAX programs compile side by side)
+            other, each peak from its own baseline; compiled cases compile side by side)
             instead of a fresh process per method.
     """
 
@@ -98,7 +97,7 @@ class Progress:
     def update(self, text: str, advance: bool = False) -> None:
         self.done += advance
         elapsed = time.perf_counter() - self.start
-        # At the pace so far: cases differ (a JAX case compiles), so it is a rough guide.
+        # At the pace so far: cases differ (a compiled case compiles first), so it is a rough guide.
         left = f", ~{elapsed * (self.total - self.done) / self.done:.0f}s left" if 0 < self.done < self.total else ""
         line = f"[{self.done}/{self.total} {elapsed:4.0f}s{left}] {text}"
         if self.live:
@@ -113,14 +112,15 @@ class Progress:
             self.stream.flush()
 
 
-def _environment(threads: int) -> dict[str, str]:
+def _environment(threads: int, case: BenchCaseInfo) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
     if threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[name] = str(threads)
         if threads == 1:
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+            for name, value in case.single_thread_env:
+                env[name] = (env.get(name, "") + " " + value).strip()
     return env
 
 
@@ -133,8 +133,9 @@ def _worker(task: dict[str, Any], workdir: str, config: BenchConfig,
         json.dump(task, handle)
     command = [sys.executable, "-m", "symadj.bench.worker", path]
     errors = os.path.join(workdir, "stderr.txt")
+    env = _environment(config.threads, get_case(task["backend"]))
     with open(errors, "w") as stderr, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                                       env=_environment(config.threads)) as process:
+                                                       env=env) as process:
         deadline = time.monotonic() + config.timeout
         assert process.stdout is not None
         for line in process.stdout:
@@ -154,17 +155,22 @@ def _worker(task: dict[str, Any], workdir: str, config: BenchConfig,
 def reference_method(methods: tuple[Method, ...] = ()) -> Method:
     """The method that computes the float64 reference: symadj's ``checkpoint`` mode (an exact
     gradient computed without the symplectic code path), on a backend of ``methods`` if one
-    is installed, else on any installed backend.
+    is installed, else on any installed backend that brings a benchmark case.
 
     Raises:
-        BackendUnavailableError: neither torch nor JAX is installed.
+        BackendUnavailableError: no such backend's array library is installed.
     """
-    candidates = [get_method(name) for name in REFERENCE_METHODS]
+    candidates = [method for method in all_methods() if method.library == "symadj" and method.mode == "checkpoint"]
     wanted = {method.backend for method in methods}
     for method in sorted(candidates, key=lambda method: method.backend not in wanted):
         if method.available:
             return method
-    raise BackendUnavailableError("symadj bench needs torch or jax: pip install 'symadj[torch]' or 'symadj[jax]'")
+    cases = bench_cases()
+    if not cases:
+        raise BackendUnavailableError("symadj bench needs a backend plugin that brings a benchmark case, and none "
+                                      "is registered (symadj.plugin_errors() lists plugins that failed to load)")
+    raise BackendUnavailableError(f"symadj bench needs {' or '.join(case.library for case in cases)}: "
+                                  f"pip install {' or '.join(repr(case.extra) for case in cases)}")
 
 
 def run(config: BenchConfig, progress: Progress | None = None, workdir: str | None = None) -> list[Row]:
@@ -172,7 +178,7 @@ def run(config: BenchConfig, progress: Progress | None = None, workdir: str | No
     row that says so.
 
     Raises:
-        BackendUnavailableError: neither torch nor JAX is installed (no reference possible).
+        BackendUnavailableError: no backend's array library is installed (no reference possible).
         SolverError: the reference solve failed.
     """
     installed = [method for method in config.methods if method.available]
@@ -208,9 +214,9 @@ def _reference(config: BenchConfig, workdir: str, ref_dir: str, progress: Progre
     method = reference_method(config.methods)
     problems = [{"id": point.id, "spec": asdict(point.spec.replace(
         method="dopri8", rtol=config.reference_rtol, atol=config.reference_rtol))} for point in config.points]
-    device = config.device if method.backend == "torch" else "cpu"
-    task = {"methods": [method.name], "problems": problems, "dtype": "float64", "device": device, "reference": True,
-            "reference_dir": ref_dir, "threads": config.threads, "repeats": 1}
+    device = config.device if get_case(method.backend).device else "cpu"
+    task = {"backend": method.backend, "methods": [method.name], "problems": problems, "dtype": "float64",
+            "device": device, "reference": True, "reference_dir": ref_dir, "threads": config.threads, "repeats": 1}
     failures = []
 
     def on_line(line: dict[str, Any]) -> None:
@@ -227,9 +233,10 @@ def _reference(config: BenchConfig, workdir: str, ref_dir: str, progress: Progre
 def _measure(config: BenchConfig, methods: list[Method], workdir: str, ref_dir: str,
              progress: Progress) -> list[Row]:
     points = {point.id: point for point in config.points}
-    task = {"methods": [method.name for method in methods],
+    backend = methods[0].backend
+    task = {"backend": backend, "methods": [method.name for method in methods],
             "problems": [{"id": p.id, "spec": asdict(p.spec)} for p in config.points],
-            "dtype": "float32", "device": config.device if methods[0].backend == "torch" else "cpu",
+            "dtype": "float32", "device": config.device if get_case(backend).device else "cpu",
             "reference_dir": ref_dir, "threads": config.threads, "repeats": config.repeats,
             "count_apart": config.count_apart,
             "prepare_together": len(methods) > 1}
@@ -244,7 +251,7 @@ def _measure(config: BenchConfig, methods: list[Method], workdir: str, ref_dir: 
         summary = f"{line['seconds']:.3f} s" if line["status"] == "ok" else line["status"]
         progress.update(f"{method.name} on {point.id}: {summary}", advance=True)
 
-    names = ", ".join(by_name) if len(methods) < 3 else f"{len(methods)} {methods[0].backend} methods"
+    names = ", ".join(by_name) if len(methods) < 3 else f"{len(methods)} {backend} methods"
     progress.update(f"{names} (starting a worker)")
     error = _worker(task, workdir, config, on_line)
     result = []

@@ -23,18 +23,16 @@ from typing import Any
 import numpy as np
 
 from . import measure
-from .methods import Method, get_method
+from .methods import Method, get_case, get_method
 from .problems import LIBRARY_DEFAULTS, ProblemSpec
 
-# Array-library code lives in the backend plugins; the core imports neither torch nor JAX.
-CASE_MODULES = {"torch": "symadj_torch.bench_case", "jax": "symadj_jax.bench_case"}
 
-
-def case_module(method: Method) -> Any:
-    """The backend plugin's benchmark module for ``method`` (imports its array library now):
-    it supplies ``configure(threads, dtype)`` and
-    ``BenchCase(method, spec, dtype, device, count_apart)``."""
-    return importlib.import_module(CASE_MODULES[method.backend])
+def case_module(backend: str) -> Any:
+    """The module of ``backend``'s benchmark case (hook ``symadj_bench_cases``); importing it
+    imports the array library, which the core never does. It supplies
+    ``configure(threads, dtype)`` and ``BenchCase(method, spec, dtype, device, count_apart)``
+    (see :class:`symadj.bench.cases.BenchCaseInfo`)."""
+    return importlib.import_module(get_case(backend).module)
 
 
 def measure_case(case: Any, repeats: int) -> dict[str, Any]:
@@ -46,12 +44,14 @@ def measure_case(case: Any, repeats: int) -> dict[str, Any]:
     those blocks would be served from the heap the timing runs left free, and the peak
     would count the heap's fragmentation too.
     """
+    reset_peak = getattr(case, "reset_peak", measure.reset_peak)
+    peak_mib = getattr(case, "peak_mib", measure.peak_mib)
     measure.set_mmap_threshold(measure.SMALL_MMAP_THRESHOLD)
     case.run()
     measure.release_free_memory()
-    baseline = case.reset_peak()
+    baseline = reset_peak()
     steps, fevals = case.counted()
-    peak = case.peak_mib() - baseline  # read before the gradient is copied out for checking
+    peak = peak_mib() - baseline  # read before the gradient is copied out for checking
     gradient = case.gradient()
     measure.set_mmap_threshold(measure.LARGE_MMAP_THRESHOLD)
     case.run()
@@ -61,7 +61,7 @@ def measure_case(case: Any, repeats: int) -> dict[str, Any]:
         case.run()
         times.append(time.perf_counter() - start)
     return {"seconds": statistics.median(times), "peak_mib": max(peak, 0.0), "fevals": fevals, "steps": steps,
-            "gradient": gradient, **case.info}
+            "gradient": gradient, **getattr(case, "info", {})}
 
 
 def relative_error(gradient: np.ndarray, reference_file: str | None) -> float:
@@ -78,11 +78,11 @@ def run_task(task: dict[str, Any]) -> None:
 
     With ``task["reference"]`` set, compute and save each problem's gradient instead
     (``<reference_dir>/<id>.npy``). With ``task["prepare_together"]``, every case is built
-    first (JAX: the methods' programs compile side by side, one thread per core), then
+    first (a compiled case's programs compile side by side, one thread per core), then
     measured one at a time.
     """
     methods = [get_method(name) for name in task["methods"]]
-    cases = case_module(methods[0])
+    cases = case_module(methods[0].backend)
     cases.configure(task.get("threads", 0), task["dtype"])
     jobs = [(method, item) for method in methods for item in task["problems"]]
     if hasattr(cases, "fit_max_steps"):

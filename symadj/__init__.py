@@ -9,8 +9,9 @@ Examples:
 
 from __future__ import annotations
 
+from . import backend as backend  # the public module of backend plugins
 from ._api import odeint, solve
-from ._backend import Backend, BackendInfo, Field
+from ._backend import Backend, BackendInfo, Buffer, EagerBackend, Field
 from ._checkpoints import (
     AllSteps,
     Auto,
@@ -195,6 +196,7 @@ def plugin_errors() -> list[str]:
 
 __all__ = [
     "Adjoint", "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
+    "Buffer", "EagerBackend",
     "Event", "EventOutcome",
     "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "PluginLoadWarning", "RecomputationError",

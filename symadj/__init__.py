@@ -23,7 +23,7 @@ from ._checkpoints import (
     parse_bytes,
 )
 from ._events import Event
-from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic
+from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic, as_gradient_mode
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status
@@ -203,6 +203,6 @@ __all__ = [
     "RecomputationWarning", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
     "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
-    "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint", "parse_bytes",
-    "plugin_errors", "register_backend", "register_tableau", "solve",
+    "as_gradient_mode", "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint",
+    "parse_bytes", "plugin_errors", "register_backend", "register_tableau", "solve",
 ]

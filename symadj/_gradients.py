@@ -450,7 +450,23 @@ _GRADIENT_MODES: dict[str, type[GradientMode]] = {
 
 
 def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
-    """Turn a name into its :class:`GradientMode`; instances pass through."""
+    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``) into
+    its :class:`GradientMode`; instances pass through.
+
+    Args:
+        mode: a :class:`GradientMode` or its name.
+
+    Returns:
+        The gradient mode object.
+
+    Raises:
+        UnknownNameError: an unknown name, listing the known ones.
+
+    Examples:
+        >>> import symadj
+        >>> type(symadj.as_gradient_mode("checkpoint")).__name__
+        'Checkpoint'
+    """
     if isinstance(mode, GradientMode):
         return mode
     try:

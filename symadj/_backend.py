@@ -108,10 +108,11 @@ class Buffer(abc.ABC):
     through these four members only, so a buffer may hold a list (an eager library), one
     preallocated array updated functionally (a tracing library), or host memory.
 
-    Invariants the engine keeps: entries are written in order, each ``index`` at most one
-    past the highest written so far (an earlier entry may be written again); ``index`` is
-    below :attr:`capacity`; every value has the shape and dtype of the ``like`` the buffer
-    was made for. A buffer carried through :meth:`Backend.while_loop` and its siblings is
+    Invariants the engine keeps: ``index`` is below :attr:`capacity`; every value has the
+    shape and dtype of the ``like`` the buffer was made for; on a backend whose loops run in
+    Python (``staged_loops`` false), entries are written in order, each ``index`` at most
+    one past the highest written so far (an earlier entry may be written again), so that
+    a buffer may grow as entries come. A buffer carried through :meth:`Backend.while_loop` and its siblings is
     part of the carry: a tracing library must be able to carry it (a JAX pytree).
 
     Examples:

@@ -9,8 +9,9 @@ Examples:
 
 from __future__ import annotations
 
+from . import backend as backend  # the public module of backend plugins
 from ._api import odeint, solve
-from ._backend import Backend, BackendInfo, Field
+from ._backend import Backend, BackendInfo, Buffer, EagerBackend, Field
 from ._checkpoints import (
     AllSteps,
     Auto,
@@ -22,7 +23,7 @@ from ._checkpoints import (
     parse_bytes,
 )
 from ._events import Event
-from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic
+from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic, as_gradient_mode
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status
@@ -195,12 +196,13 @@ def plugin_errors() -> list[str]:
 
 __all__ = [
     "Adjoint", "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
+    "Buffer", "EagerBackend",
     "Event", "EventOutcome",
     "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "PluginLoadWarning", "RecomputationError",
     "RecomputationWarning", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
     "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
-    "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint", "parse_bytes",
-    "plugin_errors", "register_backend", "register_tableau", "solve",
+    "as_gradient_mode", "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint",
+    "parse_bytes", "plugin_errors", "register_backend", "register_tableau", "solve",
 ]

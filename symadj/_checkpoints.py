@@ -424,7 +424,7 @@ class Auto(CheckpointPolicy):
         if backend.staged_loops:
             xp = backend.namespace()
             # Known when it compiles: if every step's state fits, no position map is needed.
-            positions = None if slots == max_steps else xp.full((slots,), -1, dtype=xp.int32)
+            positions = None if slots == max_steps else backend.buffer_of(xp.full((slots,), -1, dtype=xp.int32))
             return _AutoStore(stacks=None, states=backend.buffer(slots, like), stride=1, count=0, positions=positions)
         stacks = None
         if stages_like is not None:
@@ -439,7 +439,7 @@ class Auto(CheckpointPolicy):
             return self._store_staged(backend, buffer, index, value)
         index = int(index)
         if buffer.stacks is not None:
-            if index < backend.buffer_capacity(buffer.stacks):
+            if index < buffer.stacks.capacity:
                 return buffer._replace(stacks=backend.buffer_write(buffer.stacks, index, stages))
             # The stage states outgrow the budget: keep each step's first stage state, y_n.
             states = buffer.states
@@ -449,7 +449,7 @@ class Auto(CheckpointPolicy):
         if index % buffer.stride:
             return buffer
         states, stride = buffer.states, buffer.stride
-        slots = backend.buffer_capacity(states)
+        slots = states.capacity
         if index // stride >= slots:  # full: keep every other state, and every 2·stride-th step from now on
             for i in range(slots // 2):
                 states = backend.buffer_write(states, i, backend.buffer_read(states, 2 * i))
@@ -460,8 +460,8 @@ class Auto(CheckpointPolicy):
     def _store_staged(self, backend: Backend, buffer: _AutoStore, index: Any, value: Any) -> _AutoStore:
         # No branch on the states: a conditional around them makes XLA copy them every step.
         xp = backend.namespace()
-        positions, stride = buffer.positions, buffer.stride
-        slots = positions.shape[0] - 1
+        positions, stride = buffer.positions.stack(buffer.positions.capacity), buffer.stride
+        slots = buffer.positions.capacity - 1
         due = index % stride == 0
         full = due & (xp.sum(xp.astype(positions >= 0, xp.int32)) >= slots)
         doubled = stride * 2
@@ -470,19 +470,20 @@ class Auto(CheckpointPolicy):
         due = index % stride == 0
         slot = backend.select(due, xp.argmax(xp.astype(positions[:slots] < 0, xp.int32)), slots)
         return buffer._replace(states=backend.buffer_write(buffer.states, slot, value),
-                               positions=backend.buffer_write(positions, slot, backend.select(due, index, -1)),
+                               positions=backend.buffer_of(positions).write(slot, backend.select(due, index, -1)),
                                stride=stride)
 
     def _staged_stack(self, backend: Backend, buffer: _AutoStore, like: Any) -> tuple[Any, Any, Any, int]:
         """For a staged backend's backward pass: the order of the kept slots by step, the stack
         of their steps (with room for the backward pass's), their number, and its own slots."""
         xp = backend.namespace()
-        forward = buffer.positions.shape[0]
+        forward = buffer.positions.capacity
+        steps = buffer.positions.stack(forward)
         spare = max(min(self._slots(backend, _bytes_of(backend, like)) - forward, forward), 2) - 1
-        order = xp.argsort(xp.where(buffer.positions < 0, 2**31 - 1, buffer.positions))
-        positions = xp.concat([xp.take(buffer.positions, order), xp.zeros((spare + 1,), dtype=xp.int32)])
-        count = xp.sum(xp.astype(buffer.positions[: forward - 1] >= 0, xp.int32))
-        return order, positions, count, spare
+        order = xp.argsort(xp.where(steps < 0, 2**31 - 1, steps))
+        positions = xp.concat([xp.take(steps, order), xp.zeros((spare + 1,), dtype=xp.int32)])
+        count = xp.sum(xp.astype(steps[: forward - 1] >= 0, xp.int32))
+        return backend.buffer_of(order), backend.buffer_of(positions), count, spare
 
     def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
         scalars = n_steps * 2 * scalar_bytes
@@ -490,14 +491,14 @@ class Auto(CheckpointPolicy):
             return n_steps * stages_bytes + scalars, 0, Schedule.STAGES
         if backend.staged_loops and buffer.positions is None:
             return n_steps * value_bytes + scalars, 0, Schedule.STEPS
-        slots = backend.buffer_capacity(buffer.states)
+        slots = buffer.states.capacity
         thinned = buffer.stride > 1
 
         def recomputed(_: Any) -> tuple:
             if not backend.staged_loops:
                 positions = _positions(backend, slots, buffer.stride)
                 return revolve_counts(backend, n_steps, slots, buffer.count, positions, peak=slots)
-            _, positions, count, spare = self._staged_stack(backend, buffer, buffer.states[0])
+            _, positions, count, spare = self._staged_stack(backend, buffer, buffer.states.read(0))
             return revolve_counts(backend, n_steps, spare, count, positions, peak=slots, kept=True)
 
         peak, advanced = backend.cond(thinned, recomputed, lambda kept: kept, (n_steps, 0))
@@ -524,7 +525,7 @@ class Auto(CheckpointPolicy):
         if int(store.stride) == 1:  # nothing was dropped: slot n holds step n
             return walk_every_step(backend, xp, trajectory, store.states, backend.buffer_read, outputs, params,
                                    step_adjoint(False))
-        slots = backend.buffer_capacity(store.states)
+        slots = store.states.capacity
         return revolve_walk(backend, xp, trajectory, store.states, store.count,
                             _positions(backend, slots, store.stride), outputs, params, step_adjoint(False), advance,
                             slots)
@@ -781,14 +782,11 @@ def walk_every_step(backend: Backend, xp: Any, trajectory: Any, states: Any, rea
                                        backend.buffer_read(trajectory.steps, n), y, lam, params_bar, in_step)
         return lam, params_bar, k, y_ahead
 
-    # An eager buffer holds exactly the recorded steps, possibly none (a failed solve).
-    first = fetch(n_steps - 1) if _is_array_buffer(states) or len(states) else None
+    # An eager buffer holds exactly the recorded steps, possibly none (a failed solve); a
+    # staged one has every slot, and the loop carries a value of the entries' shape.
+    first = fetch(n_steps - 1) if backend.staged_loops or bool(n_steps > 0) else None
     lam, params_bar, _, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, outputs.last_index, first))
     return lam + outputs.first, params_bar
-
-
-def _is_array_buffer(buffer: Any) -> bool:
-    return hasattr(buffer, "shape")
 
 
 def _bytes_of(backend: Backend, x: Any) -> int:

@@ -450,7 +450,23 @@ _GRADIENT_MODES: dict[str, type[GradientMode]] = {
 
 
 def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
-    """Turn a name into its :class:`GradientMode`; instances pass through."""
+    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``) into
+    its :class:`GradientMode`; instances pass through.
+
+    Args:
+        mode: a :class:`GradientMode` or its name.
+
+    Returns:
+        The gradient mode object.
+
+    Raises:
+        UnknownNameError: an unknown name, listing the known ones.
+
+    Examples:
+        >>> import symadj
+        >>> type(symadj.as_gradient_mode("checkpoint")).__name__
+        'Checkpoint'
+    """
     if isinstance(mode, GradientMode):
         return mode
     try:
@@ -537,24 +553,24 @@ def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, param
             mus, derivatives, lam_new, params_bar = carry
             p = count - 1 - k
             weighted = input_weights[p] * lam if dense is None else input_weights[p] * lam + dense[p]
-            cotangent = h_state * (weighted + xp.tensordot(couplings[p], mus, axes=1))
+            cotangent = h_state * (weighted + xp.tensordot(couplings[p], mus.stack(count), axes=1))
 
             def evaluate(y, params):
                 return field.with_params(params)(times[p], y)
 
             derivative, mu, stage_bar = backend.vjp(evaluate, stage_states[p], params, cotangent)
-            mus = backend.buffer_write(mus, p, mu)
+            mus = mus.write(p, mu)
             if ends_recomputed:
-                derivatives = backend.buffer_write(derivatives, p, derivative)
+                derivatives = derivatives.write(p, derivative)
             return mus, derivatives, lam_new + mu, backend.accumulate(params_bar, stage_bar)
 
-        mus = xp.zeros_like(stage_states)
-        derivatives = xp.zeros_like(stage_states) if ends_recomputed else None
+        mus = backend.buffer_of(xp.zeros_like(stage_states))
+        derivatives = backend.buffer_of(xp.zeros_like(stage_states)) if ends_recomputed else None
         _, derivatives, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, derivatives, lam, params_bar))
         if not ends_recomputed:
             return lam_new, params_bar, (None, None)
         start = stage_states[0]
-        return lam_new, params_bar, (start, start + h_state * xp.tensordot(weights, derivatives, axes=1))
+        return lam_new, params_bar, (start, start + h_state * xp.tensordot(weights, derivatives.stack(count), axes=1))
 
     def stacked(stages: tuple[int, ...], states: Any) -> Any:
         return xp.stack([states[i] for i in stages])

@@ -374,17 +374,18 @@ class _DeferredOutputs(_StagedOutputs):
         ks = backend.buffer_write(ks, step.index, xp.stack([step.derivatives[i] for i in self.interpolant.stages]))
         positions = xp.arange(ts.shape[0])
         inside = (positions >= c.next_output) & (self.direction * (ts - step.reached) <= 0)
+        steps, thetas = c.output_steps.stack(ts.shape[0]), c.output_thetas.stack(ts.shape[0])
         return c._replace(
             next_output=c.next_output + xp.sum(xp.astype(inside, xp.int32)),
-            output_steps=xp.where(inside, step.index, c.output_steps),
-            output_thetas=xp.where(inside, (ts - step.t) / step.h, c.output_thetas),
+            output_steps=backend.buffer_of(xp.where(inside, step.index, steps)),
+            output_thetas=backend.buffer_of(xp.where(inside, (ts - step.t) / step.h, thetas)),
             history=(ys, hs, ks),
         )
 
     def finish(self, c: _Carry, y0: Any) -> Any:
         xp = self.xp
-        ys, hs, ks = c.history
-        n, theta = c.output_steps, c.output_thetas
+        ys, hs, ks = (buffer.stack(buffer.capacity) for buffer in c.history)
+        n, theta = c.output_steps.stack(self.ts.shape[0]), c.output_thetas.stack(self.ts.shape[0])
         start, end = xp.take(ys, n, axis=0), xp.take(ys, n + 1, axis=0)
         h, k = xp.take(hs, n, axis=0), xp.take(ks, n, axis=0)
         weights = self.interpolant.weights(xp, theta, self.interpolant.stages, y0.dtype)  # (outputs, stages)

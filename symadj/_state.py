@@ -19,6 +19,18 @@ class StateLayout:
     flattened and concatenated, and must share one floating dtype, real or complex (one
     flat array has one dtype). ``split`` takes a state (or a derivative of one) to its
     arrays, ``rebuild`` the arrays back to a state.
+
+    A backend gets the layout of a solve in :meth:`symadj.Backend.make_field`; its
+    :meth:`wrap` turns the user's function into one on flat states.
+
+    Examples:
+        >>> import numpy as np
+        >>> from symadj.backend import StateLayout
+        >>> layout = StateLayout.of(np, [np.zeros(2), np.zeros((1, 2))], list, tuple, single=False)
+        >>> layout.sizes, layout.flatten(np, [np.ones(2), np.full((1, 2), 2.0)])
+        ((2, 2), array([1., 1., 2., 2.]))
+        >>> [leaf.shape for leaf in layout.to_state(np, np.arange(4.0))]
+        [(2,), (1, 2)]
     """
 
     shapes: tuple[tuple[int, ...], ...]
@@ -30,6 +42,8 @@ class StateLayout:
     @classmethod
     def of(cls, xp: Any, leaves: Sequence[Any], split: Callable[[Any], list[Any]],
            rebuild: Callable[[list[Any]], Any], single: bool) -> StateLayout:
+        """The layout of a state whose arrays are ``leaves`` (from ``split``), checked: arrays
+        of one real or complex floating dtype, else :class:`InvalidArgumentError`."""
         for leaf in leaves:
             if not is_array(leaf):
                 raise InvalidArgumentError(f"y0 must hold arrays, got {type(leaf).__name__}")
@@ -101,7 +115,13 @@ class StateLayout:
 
 
 def call_with_args(func: Callable[..., Any], args: Any) -> Callable[[Any, Any], Any]:
-    """``func(t, y)``, or ``func(t, y, args)`` when ``args`` is given (the JAX convention)."""
+    """``func(t, y)``, or ``func(t, y, args)`` when ``args`` is given (the JAX convention).
+
+    Examples:
+        >>> from symadj.backend import call_with_args
+        >>> call_with_args(lambda t, y, k: -k * y, 3.0)(0.0, 2.0)
+        -6.0
+    """
     if args is None:
         return func
     return lambda t, y: func(t, y, args)

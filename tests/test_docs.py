@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(path for path in (ROOT / "docs" / "examples").glob("*.py") if not path.name.startswith("_"))
 PUBLIC_MODULES = [
     "symadj", "symadj._api", "symadj._backend", "symadj._gradients", "symadj._options",
-    "symadj._plugins", "symadj._solution", "symadj._tableau", "symadj.errors", "symadj.hookspecs",
+    "symadj._plugins", "symadj._solution", "symadj._state", "symadj._tableau", "symadj.backend", "symadj.errors",
+    "symadj.hookspecs",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -126,3 +127,22 @@ def test_every_error_and_warning_has_a_section_on_the_errors_page():
         bases = [base.__name__ for base in getattr(symadj.errors, name).__bases__]
         section = page.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
         assert all(f"`{base}`" in section for base in bases), f"the section on {name} does not name its bases {bases}"
+
+
+def test_plugins_walkthrough_backend_solves(restored_registry, capsys):
+    """docs/plugins.md's backend, written against symadj.Backend alone, solves as the numpy backend does."""
+    text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = text.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", section, re.S):
+        exec(compile(block, "docs/plugins.md", "exec"), namespace)
+    assert capsys.readouterr().out.strip() == "[0.367879 0.367879]"
+    backend = symadj.get_backend("minimal_numpy")
+    assert type(backend).__mro__[1] is symadj.Backend  # the contract alone, not EagerBackend
+    np = pytest.importorskip("numpy")
+    y0, ts = np.array([1.0, -0.5]), [0.0, 0.5, 2.0]
+    for options in ({"checkpoints": "revolve:2"}, {"method": "rk4", "options": {"step_size": 0.1}}):
+        ours = symadj.solve(lambda t, y: np.stack([y[1], -y[0]]), y0, ts, backend="minimal_numpy", **options)
+        shipped = symadj.solve(lambda t, y: np.stack([y[1], -y[0]]), y0, ts, backend="numpy", **options)
+        np.testing.assert_array_equal(ours.ys, shipped.ys)
+        assert int(ours.stats.n_accepted) == int(shipped.stats.n_accepted)

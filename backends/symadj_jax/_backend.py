@@ -23,11 +23,44 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from symadj import Backend, Field, InvalidArgumentError, Solution
+from symadj import InvalidArgumentError, Solution
+from symadj.backend import Backend, Buffer, Field
 
 # A Solution can leave a jitted function.
 jax.tree_util.register_pytree_node(
     Solution, lambda sol: ((sol.ts, sol.ys, sol.stats), None), lambda _, children: Solution(*children))
+
+
+@jax.tree_util.register_pytree_node_class
+class JaxBuffer(Buffer):
+    """A buffer preallocated as one array of ``capacity`` rows, written functionally
+    (``.at[index].set``): a pytree, so that loops carry it and jit returns it."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def tree_flatten(self) -> tuple[tuple[Any], None]:
+        return (self.data,), None
+
+    @classmethod
+    def tree_unflatten(cls, _: None, children: tuple[Any]) -> JaxBuffer:
+        return cls(*children)
+
+    @property
+    def capacity(self) -> int:
+        return self.data.shape[0]
+
+    def write(self, index: Any, value: Any) -> JaxBuffer:
+        return JaxBuffer(self.data.at[index].set(value))
+
+    def read(self, index: Any) -> Any:
+        return self.data[index]
+
+    def stack(self, count: Any, fill: Any = None) -> Any:
+        if isinstance(count, int) and count == self.capacity:
+            return self.data
+        written = jnp.arange(self.capacity) < count
+        return jnp.where(written.reshape((-1,) + (1,) * (self.data.ndim - 1)), self.data, fill)
 
 
 class JaxField(Field):
@@ -124,6 +157,14 @@ class JaxBackend(Backend):
 
         jax.debug.callback(raise_unless, ok, *operands)
 
+    def host_callback(self, fn, *operands):
+        if not _is_traced(operands) and _tracing_nothing():
+            fn(*operands)
+            return
+        # Ordered: the meter's start, steps and finish arrive in program order, also from a
+        # custom_vjp's backward pass (unordered callbacks of a backward pass may run first).
+        jax.debug.callback(fn, *operands, ordered=True)
+
     # -- control flow -------------------------------------------------------
     def while_loop(self, cond, body, carry, *, max_iterations, differentiable=False):
         carry = _as_arrays(carry)
@@ -150,30 +191,15 @@ class JaxBackend(Backend):
     def select(self, pred, on_true, on_false):
         return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
-    # -- functional buffers -------------------------------------------------
+    # -- storage ------------------------------------------------------------
     def buffer(self, capacity, like):
         like = jnp.asarray(like)
-        return jnp.zeros((capacity, *like.shape), dtype=like.dtype)
+        return JaxBuffer(jnp.zeros((capacity, *like.shape), dtype=like.dtype))
 
-    def buffer_write(self, buffer, index, value):
-        return buffer.at[index].set(value)
-
-    def buffer_read(self, buffer, index):
-        return buffer[index]
-
-    def buffer_stack(self, buffer, count, fill):
-        written = jnp.arange(buffer.shape[0]) < count
-        return jnp.where(written.reshape((-1,) + (1,) * (buffer.ndim - 1)), buffer, fill)
+    def buffer_of(self, array):
+        return JaxBuffer(array)
 
     # -- checkpoint storage -------------------------------------------------
-    def host_callback(self, fn, *operands):
-        if not _is_traced(operands) and _tracing_nothing():
-            fn(*operands)
-            return
-        # Ordered: the meter's start, steps and finish arrive in program order, also from a
-        # custom_vjp's backward pass (unordered callbacks of a backward pass may run first).
-        jax.debug.callback(fn, *operands, ordered=True)
-
     def check_host_storage(self):
         device = jax.devices()[0]
         if not any(memory.kind == "pinned_host" for memory in device.addressable_memories()):
@@ -183,7 +209,7 @@ class JaxBackend(Backend):
             )
 
     def host_buffer(self, capacity, like):
-        return jax.device_put(self.buffer(capacity, like), jax.memory.Space.Host)
+        return JaxBuffer(jax.device_put(self.buffer(capacity, like).data, jax.memory.Space.Host))
 
     def to_host(self, x):
         return jax.device_put(x, jax.memory.Space.Host)

@@ -6,20 +6,10 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from symadj import Backend, Field
-from symadj._state import call_with_args
+from symadj.backend import EagerBackend, Field, ForwardField, call_with_args
 
 
-class _ForwardField(Field):
-    def __init__(self, f: Any) -> None:
-        self._f = f
-        self.params = ()
-
-    def __call__(self, t: Any, y: Any) -> Any:
-        return self._f(t, y)
-
-
-class ArrayAPIBackend(Backend):
+class ArrayAPIBackend(EagerBackend):
     """Eager forward-only backend: solves work, gradient modes all run the plain forward solve."""
 
     differentiable = False
@@ -36,4 +26,4 @@ class ArrayAPIBackend(Backend):
         return type(x).__module__.split(".")[0] == self._module.__name__.split(".")[0]
 
     def make_field(self, func, args, y0, ts, adjoint_params, layout) -> Field:
-        return _ForwardField(layout.wrap(self._xp, call_with_args(func, args)))
+        return ForwardField(layout.wrap(self._xp, call_with_args(func, args)))

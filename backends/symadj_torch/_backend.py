@@ -13,8 +13,8 @@ import array_api_compat.torch as xp_torch
 import torch
 from torch.overrides import TorchFunctionMode
 
-from symadj import Backend, Field, GradientNotSupportedError, InvalidArgumentError, SymadjWarning
-from symadj._state import StateLayout, call_with_args
+from symadj import GradientNotSupportedError, InvalidArgumentError, SymadjWarning
+from symadj.backend import EagerBackend, Field, StateLayout, call_with_args
 
 
 class TorchField(Field):
@@ -102,7 +102,7 @@ COMPILE_WARNING = (
 )
 
 
-class TorchBackend(Backend):
+class TorchBackend(EagerBackend):
     """Gradient modes for ``torch.Tensor`` states, on any device."""
 
     name = "torch"

@@ -44,10 +44,11 @@ from symadj import (
     SymadjWarning,
     Tableau,
     UnknownNameError,
+    as_gradient_mode,
+    get_tableau,
+    list_tableaux,
+    solve,
 )
-from symadj._api import solve
-from symadj._gradients import as_gradient_mode
-from symadj._plugins import registry
 
 __all__ = ["odeint", "odeint_adjoint", "odeint_event"]
 
@@ -303,9 +304,9 @@ def _tableau(method: str | None) -> Tableau:
             f"method={name!r} ({_OUT_OF_SCOPE[name]}) is out of scope for symadj, which integrates with "
             f"explicit Runge–Kutta methods; use one of {sorted(METHODS)}")
     if name in METHODS:
-        return registry.get_tableau(METHODS[name])
-    if name in registry.list_tableaux():
-        return registry.get_tableau(name)
+        return get_tableau(METHODS[name])
+    if name in list_tableaux():
+        return get_tableau(name)
     raise UnknownNameError("method", name, sorted({*METHODS, *_OUT_OF_SCOPE}),
                            hint="or any symadj tableau, see symadj.list_tableaux()")
 

@@ -98,7 +98,7 @@ def rotating_field(xp: Any) -> Callable[[Any, Any, Any], Any]:
     """
 
     def func(t: Any, y: Any, p: Any) -> Any:
-        return y @ p["rotation"].T + xp.tanh(y @ p["w"].T + p["b"]) @ p["v"].T * xp.cos(t)
+        return y @ p["rotation"].T + xp.tanh(y @ p["w"].T + p["b"]) @ p["v"].T * xp.cos(2.0 * t + 0.5)
 
     return func
 
@@ -211,8 +211,9 @@ class _Harness:
     backend: ClassVar[str] = ""
     #: Whether the backend accepts tuple states (the default ``split_state`` does).
     tuple_states: ClassVar[bool] = True
-    #: ``options["max_steps"]`` of every solve (``None``: the backend's default); a staged
-    #: backend whose backprop scans ``max_steps`` iterations runs faster with a small bound.
+    #: ``options["max_steps"]`` of the gradient checks' solves (``None``: the backend's default;
+    #: they take under 100 steps): a staged backend whose backprop scans ``max_steps``
+    #: iterations runs faster with a small bound.
     max_steps: ClassVar[int | None] = None
 
     fixed_step_methods: ClassVar[tuple[str, ...]] = ("euler", "midpoint", "heun3", "rk4", "rk38", "dopri5")
@@ -294,7 +295,6 @@ class ForwardConformance(_Harness):
     adaptive_rtol: ClassVar[float] = 1e-6
 
     def _solve(self, func: Any, y0: Any, ts: Sequence[float], **kwargs: Any) -> symadj.Solution:
-        kwargs["options"] = self.options(**kwargs.get("options", {}))
         return symadj.solve(func, y0, self.asarray(list(ts)), backend=self.backend, **kwargs)
 
     def _rotating(self, ts: Sequence[float], **kwargs: Any) -> tuple[np.ndarray, np.ndarray, symadj.Solution]:
@@ -314,6 +314,15 @@ class ForwardConformance(_Harness):
         np.testing.assert_allclose(self.to_numpy(sol.ts), OUTPUT_TIMES, rtol=0, atol=0)
         assert int(sol.stats.status) == int(symadj.Status.SUCCESS)
         assert int(sol.stats.n_accepted) == round(1.0 / FIXED_STEP)
+
+    def test_backward_in_time_matches_reference(self) -> None:
+        ts = [1.0 - t for t in OUTPUT_TIMES]
+        y0, params, sol = self._rotating(ts, method="rk4", options={"step_size": FIXED_STEP})
+        f = rotating_field(np)
+        # y(t) for decreasing t is z(s) = y(-s) for increasing s, with dz/ds = -f(-s, z).
+        want = reference_solve(lambda s, z: -f(-s, z, params), y0, [-t for t in ts], symadj.get_tableau("rk4"),
+                               FIXED_STEP)
+        assert _relative_error(self.to_numpy(sol.ys), want) <= self.same_steps_rtol
 
     def _converged(self, ts: Sequence[float]) -> np.ndarray:
         return _converged_rotating(tuple(ts))
@@ -468,6 +477,9 @@ class GradientConformance(_Harness):
 
     def _gradients(self, gradient: str, method: str, **kwargs: Any) -> tuple[float, list[np.ndarray]]:
         return self._evaluate(self._loss(gradient, method, **kwargs), *rotating_problem())
+
+    def test_backend_declares_gradients(self) -> None:
+        assert self.symadj_backend.differentiable, f"backend {self.backend!r} says it has no gradient modes"
 
     def test_backprop_matches_finite_differences(self) -> None:
         y0, params = rotating_problem()

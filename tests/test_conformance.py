@@ -79,7 +79,8 @@ class TestJaxConformance(JaxHooks, BackendConformance):
     exact_gradient_modes = ("symplectic", *slow("checkpoint"))
     gradient_methods = ("rk4", *slow("dopri5"))
     checkpoint_policies = tuple(slow(*BackendConformance.checkpoint_policies))
-    slow_tests = ("test_dense_outputs_match_reference", "test_state_turning_nonfinite_is_refused",
+    slow_tests = ("test_dense_outputs_match_reference", "test_backward_in_time_matches_reference",
+                  "test_state_turning_nonfinite_is_refused",
                   "test_too_few_steps_is_a_max_steps_error", "test_backprop_matches_finite_differences",
                   "test_adjoint_matches_backprop", "test_checkpoint_mode_with_revolve_gives_the_gradient_of_all")
 

@@ -24,11 +24,13 @@ The parts, each a class to mix in:
 - :class:`BufferConformance`: the storage primitives (``buffer``, ``buffer_write``, ...).
 - :class:`BackendConformance`: all three.
 
-Hooks a subclass may override: :meth:`~_Harness.asarray` (arrays of the library from
-nested lists; by default through the backend's namespace) and :meth:`~_Harness.to_numpy`;
-class attributes choose the tableaux, modes and policies each test runs over
+Hooks every class has, to override where the library needs more: ``asarray`` (arrays of
+the library from nested lists or NumPy; by default through the backend's namespace) and
+``to_numpy``. Class attributes choose the tableaux, modes and policies the tests run over
 (``fixed_step_methods``, ``adaptive_methods``, ``exact_gradient_modes``,
-``gradient_methods``, ``checkpoint_policies``), so a slow library runs few by default.
+``gradient_methods``, ``checkpoint_policies``, ``buffer_shapes``); a library that compiles
+every solve keeps a few in its default run and marks the rest with :func:`slow`, or whole
+tests with ``slow_tests`` (register the ``slow`` marker in the plugin's pytest settings).
 
 Examples:
     >>> from symadj.testing import ForwardConformance
@@ -150,8 +152,10 @@ def reference_solve(f: Callable[[float, np.ndarray], np.ndarray], y0: np.ndarray
         y_new = y + h * sum(bi * ki for bi, ki in zip(b, stages))
         while k < len(ts) and float(ts[k]) <= t + h:
             theta = (float(ts[k]) - t) / h
-            if theta == 1.0 or dense is None:
+            if theta == 1.0:
                 outputs.append(y_new)
+            elif dense is None:
+                raise ValueError(f"t={ts[k]} falls inside a step and {tableau.name!r} has no continuous extension")
             else:
                 weights = [sum(p * theta ** (n + 1) for n, p in enumerate(row)) for row in dense]
                 outputs.append(y + h * sum(w * ki for w, ki in zip(weights, stages)))
@@ -211,10 +215,6 @@ class _Harness:
     backend: ClassVar[str] = ""
     #: Whether the backend accepts tuple states (the default ``split_state`` does).
     tuple_states: ClassVar[bool] = True
-    #: ``options["max_steps"]`` of the gradient checks' solves (``None``: the backend's default;
-    #: they take under 100 steps): a staged backend whose backprop scans ``max_steps``
-    #: iterations runs faster with a small bound.
-    max_steps: ClassVar[int | None] = None
 
     fixed_step_methods: ClassVar[tuple[str, ...]] = ("euler", "midpoint", "heun3", "rk4", "rk38", "dopri5")
     adaptive_methods: ClassVar[tuple[str, ...]] = ("bosh3", "dopri5", "tsit5", "dopri8")
@@ -274,12 +274,8 @@ class _Harness:
             return np.from_dlpack(x)
 
     def params(self, values: dict[str, np.ndarray]) -> dict[str, Any]:
+        """``values`` (NumPy arrays by name) as arrays of the library."""
         return {name: self.asarray(value) for name, value in values.items()}
-
-    def options(self, **options: Any) -> dict[str, Any]:
-        if self.max_steps is not None:
-            options.setdefault("max_steps", self.max_steps)
-        return options
 
 
 # -- (a) forward solves and hostile inputs ---------------------------------------------------
@@ -436,6 +432,10 @@ class GradientConformance(_Harness):
     exact_rtol: ClassVar[float] = 1e-10
     #: The continuous adjoint's error against backprop at tolerances 1e-10.
     adjoint_rtol: ClassVar[float] = 1e-6
+    #: ``options["max_steps"]`` of the gradient checks' solves (``None``: the backend's default;
+    #: they take under 100 steps): a staged backend whose backprop scans ``max_steps``
+    #: iterations runs faster with a small bound.
+    max_steps: ClassVar[int | None] = None
     #: How far policies may differ from ``"all"``: 0 (bitwise) for an eager library, where
     #: they run the same products; a compiling one may fuse them differently.
     policy_rtol: ClassVar[float] = 0.0
@@ -459,7 +459,9 @@ class GradientConformance(_Harness):
         xp, func = self.xp, rotating_field(self.xp)
         ts = self.asarray(list(OUTPUT_TIMES) + [2.0])[1:]  # a start that is not 0
         weights = self.asarray(OUTPUT_WEIGHTS)[:, None, None]
-        options = self.options(**({} if symadj.get_tableau(method).adaptive else {"step_size": FIXED_STEP}))
+        options = {} if symadj.get_tableau(method).adaptive else {"step_size": FIXED_STEP}
+        if self.max_steps is not None:
+            options["max_steps"] = self.max_steps
 
         def loss(y0: Any, p: Any) -> Any:
             ys = symadj.odeint(func, y0, ts, args=p, method=method, gradient=gradient, rtol=tol, atol=tol,

@@ -4,6 +4,7 @@ out-of-tree plugin installed from a temporary directory."""
 from __future__ import annotations
 
 import doctest
+import importlib
 import os
 import re
 import subprocess
@@ -18,11 +19,11 @@ from symadj._plugins import registry
 from symadj.testing import BackendConformance, BufferConformance, ForwardConformance, slow
 
 
-def test_conformance_suite_docstring_examples_run():
-    import symadj.testing
-
-    failed, tried = doctest.testmod(symadj.testing, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert tried >= 5 and failed == 0
+@pytest.mark.parametrize("name", ["symadj.testing", "symadj.testing._reference", "symadj.testing._suite"])
+def test_conformance_suite_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert tried >= 1 and failed == 0
 
 
 class TestNumpyConformance(ForwardConformance, BufferConformance):

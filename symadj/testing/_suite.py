@@ -1,44 +1,4 @@
-"""The conformance suite a backend plugin runs from its own tests.
-
-Subclass one of the classes below in a test module of the plugin, name the backend, and
-pytest runs the suite against it (the class name must start with ``Test``)::
-
-    # tests/test_my_backend.py of the plugin
-    from symadj.testing import ForwardConformance
-
-    class TestMyLibConformance(ForwardConformance):
-        backend = "mylib"          # the name the plugin registers
-
-The parts, each a class to mix in:
-
-- :class:`ForwardConformance`: fixed-step and adaptive solves with several shipped
-  tableaux, outputs inside steps (the continuous extension) and tuple states, checked
-  against a NumPy integrator written here (:func:`reference_solve`), independent of the
-  engine; and hostile inputs (unsorted times, a non-finite state, an unknown method,
-  mixed dtypes), each refused with its :mod:`symadj.errors` class. A forward-only backend
-  (``differentiable = False``) runs this part alone.
-- :class:`GradientConformance`: each exact gradient mode equals ``"backprop"`` to 1e-10
-  (relative, float64), ``"adjoint"`` agrees to its tolerance, backprop agrees with finite
-  differences, and every checkpoint policy gives the gradient of ``"all"``. The subclass
-  supplies :meth:`GradientConformance.value_and_grad`, its library's autodiff.
-- :class:`BufferConformance`: the storage primitives (``buffer``, ``buffer_write``, ...).
-- :class:`BackendConformance`: all three.
-
-Hooks every class has, to override where the library needs more: ``asarray`` (arrays of
-the library from nested lists or NumPy; by default through the backend's namespace) and
-``to_numpy``. Class attributes choose the tableaux, modes and policies the tests run over
-(``fixed_step_methods``, ``adaptive_methods``, ``exact_gradient_modes``,
-``gradient_methods``, ``checkpoint_policies``, ``buffer_shapes``); a library that compiles
-every solve keeps a few in its default run and marks the rest with :func:`slow`, or whole
-tests with ``slow_tests`` (register the ``slow`` marker in the plugin's pytest settings).
-
-Examples:
-    >>> from symadj.testing import ForwardConformance
-    >>> class TestNumpyConformance(ForwardConformance):
-    ...     backend = "numpy"
-    >>> suite = TestNumpyConformance()
-    >>> suite.test_fixed_step_solve_matches_reference("rk4")  # pytest parametrises it
-"""
+"""The conformance suite's test classes (see :mod:`symadj.testing`)."""
 
 from __future__ import annotations
 
@@ -53,10 +13,16 @@ import pytest
 import symadj
 from symadj.errors import InvalidArgumentError, MaxStepsError, NonFiniteError, UnknownNameError
 
-__all__ = [
-    "BackendConformance", "BufferConformance", "ForwardConformance", "GradientConformance", "reference_solve",
-    "rotating_field", "rotating_problem", "slow",
-]
+from ._reference import (
+    converged_rotating,
+    pair_field,
+    reference_solve,
+    relative_error,
+    rotating_field,
+    rotating_problem,
+)
+
+__all__ = ["BackendConformance", "BufferConformance", "ForwardConformance", "GradientConformance", "slow"]
 
 #: Output times of the forward checks: two fall inside steps of 1/8, two on step ends.
 OUTPUT_TIMES = (0.0, 0.3, 0.5, 0.8, 1.0)
@@ -64,104 +30,6 @@ OUTPUT_TIMES = (0.0, 0.3, 0.5, 0.8, 1.0)
 FIXED_STEP = 0.125
 #: Weights of the outputs in the gradient checks' loss (each output counts differently).
 OUTPUT_WEIGHTS = (0.0, 0.3, -1.0, 2.0, 0.5)
-
-
-# -- the problems and the reference integrator ------------------------------------------------
-
-
-def rotating_problem() -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(y0, params)`` of :func:`rotating_field` as NumPy float64 arrays (fixed seed).
-
-    Examples:
-        >>> y0, params = rotating_problem()
-        >>> y0.shape, sorted(params)
-        ((4, 3), ['b', 'rotation', 'v', 'w'])
-    """
-    rng = np.random.default_rng(0)
-    params = {
-        "rotation": np.array([[0.0, 2.0, 0.0], [-2.0, 0.0, 0.0], [0.0, 0.0, -0.1]]),
-        "w": rng.uniform(-0.5, 0.5, (5, 3)),
-        "b": rng.uniform(-0.5, 0.5, (5,)),
-        "v": rng.uniform(-0.5, 0.5, (3, 5)),
-    }
-    return rng.normal(size=(4, 3)), params
-
-
-def rotating_field(xp: Any) -> Callable[[Any, Any, Any], Any]:
-    """``func(t, y, params)``: a rotation plus a time-modulated tanh layer, in namespace ``xp``.
-
-    Written with array-API operations only, so the same function is the reference's (with
-    NumPy) and the backend's field.
-
-    Examples:
-        >>> y0, params = rotating_problem()
-        >>> rotating_field(np)(0.0, y0, params).shape
-        (4, 3)
-    """
-
-    def func(t: Any, y: Any, p: Any) -> Any:
-        return y @ p["rotation"].T + xp.tanh(y @ p["w"].T + p["b"]) @ p["v"].T * xp.cos(2.0 * t + 0.5)
-
-    return func
-
-
-def _pair_field(xp: Any) -> Callable[[Any, Any], Any]:
-    """A field on a tuple state ``(a, b)`` of shapes (2, 3) and (3,)."""
-
-    def func(t: Any, y: Any) -> Any:
-        a, b = y
-        return -0.5 * a + b * xp.cos(t), -b + 0.1 * xp.sum(a, axis=0)
-
-    return func
-
-
-def reference_solve(f: Callable[[float, np.ndarray], np.ndarray], y0: np.ndarray, ts: Sequence[float],
-                    tableau: symadj.Tableau, step: float) -> np.ndarray:
-    """Explicit Runge–Kutta in NumPy: steps of ``step`` from ``ts[0]``, the last shortened to end
-    on ``ts[-1]``; outputs inside a step from the tableau's continuous extension.
-
-    Written from the tableau's coefficients alone, independent of the engine (the steps are
-    placed as the engine places fixed steps, so the two agree to rounding).
-
-    Args:
-        f: the vector field ``f(t, y)`` on NumPy arrays.
-        y0: the initial state.
-        ts: increasing output times; ``ts[0]`` is the initial time.
-        tableau: the scheme; outputs strictly inside a step need its ``dense`` section.
-        step: the step size.
-
-    Returns:
-        The states at ``ts``, stacked along a new leading axis.
-
-    Examples:
-        >>> import symadj
-        >>> ys = reference_solve(lambda t, y: -y, np.ones(1), [0.0, 0.5, 1.0], symadj.get_tableau("rk4"), 0.01)
-        >>> round(float(ys[-1, 0]), 8) == round(math.exp(-1.0), 8)
-        True
-    """
-    a = [[float(x) for x in row] for row in tableau.a]
-    b, c = [float(x) for x in tableau.b], [float(x) for x in tableau.c]
-    dense = None if tableau.dense is None else [[float(p) for p in row] for row in tableau.dense.coefficients]
-    t, y, outputs, k = float(ts[0]), np.asarray(y0, dtype=np.float64), [np.asarray(y0, dtype=np.float64)], 1
-    while k < len(ts):
-        h = min(step, float(ts[-1]) - t)
-        stages: list[np.ndarray] = []
-        for i in range(len(c)):
-            yi = y + h * sum((a[i][j] * stages[j] for j in range(i) if a[i][j] != 0.0), np.zeros_like(y))
-            stages.append(f(t + c[i] * h, yi))
-        y_new = y + h * sum(bi * ki for bi, ki in zip(b, stages))
-        while k < len(ts) and float(ts[k]) <= t + h:
-            theta = (float(ts[k]) - t) / h
-            if theta == 1.0:
-                outputs.append(y_new)
-            elif dense is None:
-                raise ValueError(f"t={ts[k]} falls inside a step and {tableau.name!r} has no continuous extension")
-            else:
-                weights = [sum(p * theta ** (n + 1) for n, p in enumerate(row)) for row in dense]
-                outputs.append(y + h * sum(w * ki for w, ki in zip(weights, stages)))
-            k += 1
-        t, y = t + h, y_new
-    return np.stack(outputs)
 
 
 def slow(*values: Any) -> list[Any]:
@@ -180,19 +48,6 @@ def slow(*values: Any) -> list[Any]:
         ['slow', 'slow']
     """
     return [pytest.param(value, marks=pytest.mark.slow) for value in values]
-
-
-@functools.lru_cache(maxsize=4)
-def _converged_rotating(ts: tuple[float, ...]) -> np.ndarray:
-    """The rotating problem's solution at ``ts`` to about 1e-12 (rk4, steps of 1/1024)."""
-    y0, params = rotating_problem()
-    f = rotating_field(np)
-    return reference_solve(lambda t, y: f(t, y, params), y0, ts, symadj.get_tableau("rk4"), 1 / 1024)
-
-
-def _relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    scale = float(np.linalg.norm(want))
-    return float(np.linalg.norm(got - want)) / (scale if scale > 0 else 1.0)
 
 
 # -- the harness -----------------------------------------------------------------------------
@@ -306,7 +161,7 @@ class ForwardConformance(_Harness):
                                FIXED_STEP)
         got = self.to_numpy(sol.ys)
         assert got.shape == want.shape and got.dtype == np.float64
-        assert _relative_error(got, want) <= self.same_steps_rtol, fixed_method
+        assert relative_error(got, want) <= self.same_steps_rtol, fixed_method
         np.testing.assert_allclose(self.to_numpy(sol.ts), OUTPUT_TIMES, rtol=0, atol=0)
         assert int(sol.stats.status) == int(symadj.Status.SUCCESS)
         assert int(sol.stats.n_accepted) == round(1.0 / FIXED_STEP)
@@ -318,15 +173,15 @@ class ForwardConformance(_Harness):
         # y(t) for decreasing t is z(s) = y(-s) for increasing s, with dz/ds = -f(-s, z).
         want = reference_solve(lambda s, z: -f(-s, z, params), y0, [-t for t in ts], symadj.get_tableau("rk4"),
                                FIXED_STEP)
-        assert _relative_error(self.to_numpy(sol.ys), want) <= self.same_steps_rtol
+        assert relative_error(self.to_numpy(sol.ys), want) <= self.same_steps_rtol
 
     def _converged(self, ts: Sequence[float]) -> np.ndarray:
-        return _converged_rotating(tuple(ts))
+        return converged_rotating(tuple(ts))
 
     def test_adaptive_solve_matches_reference(self, adaptive_method: str) -> None:
         tol = self.adaptive_tolerance
         _, _, sol = self._rotating(OUTPUT_TIMES, method=adaptive_method, rtol=tol, atol=tol)
-        assert _relative_error(self.to_numpy(sol.ys), self._converged(OUTPUT_TIMES)) <= self.adaptive_rtol
+        assert relative_error(self.to_numpy(sol.ys), self._converged(OUTPUT_TIMES)) <= self.adaptive_rtol
         _, _, loose = self._rotating(OUTPUT_TIMES, method=adaptive_method, rtol=1e-3, atol=1e-3)
         assert 0 < int(loose.stats.n_accepted) < int(sol.stats.n_accepted), "tighter tolerances take more steps"
 
@@ -335,18 +190,18 @@ class ForwardConformance(_Harness):
         tol = self.adaptive_tolerance
         _, _, sol = self._rotating(ts, method="dopri5", rtol=tol, atol=tol)
         assert int(sol.stats.n_accepted) < len(ts) - 1, "outputs must come from inside steps"
-        assert _relative_error(self.to_numpy(sol.ys), self._converged(ts)) <= self.adaptive_rtol
+        assert relative_error(self.to_numpy(sol.ys), self._converged(ts)) <= self.adaptive_rtol
 
     def test_tuple_state_matches_reference(self) -> None:
         if not self.tuple_states:
             pytest.skip(f"backend {self.backend!r} does not take tuple states")
         rng = np.random.default_rng(1)
         a0, b0 = rng.normal(size=(2, 3)), rng.normal(size=(3,))
-        sol = self._solve(_pair_field(self.xp), (self.asarray(a0), self.asarray(b0)), OUTPUT_TIMES, method="rk4",
+        sol = self._solve(pair_field(self.xp), (self.asarray(a0), self.asarray(b0)), OUTPUT_TIMES, method="rk4",
                           options={"step_size": FIXED_STEP})
         assert isinstance(sol.ys, tuple) and len(sol.ys) == 2
         got = np.concatenate([self.to_numpy(y).reshape(len(OUTPUT_TIMES), -1) for y in sol.ys], axis=1)
-        pair = _pair_field(np)
+        pair = pair_field(np)
 
         def flat(t: float, y: np.ndarray) -> np.ndarray:
             return np.concatenate([d.reshape(-1) for d in pair(t, (y[:6].reshape(2, 3), y[6:]))])
@@ -354,7 +209,7 @@ class ForwardConformance(_Harness):
         want = reference_solve(flat, np.concatenate([a0.reshape(-1), b0]), OUTPUT_TIMES, symadj.get_tableau("rk4"),
                                FIXED_STEP)
         assert self.to_numpy(sol.ys[0]).shape == (len(OUTPUT_TIMES), 2, 3)
-        assert _relative_error(got, want) <= self.same_steps_rtol
+        assert relative_error(got, want) <= self.same_steps_rtol
 
     def test_single_time_gives_initial_state(self) -> None:
         y0, _, sol = self._rotating([0.5])
@@ -500,13 +355,13 @@ class GradientConformance(_Harness):
         want_value, want = self._gradients("backprop", gradient_method)
         assert value == pytest.approx(want_value, rel=self.exact_rtol)
         for name, got, expected in zip(["y0", *sorted(rotating_problem()[1])], grads, want):
-            assert _relative_error(got, expected) <= self.exact_rtol, (exact_mode, gradient_method, name)
+            assert relative_error(got, expected) <= self.exact_rtol, (exact_mode, gradient_method, name)
 
     def test_adjoint_matches_backprop(self) -> None:
         _, grads = self._gradients("adjoint", "dopri5", tol=1e-10)
         _, want = self._gradients("backprop", "dopri5", tol=1e-10)
         for got, expected in zip(grads, want):
-            assert _relative_error(got, expected) <= self.adjoint_rtol
+            assert relative_error(got, expected) <= self.adjoint_rtol
 
     def test_checkpoint_policy_gives_the_gradient_of_all(self, policy: str) -> None:
         if isinstance(symadj.as_checkpoint_policy(policy), symadj.Offload):
@@ -517,13 +372,13 @@ class GradientConformance(_Harness):
         _, want = self._gradients("symplectic", "dopri5", checkpoints="all")
         _, grads = self._gradients("symplectic", "dopri5", checkpoints=policy)
         for got, expected in zip(grads, want):
-            assert _relative_error(got, expected) <= self.policy_rtol, policy
+            assert relative_error(got, expected) <= self.policy_rtol, policy
 
     def test_checkpoint_mode_with_revolve_gives_the_gradient_of_all(self) -> None:
         _, want = self._gradients("checkpoint", "rk4", checkpoints="all")
         _, grads = self._gradients("checkpoint", "rk4", checkpoints="revolve:3")
         for got, expected in zip(grads, want):
-            assert _relative_error(got, expected) <= self.policy_rtol
+            assert relative_error(got, expected) <= self.policy_rtol
 
 
 # -- (d) storage -----------------------------------------------------------------------------

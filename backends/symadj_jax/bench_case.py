@@ -124,7 +124,7 @@ def _forward_steps(key: ProblemSpec, dtype: str) -> Any:
     extra = make_arrays(key)["extra"]
     field = make_field(key, jnp.asarray(extra, dtype=jnp.dtype(dtype)) if key.kind == "cnf" else None)
     return jax.jit(lambda y0, p, times: symadj.solve(field, y0, times, args=p, method=key.method, rtol=key.rtol,
-                                                     atol=key.atol).stats.n_steps)
+                                                     atol=key.atol).stats.n_attempts)
 
 
 class BenchCase:

@@ -726,7 +726,7 @@ def revolve_counts(backend: Backend, n_steps: Any, budget: Any, held: Any = None
     def push(store: tuple, entry: Any, base: Any, slot: Any, value: None, reverses: Any) -> tuple:
         peak, advanced = store
         held = held_by_forward + entry + 1 - base if kept else entry + 1
-        return backend.select(held > peak, backend.select(reverses, peak, held), peak), advanced
+        return backend.select(reverses, peak, backend.select(held > peak, held, peak)), advanced
 
     (peak, advanced), _ = revolve(backend, n_steps, held, positions, budget, kept, (peak, 0), (),
                                   RevolveActions(advance, push, lambda state, n, value: state))

@@ -4,30 +4,13 @@ states that are really held, within the budget, with the fewest forward steps th
 
 from __future__ import annotations
 
-import math
-from functools import cache
-
 import pytest
+
+# The independent counts: the dynamic programme behind revolve (brute force) and Griewank's closed form.
+from test_checkpoints import binomial_advances, least_advances
 
 import symadj
 from symadj._checkpoints import RevolveActions, _positions, revolve, revolve_counts
-
-
-@cache
-def fewest_advances(steps: int, slots: int) -> int:
-    """Fewest forward steps that reverse ``steps`` steps from a state held at step 0, with
-    ``slots`` states held at once: every first segment length tried (brute force)."""
-    if steps == 1:
-        return 0
-    if slots == 1:
-        return steps * (steps - 1) // 2
-    return min(m + fewest_advances(steps - m, slots - 1) + fewest_advances(m, slots) for m in range(1, steps))
-
-
-def griewank_advances(steps: int, slots: int) -> int:
-    """t·N − C(K+t, t−1) with t the least integer such that C(K+t, t) ≥ N."""
-    t = next(t for t in range(steps + 1) if math.comb(slots + t, t) >= steps)
-    return t * steps - math.comb(slots + t, t - 1) if t else 0
 
 
 def replay(steps: int, slots: int) -> tuple[int, int, list[int]]:
@@ -61,19 +44,13 @@ def replay(steps: int, slots: int) -> tuple[int, int, list[int]]:
     return log["advanced"], log["peak"], log["reversed"]
 
 
-def test_the_brute_force_and_the_closed_form_agree():
-    for steps in range(1, 40):
-        for slots in range(1, 6):
-            assert fewest_advances(steps, slots) == griewank_advances(steps, slots), (steps, slots)
-
-
 @pytest.mark.parametrize("slots", [1, 2, 3, 4, 6])
 def test_the_schedule_reverses_every_step_once_with_the_fewest_advances(slots):
     for steps in range(1, 45):
         advanced, peak, reversed_ = replay(steps, slots)
         assert reversed_ == list(range(steps - 1, -1, -1)), (steps, slots)
         assert peak <= slots, (steps, slots)
-        assert advanced == fewest_advances(steps, slots), (steps, slots)
+        assert advanced == least_advances(steps, slots) == binomial_advances(steps, slots), (steps, slots)
 
 
 @pytest.mark.parametrize("slots", [1, 2, 3, 5])

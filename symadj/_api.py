@@ -193,7 +193,7 @@ def solve(
 def _initial_state_only(xp: Any, layout: StateLayout, ts: Any, flat_y0: Any) -> Solution:
     """The solution at the single time ``t[0]``: ``y0`` itself, with a leading axis (as torchdiffeq)."""
     zero = xp.asarray(0)
-    stats = Stats(n_steps=zero, n_accepted=zero, n_rejected=zero, n_fevals=zero,
+    stats = Stats(n_attempts=zero, n_accepted=zero, n_rejected=zero, n_fevals=zero,
                   status=xp.asarray(int(Status.SUCCESS)), t_final=ts[0], n_outputs=xp.asarray(1))
     return Solution(ts=ts, ys=layout.to_state(xp, flat_y0[None, ...], batch=(1,)), stats=stats)
 

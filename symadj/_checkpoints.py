@@ -614,15 +614,6 @@ def revolve_target(backend: Backend, p: Any, end: Any, top: Any, budget: int) ->
     return backend.select(length == 1, p, p + backend.select(first < 1, 1, first))
 
 
-class _Count(NamedTuple):
-    end: Any
-    top: Any
-    base: Any
-    peak: Any
-    advanced: Any
-    positions: Any
-
-
 def _held_after_forward(backend: Backend, n_steps: Any, budget: int) -> Any:
     return backend.select(n_steps <= budget, n_steps, 1)
 
@@ -631,6 +622,85 @@ def _positions(backend: Backend, budget: int, stride: Any) -> Any:
     """Checkpoint slot i holds step i·stride after the forward pass."""
     buffer = backend.buffer(budget, 0)
     return backend.fori_loop(0, budget, lambda i, b: backend.buffer_write(b, i, i * stride), buffer)
+
+
+class RevolveActions(NamedTuple):
+    """What a run of :func:`revolve` does at each action of the schedule, on two parts of its
+    carry: ``store`` (what advancing and pushing change: the states held, or the counts)
+    and ``state`` (what reversing a step changes: the adjoint, or nothing).
+
+    ``advance(store, p, target, entry, base) -> (store, value)``: a forward segment from the
+    stack's ``entry``, a checkpoint at step ``p``, to step ``target``; ``value`` is what it
+    leaves at ``target`` (the state, or ``None`` where only counted).
+    ``push(store, entry, base, slot, value, reverses) -> store``: ``value`` becomes the
+    stack's ``entry``, in ``slot``. A run with ``kept`` checkpoints calls it at every action
+    (``reverses`` then says the step is reversed instead and ``slot`` is the spare one).
+    ``reverse(state, n, value) -> state``: step ``n`` reversed from its starting state ``value``.
+    ``base`` is the number of read-only checkpoints still held at the bottom of the stack.
+    """
+
+    advance: Callable[[Any, Any, Any, Any, Any], tuple[Any, Any]]
+    push: Callable[[Any, Any, Any, Any, Any, Any], Any]
+    reverse: Callable[[Any, Any, Any], Any]
+
+
+class _Revolve(NamedTuple):
+    end: Any
+    top: Any
+    base: Any
+    positions: Any
+    store: Any
+    state: Any
+
+
+def revolve(backend: Backend, n_steps: Any, held: Any, positions: Any, budget: Any, kept: bool, store: Any,
+            state: Any, actions: RevolveActions) -> tuple[Any, Any]:
+    """Griewank's schedule over ``n_steps`` steps, from the ``held`` checkpoints at steps
+    ``positions`` (a stack: entry i at step ``positions[i]``), with at most ``budget``
+    checkpoints; ``actions`` says what each action does. Returns the final ``store`` and ``state``.
+
+    With ``kept``, the ``held`` checkpoints are read-only and ``budget`` counts the further
+    slots, the last of which (``budget``) takes the pushes a step does not need, and the
+    stack's last entry their positions: a staged backend then runs no branch around the
+    store, which would copy it at every step.
+    """
+    start = _Revolve(end=n_steps, top=held - 1, base=held if kept else 0, positions=positions, store=store,
+                     state=state)
+
+    def body(c: _Revolve) -> _Revolve:
+        p = backend.buffer_read(c.positions, c.top)
+        target = revolve_target(backend, p, c.end, c.top, c.base + budget if kept else budget)
+        store, value = actions.advance(c.store, p, target, c.top, c.base)
+        n = c.end - 1
+        reverses = target == n
+        # The checkpoint at p is dropped once its own step is reversed.
+        top_reversed = backend.select(p == n, c.top - 1, c.top)
+        if not kept:
+            def reverse(c: _Revolve) -> _Revolve:
+                return c._replace(end=n, top=top_reversed, state=actions.reverse(c.state, n, value))
+
+            def push(c: _Revolve) -> _Revolve:
+                top = c.top + 1
+                return c._replace(top=top, positions=backend.buffer_write(c.positions, top, target),
+                                  store=actions.push(c.store, top, c.base, top, value, False))
+
+            return backend.cond(reverses, reverse, push, c._replace(store=store))
+        # Branch-free push (to the spare slot and entry when the step reverses instead).
+        slot = backend.select(reverses, budget, c.top + 1 - c.base)
+        entry = backend.select(reverses, backend.buffer_capacity(c.positions) - 1, c.top + 1)
+        store = actions.push(store, c.top + 1, c.base, slot, value, reverses)
+        positions = backend.buffer_write(c.positions, entry, target)
+
+        def reversed_(small: tuple) -> tuple:
+            return n, top_reversed, actions.reverse(small[2], n, value)
+
+        end, top, state = backend.cond(reverses, reversed_, lambda small: small, (c.end, c.top, c.state))
+        top = backend.select(reverses, top, c.top + 1)
+        return _Revolve(end=end, top=top, base=backend.select(top + 1 < c.base, top + 1, c.base),
+                        positions=positions, store=store, state=state)
+
+    c = backend.while_loop(lambda c: c.end > 0, body, start, max_iterations=2**31 - 1)
+    return c.store, c.state
 
 
 def revolve_counts(backend: Backend, n_steps: Any, budget: Any, held: Any = None, positions: Any = None,
@@ -642,45 +712,26 @@ def revolve_counts(backend: Backend, n_steps: Any, budget: Any, held: Any = None
     ``kept``, the held checkpoints are read-only and ``budget`` counts the further slots, as
     in :func:`revolve_walk`.
 
-    Runs the schedule of :func:`revolve_walk` on step indices alone.
+    Runs :func:`revolve`, the schedule of :func:`revolve_walk`, on step indices alone.
     """
     if held is None:
         held, positions = _held_after_forward(backend, n_steps, budget), _positions(backend, budget, 1)
     if peak is None:
         peak = backend.select(n_steps <= budget, n_steps, budget)
     held_by_forward = peak
-    start = _Count(end=n_steps, top=held - 1, base=held if kept else 0, peak=peak, advanced=0, positions=positions)
 
-    def body(c: _Count) -> _Count:
-        p = backend.buffer_read(c.positions, c.top)
-        target = revolve_target(backend, p, c.end, c.top, c.base + budget if kept else budget)
-        c = c._replace(advanced=c.advanced + (target - p))
+    def advance(store: tuple, p: Any, target: Any, entry: Any, base: Any) -> tuple[tuple, None]:
+        peak, advanced = store
+        return (peak, advanced + (target - p)), None
 
-        def reverse(c: _Count) -> _Count:
-            top = backend.select(p == c.end - 1, c.top - 1, c.top)
-            return c._replace(end=c.end - 1, top=top, base=backend.select(top + 1 < c.base, top + 1, c.base))
+    def push(store: tuple, entry: Any, base: Any, slot: Any, value: None, reverses: Any) -> tuple:
+        peak, advanced = store
+        held = held_by_forward + entry + 1 - base if kept else entry + 1
+        return backend.select(reverses, peak, backend.select(held > peak, held, peak)), advanced
 
-        def push(c: _Count) -> _Count:
-            top = c.top + 1
-            held = held_by_forward + top + 1 - c.base if kept else top + 1
-            return c._replace(top=top, peak=backend.select(held > c.peak, held, c.peak),
-                              positions=backend.buffer_write(c.positions, top, target))
-
-        return backend.cond(target == c.end - 1, reverse, push, c)
-
-    c = backend.while_loop(lambda c: c.end > 0, body, start, max_iterations=2**31 - 1)
-    return c.peak, c.advanced
-
-
-class _Walk(NamedTuple):
-    end: Any
-    top: Any
-    base: Any
-    k: Any
-    lam: Any
-    params_bar: list
-    slots: Any
-    positions: Any
+    (peak, advanced), _ = revolve(backend, n_steps, held, positions, budget, kept, (peak, 0), (),
+                                  RevolveActions(advance, push, lambda state, n, value: state))
+    return peak, advanced
 
 
 def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: Any, positions: Any, outputs: Any,
@@ -693,68 +744,39 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: A
     With ``kept = (states, order)``, the ``held`` checkpoints are instead read-only states
     (entry i is ``states[order[i]]``), and the entries pushed above them go to ``slots``
     (entry i in slot i − the entries still held below it); ``budget`` then counts the slots
-    of ``slots`` but its last, which takes the writes a step does not need: a staged backend
-    then runs no branch around the states, which would copy them at every step.
+    of ``slots`` but its last, which takes the writes a step does not need (see :func:`revolve`).
     """
-    n_steps = trajectory.n_steps
     times, steps = trajectory.times, trajectory.steps
-    base = held if kept is not None else 0
-    start = _Walk(end=n_steps, top=held - 1, base=base, k=outputs.last_index, lam=xp.zeros_like(outputs.first),
-                  params_bar=[xp.zeros_like(p) for p in params], slots=slots, positions=positions)
 
-    def read(c: _Walk, entry: Any) -> Any:
+    def read(slots: Any, entry: Any, base: Any) -> Any:
         if kept is None:
-            return backend.buffer_read(c.slots, entry)
+            return backend.buffer_read(slots, entry)
         states, order = kept
-        below = backend.select(entry < c.base, entry, 0)
-        above = backend.select(entry < c.base, 0, entry - c.base)
-        return xp.where(entry < c.base, backend.buffer_read(states, backend.buffer_read(order, below)),
-                        backend.buffer_read(c.slots, above))
+        below = backend.select(entry < base, entry, 0)
+        above = backend.select(entry < base, 0, entry - base)
+        return xp.where(entry < base, backend.buffer_read(states, backend.buffer_read(order, below)),
+                        backend.buffer_read(slots, above))
 
-    def body(c: _Walk) -> _Walk:
-        p = backend.buffer_read(c.positions, c.top)
-        target = revolve_target(backend, p, c.end, c.top, c.base + budget if kept is not None else budget)
-
-        def forward(n: Any, y: Any) -> Any:
+    def forward(slots: Any, p: Any, target: Any, entry: Any, base: Any) -> tuple[Any, Any]:
+        def step(n: Any, y: Any) -> Any:
             return advance(backend.buffer_read(times, n), backend.buffer_read(steps, n), y)
 
-        y = backend.fori_loop(p, target, forward, read(c, c.top))
-        reverses = target == c.end - 1
+        return slots, backend.fori_loop(p, target, step, read(slots, entry, base))
 
-        def reverse(c: _Walk) -> _Walk:
-            n = c.end - 1
-            in_step, k = outputs.of_step(n, c.k)
-            lam, params_bar = step_adjoint(backend.buffer_read(times, n), backend.buffer_read(steps, n), y,
-                                           c.lam, c.params_bar, in_step)
-            return c._replace(end=n, top=backend.select(p == n, c.top - 1, c.top), k=k, lam=lam,
-                              params_bar=params_bar)
+    def push(slots: Any, entry: Any, base: Any, slot: Any, y: Any, reverses: Any) -> Any:
+        return backend.buffer_write(slots, slot, y)
 
-        if kept is None:
-            def push(c: _Walk) -> _Walk:
-                top = c.top + 1
-                return c._replace(top=top, slots=backend.buffer_write(c.slots, top, y),
-                                  positions=backend.buffer_write(c.positions, top, target))
+    def reverse(state: tuple, n: Any, y: Any) -> tuple:
+        k, lam, params_bar = state
+        in_step, k = outputs.of_step(n, k)
+        lam, params_bar = step_adjoint(backend.buffer_read(times, n), backend.buffer_read(steps, n), y, lam,
+                                       params_bar, in_step)
+        return k, lam, params_bar
 
-            return backend.cond(reverses, reverse, push, c)
-        # Branch-free push (to the spare last slot when the step reverses instead).
-        spare = budget
-        slot = backend.select(reverses, spare, c.top + 1 - c.base)
-        entry = backend.select(reverses, backend.buffer_capacity(c.positions) - 1, c.top + 1)
-        pushed = c._replace(top=c.top + 1, slots=backend.buffer_write(c.slots, slot, y),
-                            positions=backend.buffer_write(c.positions, entry, target))
-        small = (c.end, c.top, c.k, c.lam, c.params_bar)
-
-        def reversed_(small: tuple) -> tuple:
-            r = reverse(c._replace(end=small[0], top=small[1], k=small[2], lam=small[3], params_bar=small[4]))
-            return r.end, r.top, r.k, r.lam, r.params_bar
-
-        end, top, k, lam, params_bar = backend.cond(reverses, reversed_, lambda small: small, small)
-        top = backend.select(reverses, top, pushed.top)
-        return pushed._replace(end=end, top=top, base=backend.select(top + 1 < c.base, top + 1, c.base), k=k,
-                               lam=lam, params_bar=params_bar)
-
-    c = backend.while_loop(lambda c: c.end > 0, body, start, max_iterations=2**31 - 1)
-    return c.lam + outputs.first, c.params_bar
+    state = (outputs.last_index, xp.zeros_like(outputs.first), [xp.zeros_like(p) for p in params])
+    _, (_, lam, params_bar) = revolve(backend, trajectory.n_steps, held, positions, budget, kept is not None, slots,
+                                      state, RevolveActions(forward, push, reverse))
+    return lam + outputs.first, params_bar
 
 
 # -- helpers ---------------------------------------------------------------------------

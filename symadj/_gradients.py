@@ -7,9 +7,10 @@ solve with the accepted step sizes fixed (see docs).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import InitVar, dataclass, fields, replace
 from typing import Any
 
 from ._backend import Backend, Field
@@ -35,7 +36,8 @@ class GradientMode(abc.ABC):
     The modes are :class:`Symplectic` (``"symplectic"``, the default), :class:`Checkpoint`
     (``"checkpoint"``), :class:`Backprop` (``"backprop"``) and :class:`Adjoint`
     (``"adjoint"``); a name is turned into its object at once. All treat step sizes as
-    constants; the exact modes give the gradient of the discrete solve.
+    constants; the exact modes give the gradient of the discrete solve. A mode is a frozen
+    dataclass: equal to another of its kind with the same settings, and hashable.
 
     Raises:
         UnknownNameError: (from :func:`symadj.solve`) ``gradient=`` names no mode.
@@ -71,17 +73,27 @@ class GradientMode(abc.ABC):
         """
         if not backend.differentiable:
             return _reported(backend, problem, lambda: integrate(backend, problem, field, y0, record=False)[:2])
-        if times is not None and self.time_gradients:
-            return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0, times))
-        return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0))
+        times = times if self.time_gradients else None
+        return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0, times))
 
     @abc.abstractmethod
-    def _solve(self, backend: Backend, problem: Problem, field: Field, y0: Any) -> tuple[Any, Stats]: ...
+    def _solve(self, backend: Backend, problem: Problem, field: Field, y0: Any, times: Any = None
+               ) -> tuple[Any, Stats]:
+        """The differentiable solve: outputs and forward statistics; ``times`` (only for a
+        mode with ``time_gradients``, else ``None``) the output times to differentiate."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        # The settings that differ from the mode's defaults, e.g. Symplectic(checkpoints=Revolve(budget=8)).
+        default = type(self)()
+        shown = []
+        for setting in fields(self):
+            value, usual = getattr(self, setting.name), getattr(default, setting.name)
+            if setting.repr and value is not usual and (usual is None or value != usual):
+                shown.append(f"{setting.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
+@dataclass(frozen=True, repr=False)
 class Backprop(GradientMode):
     """Reverse-mode autodiff through every stage of every step: the reference; memory O(N·s·L).
 
@@ -99,11 +111,12 @@ class Backprop(GradientMode):
 
     name = "backprop"
 
-    def _solve(self, backend, problem, field, y0):
+    def _solve(self, backend, problem, field, y0, times=None):
         outputs, stats, _ = integrate(backend, problem, field, y0, record=False, differentiable=True)
         return outputs, stats
 
 
+@dataclass(frozen=True, repr=False)
 class _RecordingMode(GradientMode):
     """Modes whose forward pass keeps the accepted steps, as a checkpoint policy says.
 
@@ -119,19 +132,23 @@ class _RecordingMode(GradientMode):
             (:class:`RecomputationWarning`) or ``"off"`` (no comparison).
     """
 
-    def __init__(self, checkpoints: str | CheckpointPolicy = "auto", memory: int | str | None = None,
-                 recomputation: str = "raise") -> None:
-        self.recomputation = check_recomputation_choice(recomputation)
-        policy = as_checkpoint_policy(checkpoints)
+    checkpoints: str | CheckpointPolicy = "auto"
+    memory: InitVar[int | str | None] = None
+    recomputation: str = "raise"
+
+    def __post_init__(self, memory: int | str | None) -> None:
+        # Names become objects at once: the fields hold the policy and the checked choice.
+        object.__setattr__(self, "recomputation", check_recomputation_choice(self.recomputation))
+        policy = as_checkpoint_policy(self.checkpoints)
         if memory is not None:
             if not isinstance(policy, Auto):
                 raise InvalidArgumentError(
                     f"memory= is the budget of checkpoints='auto'; it does not apply to checkpoints={policy!r}"
                 )
             policy = Auto(memory=memory)
-        self.checkpoints = policy.for_mode(self.name)
+        object.__setattr__(self, "checkpoints", policy.for_mode(self.name))
 
-    def _solve(self, backend, problem, field, y0):
+    def _solve(self, backend, problem, field, y0, times=None):
         xp, tab, policy = problem.xp, problem.tableau, self.checkpoints
         policy.check(backend, problem.options.max_steps)
         interpolant = problem.interpolant
@@ -199,22 +216,8 @@ class _RecordingMode(GradientMode):
         (with ``from_stages``, the stacked stage states of the step in place of y_n) and
         y_{n+1} as the step's recomputation gives it (``(None, None)`` if it cannot)."""
 
-    def __eq__(self, other: object) -> bool:
-        return (type(other) is type(self) and other.checkpoints == self.checkpoints
-                and other.recomputation == self.recomputation)
 
-    def __hash__(self) -> int:
-        return hash((type(self), self.checkpoints, self.recomputation))
-
-    def __repr__(self) -> str:
-        arguments = []
-        if self.checkpoints != Auto().for_mode(self.name):
-            arguments.append(f"checkpoints={self.checkpoints!r}")
-        if self.recomputation != "raise":
-            arguments.append(f"recomputation={self.recomputation!r}")
-        return f"{type(self).__name__}({', '.join(arguments)})"
-
-
+@dataclass(frozen=True, repr=False)
 class Symplectic(_RecordingMode):
     """The symplectic adjoint (Matsubara et al. 2021): exact gradient, memory O(N·|y| + s·|y| + L).
 
@@ -242,6 +245,7 @@ class Symplectic(_RecordingMode):
         return adjoint_stages(tab, interpolant) if interpolant is not None else ()
 
 
+@dataclass(frozen=True, repr=False)
 class Checkpoint(_RecordingMode):
     """Per-step checkpoints (ACA, Zhuang et al. 2020): exact gradient, memory O(N·|y| + s·L).
 
@@ -298,7 +302,7 @@ class Checkpoint(_RecordingMode):
         return step
 
 
-@dataclass(repr=False)
+@dataclass(frozen=True, repr=False)
 class Adjoint(GradientMode):
     """The continuous adjoint (Chen et al. 2018), solved backward with its own tolerances.
 
@@ -324,7 +328,8 @@ class Adjoint(GradientMode):
 
     rtol: float | None = None
     atol: float | None = None
-    options: Any = None
+    # Compared, not hashed: a dict of options is not hashable.
+    options: Any = dataclasses.field(default=None, hash=False)
     method: Any = None
     name = "adjoint"
     time_gradients = True

@@ -276,7 +276,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
             backend, carry.states, carry.n_accepted, _bytes_of(xp, y0), len(active_stages) * _bytes_of(xp, y0),
             _bytes_of(xp, t0), rk_advance_evaluations(tab))
     stats = Stats(
-        n_steps=carry.n_accepted + carry.n_rejected, n_accepted=carry.n_accepted,
+        n_attempts=carry.n_accepted + carry.n_rejected, n_accepted=carry.n_accepted,
         n_rejected=carry.n_rejected, n_fevals=carry.n_fevals, status=status,
         t_final=carry.t, n_outputs=carry.next_output,
         checkpoint_bytes=checkpoint_bytes, extra_fevals=extra_fevals, schedule=schedule, events=event_record,

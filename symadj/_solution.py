@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -63,7 +64,9 @@ class Stats(NamedTuple):
     them with ``int()`` on the host.
 
     Attributes:
-        n_steps: step attempts, accepted and rejected.
+        n_attempts: step attempts, accepted and rejected (``n_accepted + n_rejected``). It
+            was called ``n_steps``, a name that still reads it with a ``DeprecationWarning``;
+            :attr:`n_accepted` is the steps the solution is made of.
         n_accepted: accepted steps.
         n_rejected: rejected steps.
         n_fevals: evaluations of the vector field in the forward solve.
@@ -88,7 +91,7 @@ class Stats(NamedTuple):
         (4, 0, 17)
     """
 
-    n_steps: Any
+    n_attempts: Any
     n_accepted: Any
     n_rejected: Any
     n_fevals: Any
@@ -113,13 +116,20 @@ class Stats(NamedTuple):
         """
         numbers: dict[str, int | float | str] = {
             name: int(getattr(self, name))
-            for name in ("n_steps", "n_accepted", "n_rejected", "n_fevals", "n_outputs", "checkpoint_bytes",
+            for name in ("n_attempts", "n_accepted", "n_rejected", "n_fevals", "n_outputs", "checkpoint_bytes",
                          "extra_fevals")
         }
         numbers["t_final"] = float(self.t_final)
         numbers["status"] = Status(int(self.status)).name
         numbers["schedule"] = Schedule(int(self.schedule)).name
         return numbers
+
+    @property
+    def n_steps(self) -> Any:
+        """Deprecated name of :attr:`n_attempts` (step attempts, not accepted steps)."""
+        warnings.warn("Stats.n_steps is deprecated: it counts step attempts, now read as Stats.n_attempts "
+                      "(accepted steps are Stats.n_accepted)", DeprecationWarning, stacklevel=2)
+        return self.n_attempts
 
     def __repr__(self) -> str:
         def shown(name: str, value: Any) -> str:

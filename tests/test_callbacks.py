@@ -47,7 +47,7 @@ def test_every_attempt_is_announced_and_then_accepted_or_rejected(gradient):
     sol = symadj.solve(field, y0, torch.linspace(0.0, 2.0, 5, dtype=torch.float64), gradient=gradient,
                        rtol=1e-8, atol=1e-8, options={"first_step": 0.5})
     log = kinds(field.log)
-    assert log.count("step") == int(sol.stats.n_steps)
+    assert log.count("step") == int(sol.stats.n_attempts)
     assert log.count("accept") == int(sol.stats.n_accepted) and log.count("reject") == int(sol.stats.n_rejected) > 0
     # Each attempt is followed by its verdict, for the same step.
     for announced, verdict in zip(field.log[::2], field.log[1::2]):

@@ -86,7 +86,7 @@ def test_steps_land_exactly_on_output_times_and_record_counts():
     ts = np.array([0.0, 0.1, 0.35, 1.0])
     sol = symadj.solve(f, np.array([1.0]), ts, method="dopri5", rtol=1e-6, atol=1e-9)
     assert sol.stats.n_fevals == len(calls)
-    assert sol.stats.n_steps == sol.stats.n_accepted + sol.stats.n_rejected
+    assert sol.stats.n_attempts == sol.stats.n_accepted + sol.stats.n_rejected
     assert np.allclose(sol.ys[:, 0], np.exp(-ts), rtol=1e-6)
     assert float(sol.stats.t_final) == pytest.approx(1.0, abs=1e-15)
 
@@ -197,7 +197,7 @@ def test_max_steps_raises_and_partial_solution_on_request():
     with pytest.raises(MaxStepsError, match=r"max_steps=20 .* stopped at t=.* throw=False"):
         symadj.odeint(rotation, np.array([1.0, 0.0]), ts, options={"max_steps": 20})
     sol = symadj.solve(rotation, np.array([1.0, 0.0]), ts, options={"max_steps": 20}, throw=False)
-    assert sol.status is symadj.Status.MAX_STEPS and sol.stats.n_steps == 20
+    assert sol.status is symadj.Status.MAX_STEPS and sol.stats.n_attempts == 20
     reached = int(sol.stats.n_outputs)
     assert 1 <= reached < len(ts)
     assert np.all(np.isfinite(sol.ys[:reached])) and np.all(np.isnan(sol.ys[reached:]))
@@ -243,7 +243,7 @@ def test_errors_share_the_symadj_root():
 
 def test_a_nan_derivative_at_the_start_fails_at_once_as_non_finite():
     sol = symadj.solve(lambda t, y: y * np.nan, np.ones(2), [0.0, 1.0], throw=False)
-    assert sol.status is symadj.Status.NONFINITE and int(sol.stats.n_steps) == 1
+    assert sol.status is symadj.Status.NONFINITE and int(sol.stats.n_attempts) == 1
     with pytest.raises(NonFiniteError, match="NaN or infinite in the step from t=0"):
         symadj.odeint(lambda t, y: y * np.nan, np.ones(2), [0.0, 1.0])
 
@@ -335,7 +335,7 @@ def test_a_fsal_scheme_evaluates_each_first_stage_afresh_under_perturb():
     ts = np.array([0.0, 1.0])
     plain = symadj.solve(_jump_field(), np.ones(1), ts, options={"jump_t": [0.5]})
     perturbed = symadj.solve(_jump_field(calls), np.ones(1), ts, options={"jump_t": [0.5], "perturb": True})
-    steps = int(perturbed.stats.n_steps)
+    steps = int(perturbed.stats.n_attempts)
     assert int(perturbed.stats.n_accepted) == int(plain.stats.n_accepted)
     assert int(perturbed.stats.n_fevals) == int(plain.stats.n_fevals) + int(perturbed.stats.n_accepted) - 1
     assert len(calls) == int(perturbed.stats.n_fevals) and steps >= 4

@@ -283,7 +283,7 @@ def _warn_of_fixed_step_callbacks(func: Any, tableau: Tableau) -> None:
 
 def _event_search_failure(sol: Any, max_steps: int) -> SolverError:
     """The error of an event search that ended without the event."""
-    where = f"at t={float(sol.stats.t_final):.6g}, after {int(sol.stats.n_steps)} step attempts"
+    where = f"at t={float(sol.stats.t_final):.6g}, after {int(sol.stats.n_attempts)} step attempts"
     if sol.status is Status.MAX_STEPS:
         return MaxStepsError(f"event_fn did not cross zero within max_num_steps={max_steps} step attempts "
                              f"({where}); check that it changes sign along the solution, or raise "

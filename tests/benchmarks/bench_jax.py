@@ -75,7 +75,7 @@ def main(argv=None):
     ts = jnp.array([0.0, args.end])
     probe = jax.jit(lambda y0, p: symadj.solve(field, y0, ts, args=p, rtol=args.rtol, atol=args.atol).stats)(
         y0, params)
-    attempts = int(probe.n_steps)
+    attempts = int(probe.n_attempts)
     max_steps = math.ceil(1.25 * attempts) + 4
 
     def loss_of(name):

@@ -224,10 +224,10 @@ def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any
     count = problem.n_outputs
 
     def rate(k: Any, rates: Any) -> Any:
-        return backend.buffer_write(rates, k, backend.stop_gradient(field(problem.ts[k], fixed[k, ...])))
+        return rates.write(k, backend.stop_gradient(field(problem.ts[k], fixed[k, ...])))
 
-    rates = backend.buffer_write(backend.buffer(count, start_rate), 0, start_rate)
-    rates = backend.buffer_stack(backend.fori_loop(1, count, rate, rates), count, start_rate)
+    rates = backend.buffer(count, start_rate).write(0, start_rate)
+    rates = backend.fori_loop(1, count, rate, rates).stack(count, start_rate)
     if record is not None:
         rates = problem.events.held_still(xp, record, rates, problem.ts, xp.sign(problem.ts[-1] - problem.ts[0]))
         # The last output's rate is zero on the rows that fired (held at their event state).

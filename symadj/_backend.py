@@ -448,23 +448,6 @@ class Backend(abc.ABC):
         which the engine owns and never differentiates."""
         return [total + inc for total, inc in zip(totals, increments)]
 
-    # The engine's spelling of the buffer interface (one call site each, kept as it was).
-    def buffer_write(self, buffer: Buffer, index: Any, value: Any) -> Buffer:
-        """``buffer.write(index, value)``; not part of the contract: do not override."""
-        return buffer.write(index, value)
-
-    def buffer_read(self, buffer: Buffer, index: Any) -> Any:
-        """``buffer.read(index)``; not part of the contract: do not override."""
-        return buffer.read(index)
-
-    def buffer_capacity(self, buffer: Buffer) -> int:
-        """``buffer.capacity``; not part of the contract: do not override."""
-        return buffer.capacity
-
-    def buffer_stack(self, buffer: Buffer, count: Any, fill: Any) -> Any:
-        """``buffer.stack(count, fill)``; not part of the contract: do not override."""
-        return buffer.stack(count, fill)
-
     # -- autodiff (where differentiable) ------------------------------------------------
     def requires_grad(self, x: Any) -> bool:
         """Whether the caller asked for a gradient of ``x`` (``t``, say) that the mode must

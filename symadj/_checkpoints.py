@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._backend import Backend
+from ._backend import Backend, Buffer
 from ._complex import itemsize
 from ._solution import Schedule
 from .errors import InvalidArgumentError
@@ -125,10 +125,10 @@ class AllSteps(CheckpointPolicy):
         return backend.buffer(max_steps, stages_like if self.stages else like)
 
     def store(self, backend, buffer, index, value, stages=None):
-        return backend.buffer_write(buffer, index, stages if self.stages else value)
+        return buffer.write(index, stages if self.stages else value)
 
     def read(self, backend: Backend, buffer: Any, index: Any, like: Any) -> Any:
-        return backend.buffer_read(buffer, index)
+        return buffer.read(index)
 
     def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
         return n_steps * ((stages_bytes if self.stages else value_bytes) + 2 * scalar_bytes), 0, self.schedule
@@ -166,10 +166,10 @@ class Offload(AllSteps):
         return backend.host_buffer(max_steps, like)
 
     def store(self, backend, buffer, index, value, stages=None):
-        return backend.buffer_write(buffer, index, backend.to_host(value))
+        return buffer.write(index, backend.to_host(value))
 
     def read(self, backend, buffer, index, like):
-        return backend.to_device(backend.buffer_read(buffer, index), like)
+        return backend.to_device(buffer.read(index), like)
 
 
 @dataclass(frozen=True, repr=False)
@@ -259,7 +259,7 @@ class Revolve(CheckpointPolicy):
         return backend.buffer(self.budget, like)
 
     def store(self, backend, buffer, index, value, stages=None):
-        return backend.cond(index < self.budget, lambda b: backend.buffer_write(b, index, value),
+        return backend.cond(index < self.budget, lambda b: b.write(index, value),
                             lambda b: b, buffer)
 
     def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
@@ -435,16 +435,16 @@ class Auto(CheckpointPolicy):
     def store(self, backend, buffer, index, value, stages=None):
         if backend.staged_loops:
             if buffer.positions is None:
-                return buffer._replace(states=backend.buffer_write(buffer.states, index, value))
+                return buffer._replace(states=buffer.states.write(index, value))
             return self._store_staged(backend, buffer, index, value)
         index = int(index)
         if buffer.stacks is not None:
             if index < buffer.stacks.capacity:
-                return buffer._replace(stacks=backend.buffer_write(buffer.stacks, index, stages))
+                return buffer._replace(stacks=buffer.stacks.write(index, stages))
             # The stage states outgrow the budget: keep each step's first stage state, y_n.
             states = buffer.states
             for n in range(index):
-                states = backend.buffer_write(states, n, backend.buffer_read(buffer.stacks, n)[0])
+                states = states.write(n, buffer.stacks.read(n)[0])
             buffer = buffer._replace(stacks=None, states=states, count=index)
         if index % buffer.stride:
             return buffer
@@ -452,10 +452,10 @@ class Auto(CheckpointPolicy):
         slots = states.capacity
         if index // stride >= slots:  # full: keep every other state, and every 2·stride-th step from now on
             for i in range(slots // 2):
-                states = backend.buffer_write(states, i, backend.buffer_read(states, 2 * i))
+                states = states.write(i, states.read(2 * i))
             stride *= 2
         slot = index // stride
-        return buffer._replace(states=backend.buffer_write(states, slot, value), stride=stride, count=slot + 1)
+        return buffer._replace(states=states.write(slot, value), stride=stride, count=slot + 1)
 
     def _store_staged(self, backend: Backend, buffer: _AutoStore, index: Any, value: Any) -> _AutoStore:
         # No branch on the states: a conditional around them makes XLA copy them every step.
@@ -469,7 +469,7 @@ class Auto(CheckpointPolicy):
         stride = backend.select(full, doubled, stride)
         due = index % stride == 0
         slot = backend.select(due, xp.argmax(xp.astype(positions[:slots] < 0, xp.int32)), slots)
-        return buffer._replace(states=backend.buffer_write(buffer.states, slot, value),
+        return buffer._replace(states=buffer.states.write(slot, value),
                                positions=backend.buffer_of(positions).write(slot, backend.select(due, index, -1)),
                                stride=stride)
 
@@ -508,11 +508,11 @@ class Auto(CheckpointPolicy):
     def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
         store = trajectory.states
         if store.stacks is not None:
-            return walk_every_step(backend, xp, trajectory, store.stacks, backend.buffer_read, outputs, params,
+            return walk_every_step(backend, xp, trajectory, store.stacks, _read, outputs, params,
                                    step_adjoint(True))
 
         if backend.staged_loops and store.positions is None:
-            return walk_every_step(backend, xp, trajectory, store.states, backend.buffer_read, outputs, params,
+            return walk_every_step(backend, xp, trajectory, store.states, _read, outputs, params,
                                    step_adjoint(False))
         if backend.staged_loops:
             # One walk for every case (a second would double the compiled program): where nothing
@@ -523,7 +523,7 @@ class Auto(CheckpointPolicy):
             return revolve_walk(backend, xp, trajectory, scratch, count, positions, outputs, params,
                                 step_adjoint(False), advance, spare, kept=(store.states, order))
         if int(store.stride) == 1:  # nothing was dropped: slot n holds step n
-            return walk_every_step(backend, xp, trajectory, store.states, backend.buffer_read, outputs, params,
+            return walk_every_step(backend, xp, trajectory, store.states, _read, outputs, params,
                                    step_adjoint(False))
         slots = store.states.capacity
         return revolve_walk(backend, xp, trajectory, store.states, store.count,
@@ -621,7 +621,7 @@ def _held_after_forward(backend: Backend, n_steps: Any, budget: int) -> Any:
 def _positions(backend: Backend, budget: int, stride: Any) -> Any:
     """Checkpoint slot i holds step i·stride after the forward pass."""
     buffer = backend.buffer(budget, 0)
-    return backend.fori_loop(0, budget, lambda i, b: backend.buffer_write(b, i, i * stride), buffer)
+    return backend.fori_loop(0, budget, lambda i, b: b.write(i, i * stride), buffer)
 
 
 class RevolveActions(NamedTuple):
@@ -668,7 +668,7 @@ def revolve(backend: Backend, n_steps: Any, held: Any, positions: Any, budget: A
                      state=state)
 
     def body(c: _Revolve) -> _Revolve:
-        p = backend.buffer_read(c.positions, c.top)
+        p = c.positions.read(c.top)
         target = revolve_target(backend, p, c.end, c.top, c.base + budget if kept else budget)
         store, value = actions.advance(c.store, p, target, c.top, c.base)
         n = c.end - 1
@@ -681,15 +681,15 @@ def revolve(backend: Backend, n_steps: Any, held: Any, positions: Any, budget: A
 
             def push(c: _Revolve) -> _Revolve:
                 top = c.top + 1
-                return c._replace(top=top, positions=backend.buffer_write(c.positions, top, target),
+                return c._replace(top=top, positions=c.positions.write(top, target),
                                   store=actions.push(c.store, top, c.base, top, value, False))
 
             return backend.cond(reverses, reverse, push, c._replace(store=store))
         # Branch-free push (to the spare slot and entry when the step reverses instead).
         slot = backend.select(reverses, budget, c.top + 1 - c.base)
-        entry = backend.select(reverses, backend.buffer_capacity(c.positions) - 1, c.top + 1)
+        entry = backend.select(reverses, c.positions.capacity - 1, c.top + 1)
         store = actions.push(store, c.top + 1, c.base, slot, value, reverses)
-        positions = backend.buffer_write(c.positions, entry, target)
+        positions = c.positions.write(entry, target)
 
         def reversed_(small: tuple) -> tuple:
             return n, top_reversed, actions.reverse(small[2], n, value)
@@ -750,26 +750,26 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: A
 
     def read(slots: Any, entry: Any, base: Any) -> Any:
         if kept is None:
-            return backend.buffer_read(slots, entry)
+            return slots.read(entry)
         states, order = kept
         below = backend.select(entry < base, entry, 0)
         above = backend.select(entry < base, 0, entry - base)
-        return xp.where(entry < base, backend.buffer_read(states, backend.buffer_read(order, below)),
-                        backend.buffer_read(slots, above))
+        return xp.where(entry < base, states.read(order.read(below)),
+                        slots.read(above))
 
     def forward(slots: Any, p: Any, target: Any, entry: Any, base: Any) -> tuple[Any, Any]:
         def step(n: Any, y: Any) -> Any:
-            return advance(backend.buffer_read(times, n), backend.buffer_read(steps, n), y)
+            return advance(times.read(n), steps.read(n), y)
 
         return slots, backend.fori_loop(p, target, step, read(slots, entry, base))
 
     def push(slots: Any, entry: Any, base: Any, slot: Any, y: Any, reverses: Any) -> Any:
-        return backend.buffer_write(slots, slot, y)
+        return slots.write(slot, y)
 
     def reverse(state: tuple, n: Any, y: Any) -> tuple:
         k, lam, params_bar = state
         in_step, k = outputs.of_step(n, k)
-        lam, params_bar = step_adjoint(backend.buffer_read(times, n), backend.buffer_read(steps, n), y, lam,
+        lam, params_bar = step_adjoint(times.read(n), steps.read(n), y, lam,
                                        params_bar, in_step)
         return k, lam, params_bar
 
@@ -780,6 +780,10 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: A
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _read(buffer: Buffer, index: Any) -> Any:
+    return buffer.read(index)
 
 
 def walk_every_step(backend: Backend, xp: Any, trajectory: Any, states: Any, read: Callable[[Any, Any], Any],
@@ -800,8 +804,8 @@ def walk_every_step(backend: Backend, xp: Any, trajectory: Any, states: Any, rea
         # Started one step ahead, so that a transfer from host memory overlaps this step.
         y_ahead = fetch(n - 1)
         in_step, k = outputs.of_step(n, k)
-        lam, params_bar = step_adjoint(backend.buffer_read(trajectory.times, n),
-                                       backend.buffer_read(trajectory.steps, n), y, lam, params_bar, in_step)
+        lam, params_bar = step_adjoint(trajectory.times.read(n),
+                                       trajectory.steps.read(n), y, lam, params_bar, in_step)
         return lam, params_bar, k, y_ahead
 
     # An eager buffer holds exactly the recorded steps, possibly none (a failed solve); a

@@ -165,9 +165,9 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
         previous_ratio=xp.ones((), dtype=state_real),
         next_output=1, next_landing=count_reached(xp, landings.times, direction, t0),
         n_accepted=0, n_rejected=0, n_fevals=1 + choosing_evaluations, status=int(Status.RUNNING),
-        outputs=backend.buffer_write(backend.buffer(n_outputs, y0), 0, y0),
-        output_steps=backend.buffer_write(backend.buffer(n_outputs, zero_index), 0, zero_index),
-        output_thetas=backend.buffer_write(backend.buffer(n_outputs, t0), 0, xp.zeros_like(t0)),
+        outputs=backend.buffer(n_outputs, y0).write(0, y0),
+        output_steps=backend.buffer(n_outputs, zero_index).write(0, zero_index),
+        output_thetas=backend.buffer(n_outputs, t0).write(0, xp.zeros_like(t0)),
         times=backend.buffer(capacity, t0) if record else None,
         steps=backend.buffer(capacity, t0) if record else None,
         states=policy.buffer(backend, capacity, y0, stages_like) if record else None,
@@ -223,8 +223,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                 dy_new, fresh = first_derivative(t_start, y_new), 1
             if record:
                 c = c._replace(
-                    times=backend.buffer_write(c.times, c.n_accepted, c.t),
-                    steps=backend.buffer_write(c.steps, c.n_accepted, h),
+                    times=c.times.write(c.n_accepted, c.t),
+                    steps=c.steps.write(c.n_accepted, h),
                     states=policy.store(backend, c.states, c.n_accepted, c.y,
                                         xp.stack([stage_states[i] for i in active_stages]) if keeps_stages else None),
                 )
@@ -315,15 +315,15 @@ class _StagedOutputs:
             if interpolant is not None:
                 value = xp.where(theta == 1, step.y_new,
                                  interpolant.evaluate(xp, theta, step.h, step.y, step.derivatives))
-            return (k + 1, backend.buffer_write(outputs, k, value),
-                    backend.buffer_write(steps, k, xp.asarray(step.index)), backend.buffer_write(thetas, k, theta))
+            return (k + 1, outputs.write(k, value),
+                    steps.write(k, xp.asarray(step.index)), thetas.write(k, theta))
 
         k, outputs, steps, thetas = backend.while_loop(
             more, one, (c.next_output, c.outputs, c.output_steps, c.output_thetas), max_iterations=n_outputs)
         return c._replace(next_output=k, outputs=outputs, output_steps=steps, output_thetas=thetas)
 
     def finish(self, c: _Carry, y0: Any) -> Any:
-        return self.backend.buffer_stack(c.outputs, c.next_output, self.xp.full_like(y0, self.xp.nan))
+        return c.outputs.stack(c.next_output, self.xp.full_like(y0, self.xp.nan))
 
 
 class _EagerOutputs(_StagedOutputs):
@@ -331,7 +331,7 @@ class _EagerOutputs(_StagedOutputs):
     then evaluated together."""
 
     def write(self, c: _Carry, step: _Step) -> _Carry:
-        backend, xp, ts = self.backend, self.xp, self.ts
+        xp, ts = self.xp, self.ts
         first, end = int(c.next_output), int(count_reached(xp, ts, self.direction, step.reached))
         if end <= first:
             return c
@@ -344,9 +344,9 @@ class _EagerOutputs(_StagedOutputs):
         outputs, steps, thetas = c.outputs, c.output_steps, c.output_thetas
         index = xp.asarray(step.index)
         for k in range(first, end):
-            outputs = backend.buffer_write(outputs, k, values[k - first, ...])
-            steps = backend.buffer_write(steps, k, index)
-            thetas = backend.buffer_write(thetas, k, theta[k - first])
+            outputs = outputs.write(k, values[k - first, ...])
+            steps = steps.write(k, index)
+            thetas = thetas.write(k, theta[k - first])
         return c._replace(next_output=end, outputs=outputs, output_steps=steps, output_thetas=thetas)
 
 
@@ -369,9 +369,9 @@ class _DeferredOutputs(_StagedOutputs):
     def write(self, c: _Carry, step: _Step) -> _Carry:
         backend, xp, ts = self.backend, self.xp, self.ts
         ys, hs, ks = c.history
-        ys = backend.buffer_write(backend.buffer_write(ys, step.index, step.y), step.index + 1, step.y_new)
-        hs = backend.buffer_write(hs, step.index, step.h)
-        ks = backend.buffer_write(ks, step.index, xp.stack([step.derivatives[i] for i in self.interpolant.stages]))
+        ys = ys.write(step.index, step.y).write(step.index + 1, step.y_new)
+        hs = hs.write(step.index, step.h)
+        ks = ks.write(step.index, xp.stack([step.derivatives[i] for i in self.interpolant.stages]))
         positions = xp.arange(ts.shape[0])
         inside = (positions >= c.next_output) & (self.direction * (ts - step.reached) <= 0)
         steps, thetas = c.output_steps.stack(ts.shape[0]), c.output_thetas.stack(ts.shape[0])

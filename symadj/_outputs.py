@@ -152,13 +152,13 @@ def _collect_together(backend: Backend, xp: Any, trajectory: Any, outputs_cotang
     """:func:`collect_output_cotangents` for eager backends: the step's outputs found first,
     then their cotangents combined at once."""
     first = k
-    while first >= 1 and int(backend.buffer_read(trajectory.output_steps, first)) == n:
+    while first >= 1 and int(trajectory.output_steps.read(first)) == n:
         first -= 1
     zero = xp.zeros_like(outputs_cotangent[0])
     if first == k:
         return OutputCotangents(zero, False, None, None), k
     g = outputs_cotangent[first + 1:k + 1, ...]
-    theta = xp.stack([backend.buffer_read(trajectory.output_thetas, j) for j in range(first + 1, k + 1)])
+    theta = xp.stack([trajectory.output_thetas.read(j) for j in range(first + 1, k + 1)])
     end = xp.reshape(theta == 1, (-1, *(1,) * zero.ndim))
     at_end = xp.sum(xp.where(end, g, xp.zeros_like(g)), axis=0)
     if interpolant is None or bool(xp.all(theta == 1)):
@@ -178,12 +178,12 @@ def _collect_one_by_one(backend: Backend, xp: Any, trajectory: Any, outputs_cota
 
     def inside(carry: tuple) -> Any:
         k = carry[0]
-        return (k >= 1) & (backend.buffer_read(trajectory.output_steps, backend.select(k >= 1, k, 1)) == n)
+        return (k >= 1) & (trajectory.output_steps.read(backend.select(k >= 1, k, 1)) == n)
 
     def take(carry: tuple) -> tuple:
         k, at_end, has_dense, dense, direct = carry
         g = outputs_cotangent[k]
-        theta = backend.buffer_read(trajectory.output_thetas, k)
+        theta = trajectory.output_thetas.read(k)
         end = theta == 1
         at_end = at_end + xp.where(end, g, xp.zeros_like(g))
         if interpolant is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._compat import is_array
+from ._complex import real_dtype
 from .errors import InvalidArgumentError
 
 
@@ -86,7 +87,12 @@ class StateLayout:
     def wrap(self, xp: Any, func: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         """Turn ``func(t, state) -> derivative`` into ``f(t, flat) -> flat``, checking what it returns."""
 
+        time_dtype = real_dtype(xp, self.dtype)
+
         def flat_func(t: Any, flat: Any) -> Any:
+            # func gets t in the state's (real) dtype: float64 stage times must not promote a float32 state.
+            if is_array(t) and t.dtype != time_dtype:
+                t = xp.astype(t, time_dtype)
             out = self.split(func(t, self.to_state(xp, flat)))
             if len(out) != len(self.shapes):
                 raise InvalidArgumentError(

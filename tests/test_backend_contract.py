@@ -24,7 +24,7 @@ DEFAULTED = {
     "requires_grad", "stop_gradient", "vjp", "custom_vjp",
 }
 #: Helpers the engine calls, not for a backend to write.
-HELPERS = {"check_status", "buffer_write", "buffer_read", "buffer_capacity", "buffer_stack"}
+HELPERS = {"check_status"}
 
 
 def test_contract_is_the_documented_groups():

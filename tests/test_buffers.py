@@ -86,9 +86,9 @@ def test_small_entries_are_stacked_and_grow_past_the_first_block():
     buffer = backend.buffer(200, np.zeros(3))
     assert isinstance(buffer, StackedBuffer)
     for i in range(150):  # the first block holds 64
-        buffer = backend.buffer_write(buffer, i, np.full(3, float(i)))
-    np.testing.assert_array_equal(backend.buffer_read(buffer, 149), np.full(3, 149.0))
-    stacked = backend.buffer_stack(buffer, 150, np.full(3, np.nan))
+        buffer = buffer.write(i, np.full(3, float(i)))
+    np.testing.assert_array_equal(buffer.read(149), np.full(3, 149.0))
+    stacked = buffer.stack(150, np.full(3, np.nan))
     assert stacked.shape == (200, 3)
     np.testing.assert_array_equal(stacked[:150, 0], np.arange(150.0))
     assert np.isnan(stacked[150:]).all()

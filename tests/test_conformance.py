@@ -150,6 +150,7 @@ def fresh_registry(monkeypatch):
              for name, value in vars(registry).items()}
     registry._loaded = False
     registry._tableaux, registry._backends, registry._backend_objects, registry.errors = {}, {}, {}, []
+    registry._bench_cases = {}
     yield registry
     vars(registry).update(saved)
     sys.modules.pop("symadj_strict_demo", None)

@@ -21,7 +21,7 @@ The parts, each a class to mix in:
   (relative, float64), ``"adjoint"`` agrees to its tolerance, backprop agrees with finite
   differences, and every checkpoint policy gives the gradient of ``"all"``. The subclass
   supplies :meth:`GradientConformance.value_and_grad`, its library's autodiff.
-- :class:`BufferConformance`: the storage primitives (``buffer``, ``buffer_write``, ...).
+- :class:`BufferConformance`: the buffers (:class:`symadj.Buffer`: ``write``, ``read``, ``stack``, ...).
 - :class:`BackendConformance`: all three.
 
 This package is test tooling, not part of the core: it imports pytest, and NumPy for its

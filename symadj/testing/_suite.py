@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import symadj
+from symadj.backend import Buffer
 from symadj.errors import InvalidArgumentError, MaxStepsError, NonFiniteError, UnknownNameError
 
 from ._reference import (
@@ -385,42 +386,40 @@ class GradientConformance(_Harness):
 
 
 class BufferConformance(_Harness):
-    """The storage primitives as the engine uses them: write in order, overwrite, read, stack."""
+    """The buffers (:class:`symadj.Buffer`) as the engine uses them: write in order, overwrite,
+    read, stack; host storage and accumulation."""
 
     def _filled(self, capacity: int, shape: tuple[int, ...], count: int) -> tuple[Any, list[np.ndarray]]:
         backend, rng = self.symadj_backend, np.random.default_rng(3)
         values = [rng.normal(size=shape) for _ in range(count)]
         buffer = backend.buffer(capacity, self.asarray(np.zeros(shape)))
+        assert isinstance(buffer, Buffer), f"{type(buffer).__name__} is not a symadj.Buffer"
         for index, value in enumerate(values):
-            buffer = backend.buffer_write(buffer, index, self.asarray(value))
+            buffer = buffer.write(index, self.asarray(value))
         return buffer, values
 
     def test_buffer_reads_back_what_was_written(self, buffer_shape: tuple[int, ...]) -> None:
-        backend = self.symadj_backend
         buffer, values = self._filled(10, buffer_shape, 7)
-        assert backend.buffer_capacity(buffer) == 10
+        assert buffer.capacity == 10
         for index, value in enumerate(values):
-            np.testing.assert_array_equal(self.to_numpy(backend.buffer_read(buffer, index)), value)
+            np.testing.assert_array_equal(self.to_numpy(buffer.read(index)), value)
 
     def test_buffer_overwrites_an_entry(self, buffer_shape: tuple[int, ...]) -> None:
-        backend = self.symadj_backend
         buffer, values = self._filled(10, buffer_shape, 4)
-        buffer = backend.buffer_write(buffer, 2, self.asarray(np.full(buffer_shape, 5.0)))
-        np.testing.assert_array_equal(self.to_numpy(backend.buffer_read(buffer, 2)), np.full(buffer_shape, 5.0))
-        np.testing.assert_array_equal(self.to_numpy(backend.buffer_read(buffer, 3)), values[3])
+        buffer = buffer.write(2, self.asarray(np.full(buffer_shape, 5.0)))
+        np.testing.assert_array_equal(self.to_numpy(buffer.read(2)), np.full(buffer_shape, 5.0))
+        np.testing.assert_array_equal(self.to_numpy(buffer.read(3)), values[3])
 
     def test_buffer_stack_fills_past_the_count(self, buffer_shape: tuple[int, ...]) -> None:
-        backend = self.symadj_backend
         buffer, values = self._filled(10, buffer_shape, 7)
-        stacked = self.to_numpy(backend.buffer_stack(buffer, 7, self.asarray(np.full(buffer_shape, -1.0))))
+        stacked = self.to_numpy(buffer.stack(7, self.asarray(np.full(buffer_shape, -1.0))))
         assert stacked.shape == (10, *buffer_shape)
         np.testing.assert_array_equal(stacked[:7], np.stack(values))
         np.testing.assert_array_equal(stacked[7:], np.full((3, *buffer_shape), -1.0))
 
     def test_buffer_grows_to_its_capacity(self) -> None:
-        backend = self.symadj_backend
         buffer, values = self._filled(200, (2,), 200)
-        stacked = self.to_numpy(backend.buffer_stack(buffer, 200, self.asarray(np.zeros(2))))
+        stacked = self.to_numpy(buffer.stack(200, self.asarray(np.zeros(2))))
         np.testing.assert_array_equal(stacked, np.stack(values))
 
     def test_host_buffer_round_trip(self) -> None:
@@ -432,8 +431,8 @@ class BufferConformance(_Harness):
         like = self.asarray(np.zeros(3))
         buffer = backend.host_buffer(4, like)
         for index in range(3):
-            buffer = backend.buffer_write(buffer, index, backend.to_host(self.asarray(np.full(3, float(index)))))
-        back = backend.to_device(backend.buffer_read(buffer, 1), like)
+            buffer = buffer.write(index, backend.to_host(self.asarray(np.full(3, float(index)))))
+        back = backend.to_device(buffer.read(1), like)
         np.testing.assert_array_equal(self.to_numpy(back), np.full(3, 1.0))
 
     def test_accumulate_adds_entry_by_entry(self) -> None:

@@ -349,3 +349,59 @@ def test_plugin_registers_without_importing_jax():
     code = ("import sys, symadj; names = [b.name for b in symadj.list_backends()]; "
             "assert 'jax' in names, names; assert 'jax' not in sys.modules, 'jax imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_check_under_jit_calls_the_host_only_where_it_fails(monkeypatch):
+    # A host call costs up to a millisecond: the continuous adjoint checks each backward
+    # segment, so a passing check must not make one.
+    backend = symadj.get_backend("jax")
+    executed = []
+    staged = jax.debug.callback
+
+    def counting(fn, *args, **kwargs):
+        def counted(*values):
+            executed.append(1)
+            return fn(*values)
+
+        return staged(counted, *args, **kwargs)
+
+    monkeypatch.setattr(jax.debug, "callback", counting)
+
+    @jax.jit
+    def checked(x):
+        backend.check(x > 0, lambda x: symadj.InvalidArgumentError(f"x={float(x)} is not positive"), x)
+        return x * 2
+
+    for _ in range(3):
+        checked(jnp.asarray(1.0)).block_until_ready()
+    assert executed == []
+    with pytest.raises(Exception, match="x=-1.0 is not positive"):
+        checked(jnp.asarray(-1.0)).block_until_ready()
+    assert executed == [1]
+    # Under vmap the branch is a select: the host judges each element.
+    with pytest.raises(Exception, match="x=-2.0 is not positive"):
+        jax.vmap(checked)(jnp.asarray([1.0, -2.0])).block_until_ready()
+
+
+
+def test_concrete_output_times_cost_no_field_evaluation_per_output():
+    # Traced times may be differentiated, which takes f(t_k, y_k) at every output; concrete
+    # times cannot be, and the solve evaluates func only as its steps need.
+    calls = []
+
+    def decay(t, y):
+        jax.debug.callback(lambda: calls.append(1))
+        return -y
+
+    ts = jnp.linspace(0.0, 1.0, 50)
+
+    def run(ts):
+        sol = symadj.solve(decay, jnp.ones(3), ts, rtol=1e-6, atol=1e-8)
+        return sol.ys, sol.stats.n_fevals
+
+    ys, n_fevals = jax.block_until_ready(jax.jit(lambda: run(ts))())
+    assert len(calls) == int(n_fevals)
+    calls.clear()
+    traced_ys, n_fevals = jax.block_until_ready(jax.jit(run)(ts))
+    assert len(calls) == int(n_fevals) + len(ts)  # one rate per output, and the start's
+    np.testing.assert_array_equal(np.asarray(ys), np.asarray(traced_ys))

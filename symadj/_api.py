@@ -182,7 +182,10 @@ def solve(
     if throw:
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
     if times is not None and not mode.time_gradients:
-        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events)
+        # The exact modes' solves take no forward-mode autodiff anyway; backprop's does, and
+        # deferred rates (a custom VJP rule in JAX) would end it.
+        outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events,
+                                       deferrable=not isinstance(mode, Backprop))
     outcome = None
     if events is not None:
         outputs, outcome = _event_outcome(chosen, xp, events, layout, outputs, stats.events, problem.n_outputs)
@@ -214,26 +217,33 @@ def _time_shift(backend: Backend, xp: Any, times: Any, like: Any) -> Any:
 
 
 def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any, outputs: Any, shift: Any,
-                         start_rate: Any, record: Any) -> Any:
+                         start_rate: Any, record: Any, deferrable: bool) -> Any:
     """``outputs`` (values unchanged) with dL/dt_k = ḡ_k · f(t_k, y(t_k)) for k ≥ 1: an output
     moves along the solution as its time moves (the step sizes stay as they were). Outputs
     held at an event state do not move; with events, ``outputs`` ends with the event slots
     (:meth:`Events.packed`), and the event state of a row that never fired, the last output,
-    moves with it."""
-    fixed = backend.stop_gradient(outputs)
+    moves with it. With ``deferrable`` (a mode without forward-mode autodiff through it),
+    the backend may evaluate the rates in the backward pass only (:meth:`Backend.time_terms`)."""
     count = problem.n_outputs
 
-    def rate(k: Any, rates: Any) -> Any:
-        return rates.write(k, backend.stop_gradient(field(problem.ts[k], fixed[k, ...])))
+    def rates_of(fixed: Any) -> Any:
+        def rate(k: Any, rates: Any) -> Any:
+            return rates.write(k, backend.stop_gradient(field(problem.ts[k], fixed[k, ...])))
 
-    rates = backend.buffer(count, start_rate).write(0, start_rate)
-    rates = backend.fori_loop(1, count, rate, rates).stack(count, start_rate)
+        rates = backend.buffer(count, start_rate).write(0, start_rate)
+        rates = backend.fori_loop(1, count, rate, rates).stack(count, start_rate)
+        if record is not None:
+            rates = problem.events.held_still(xp, record, rates, problem.ts, xp.sign(problem.ts[-1] - problem.ts[0]))
+            # The last output's rate is zero on the rows that fired (held at their event state).
+            rates = xp.concat([rates, rates[-1:, ...], xp.zeros_like(rates[-1:, ...])])
+        return rates
+
     if record is not None:
-        rates = problem.events.held_still(xp, record, rates, problem.ts, xp.sign(problem.ts[-1] - problem.ts[0]))
-        # The last output's rate is zero on the rows that fired (held at their event state).
-        rates = xp.concat([rates, rates[-1:, ...], xp.zeros_like(rates[-1:, ...])])
         shift = xp.concat([shift, shift[-1:], shift[-1:]])
-    return outputs + rates * xp.reshape(shift, (-1, *(1,) * (outputs.ndim - 1)))
+    fixed = backend.stop_gradient(outputs)
+    if deferrable:
+        return outputs + backend.time_terms(rates_of, fixed, shift)
+    return outputs + Backend.time_terms(backend, rates_of, fixed, shift)
 
 
 def _check_events_supported(tableau: Tableau, options: SolverOptions, mode: GradientMode) -> None:

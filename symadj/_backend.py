@@ -458,6 +458,17 @@ class Backend(abc.ABC):
         """``x`` as a constant for the library's autodiff (the identity by default)."""
         return x
 
+    def time_terms(self, rates_of: Callable[[Any], Any], fixed: Any, shift: Any) -> Any:
+        """Zero-valued terms carrying the gradient with respect to the output times:
+        ``rates_of(fixed) * shift`` along the first axis, where ``shift`` (times − their
+        constant copy) is zero and ``rates_of`` gives f(t_k, y_k) for the outputs ``fixed``
+        (constants). The rates cost a field evaluation per output: the default evaluates them
+        at once; a backend that learns only in the backward pass whether the times are
+        differentiated may evaluate them there, and only then (JAX does).
+        """
+        xp = self.namespace()
+        return rates_of(fixed) * xp.reshape(shift, (-1, *(1,) * (fixed.ndim - 1)))
+
     def vjp(self, fn: Callable[[Any, Params], Any], y: Any, params: Params, cotangent: Any
             ) -> tuple[Any, Any, list[Any]]:
         """``fn(y, params)`` and the cotangents of ``y`` and ``params`` for output cotangent ``cotangent``.

@@ -384,24 +384,56 @@ def test_a_check_under_jit_calls_the_host_only_where_it_fails(monkeypatch):
 
 
 
-def test_concrete_output_times_cost_no_field_evaluation_per_output():
-    # Traced times may be differentiated, which takes f(t_k, y_k) at every output; concrete
-    # times cannot be, and the solve evaluates func only as its steps need.
+def test_output_times_cost_field_evaluations_only_where_they_are_differentiated():
+    # dL/dt_k = g_k . f(t_k, y_k) takes f at every output: evaluated in the backward pass, and
+    # only where the times are differentiated (concrete times never are).
     calls = []
 
-    def decay(t, y):
+    def decay(t, y, rate):
         jax.debug.callback(lambda: calls.append(1))
-        return -y
+        return -rate * y
 
     ts = jnp.linspace(0.0, 1.0, 50)
 
-    def run(ts):
-        sol = symadj.solve(decay, jnp.ones(3), ts, rtol=1e-6, atol=1e-8)
-        return sol.ys, sol.stats.n_fevals
+    def loss(rate, ts):
+        sol = symadj.solve(decay, jnp.ones(3), ts, args=rate, rtol=1e-6, atol=1e-8)
+        return jnp.sum(sol.ys ** 2), sol.stats.n_fevals
 
-    ys, n_fevals = jax.block_until_ready(jax.jit(lambda: run(ts))())
-    assert len(calls) == int(n_fevals)
-    calls.clear()
-    traced_ys, n_fevals = jax.block_until_ready(jax.jit(run)(ts))
-    assert len(calls) == int(n_fevals) + len(ts)  # one rate per output, and the start's
-    np.testing.assert_array_equal(np.asarray(ys), np.asarray(traced_ys))
+    def count(fn, *args):
+        calls.clear()
+        jax.block_until_ready(fn(*args))
+        return len(calls)
+
+    n_fevals = int(loss(1.0, ts)[1])
+    assert count(jax.jit(lambda rate: loss(rate, ts)), 1.0) == n_fevals
+    assert count(jax.jit(loss), 1.0, ts) == n_fevals + 1  # the start's rate, for dL/dt_0
+    by_rate = jax.jit(jax.grad(loss, has_aux=True))
+    walked = count(jax.jit(jax.grad(lambda rate: loss(rate, ts), has_aux=True)), 1.0)
+    assert count(by_rate, 1.0, ts) == walked + 1
+    by_times = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+    assert count(by_times, 1.0, ts) == walked + len(ts)
+    (_, time_grads), _ = by_times(1.0, ts)
+
+    def backprop_loss(ts):
+        sol = symadj.solve(decay, jnp.ones(3), ts, args=1.0, rtol=1e-6, atol=1e-8, gradient="backprop")
+        return jnp.sum(sol.ys**2)
+
+    want = jax.jit(jax.grad(backprop_loss))(ts)
+    np.testing.assert_allclose(np.asarray(time_grads), np.asarray(want), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow  # three compiled programs, ~20 s on 2 cores
+def test_backprop_keeps_forward_mode_autodiff_with_traced_times():
+    ts = jnp.linspace(0.0, 1.0, 5)
+
+    def loss(rate, ts):
+        sol = symadj.solve(lambda t, y, r: -r * y, jnp.ones(2), ts, args=rate, gradient="backprop",
+                           options={"max_steps": 64}, rtol=1e-10, atol=1e-12)
+        return jnp.sum(sol.ys**2)
+
+    # L = 2 sum_k exp(-2 r t_k): dL/dr = -4 sum_k t_k exp(-2 r t_k), d2L/dr2 = 8 sum_k t_k^2 exp(-2 r t_k)
+    weights = np.exp(-2.0 * np.asarray(ts))
+    np.testing.assert_allclose(float(jax.jacfwd(loss)(1.0, ts)), -4 * np.sum(np.asarray(ts) * weights), rtol=1e-8)
+    np.testing.assert_allclose(float(jax.hessian(loss)(1.0, ts)), 8 * np.sum(np.asarray(ts) ** 2 * weights),
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jacfwd(loss, argnums=1)(1.0, ts))[1:], -4 * weights[1:], rtol=1e-8)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from symadj import InvalidArgumentError, Solution
 from symadj.backend import Backend, Buffer, Field
@@ -261,6 +262,35 @@ class JaxBackend(Backend):
 
         solve.defvjp(solve_fwd, solve_bwd)
         return solve(y0, params, (forward_consts, backward_consts))
+
+    def time_terms(self, rates_of, fixed, shift):
+        # The rates cost a field evaluation per output, and are needed only where the times are
+        # differentiated, which JAX tells the backward pass alone (symbolic zeros): evaluated there.
+        rates_fn, consts = jax.closure_convert(rates_of, fixed)
+        consts = [lax.stop_gradient(c) for c in consts]
+
+        def along_times(rates: Any, shift: Any) -> Any:
+            return rates * jnp.reshape(shift, (-1, *(1,) * (fixed.ndim - 1)))
+
+        @jax.custom_vjp
+        def terms(shift, fixed, consts):
+            return jnp.zeros_like(fixed)
+
+        def terms_fwd(shift, fixed, consts):
+            kept = (fixed.value, [c.value for c in consts]) if shift.perturbed else None
+            return jnp.zeros_like(fixed.value), (kept, shift.value)
+
+        def terms_bwd(saved, cotangent):
+            kept, shift = saved
+            if kept is None or isinstance(cotangent, SymbolicZero):
+                return None, None, None
+            fixed, consts = kept
+            rates = rates_fn(fixed, *consts)
+            _, pull = jax.vjp(lambda shift: along_times(rates, shift), shift)
+            return pull(cotangent)[0], None, None
+
+        terms.defvjp(terms_fwd, terms_bwd, symbolic_zeros=True)
+        return terms(shift, fixed, consts)
 
     def make_field(self, func, args, y0, ts, adjoint_params, layout) -> Field:
         if adjoint_params is not None:

@@ -183,9 +183,10 @@ def solve(
         chosen.check_status(stats, lambda stats, ts: _failure(stats, ts, problem.options), ts)
     if times is not None and not mode.time_gradients:
         # The exact modes' solves take no forward-mode autodiff anyway; backprop's does, and
-        # deferred rates (a custom VJP rule in JAX) would end it.
+        # deferred rates (a custom VJP rule in JAX) would end it. Events keep them eager: the
+        # rates read the event record, whose traced flags a custom rule cannot close over.
         outputs = _with_time_gradients(chosen, xp, problem, field, outputs, shift, start_rate, stats.events,
-                                       deferrable=not isinstance(mode, Backprop))
+                                       deferrable=not isinstance(mode, Backprop) and stats.events is None)
     outcome = None
     if events is not None:
         outputs, outcome = _event_outcome(chosen, xp, events, layout, outputs, stats.events, problem.n_outputs)

@@ -384,6 +384,7 @@ def test_a_check_under_jit_calls_the_host_only_where_it_fails(monkeypatch):
 
 
 
+@pytest.mark.slow  # five compiled programs, ~13 s on 2 cores
 def test_output_times_cost_field_evaluations_only_where_they_are_differentiated():
     # dL/dt_k = g_k . f(t_k, y_k) takes f at every output: evaluated in the backward pass, and
     # only where the times are differentiated (concrete times never are).

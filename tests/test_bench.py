@@ -328,3 +328,53 @@ def test_torch_benchmark_floor_times_the_network_alone(capsys):
     # work of P, is a timing and is left to the benchmark: under load it failed here.)
     assert figures["stages_floor"] == pytest.approx((forward + vjp) / backprop)
     assert "stages / backprop >=" in capsys.readouterr().out
+
+
+def _report_rows():
+    def row(point, method, seconds, steps, sweep=False, main=True, status="ok"):
+        return runner.Row(problem=point.split("-")[0], point=point, main=main, sweep=sweep, method=method,
+                          backend=method.split(":")[0].removeprefix("symadj-"), status=status, end=1.0, rtol=1e-7,
+                          seconds=seconds, peak_mib=seconds and 2.0 * seconds, temp_mib=None,
+                          fevals=steps and 10 * steps, steps=steps, grad_rel_error=1e-8)
+
+    return [row("sweep-end=1", "symadj-torch:symplectic", 0.5, 10, sweep=True, main=False),
+            row("sweep-end=2", "symadj-torch:symplectic", 0.9, 20, sweep=True, main=False),
+            row("timeseries", "symadj-torch:symplectic", 0.25, 40),
+            row("timeseries", "torchdiffeq:odeint_adjoint", 0.75, 44),
+            row("timeseries", "diffrax:DirectAdjoint", None, None, status="skipped: pip install diffrax")]
+
+
+@pytest.mark.skipif(not plot.can_plot(), reason="matplotlib is not installed")
+@pytest.mark.parametrize("problems", [("sweep", "timeseries"), ("sweep",), ("timeseries",)])
+def test_figure_has_a_time_series_panel_when_the_timeseries_problem_ran(problems, tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    rows = [row for row in _report_rows() if row.problem in problems]
+    panels = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda self, path, **kw: panels.append([axes.get_title() for axes in self.axes]))
+    assert plot.write_figure(rows, str(tmp_path / "bench.png"), timeseries_label="ts label")
+    expected = ["peak memory", "time"] * ("sweep" in problems) + ["ts label"] * ("timeseries" in problems)
+    assert panels == [expected]
+
+
+def test_figure_is_not_written_without_a_sweep_or_a_timeseries(tmp_path):
+    rows = [dataclasses.replace(row, problem="mlp", point="mlp") for row in _report_rows() if not row.sweep]
+    assert not plot.write_figure(rows, str(tmp_path / "bench.png"))
+
+
+def test_markdown_report_carries_date_command_versions_and_one_table_per_problem():
+    import datetime
+
+    spec = ProblemSpec("timeseries", layers=2, width=16, batch=4, features=4, outputs=8)
+    config = runner.BenchConfig(points=(runner.Point("timeseries", spec),), methods=())
+    text = report.format_markdown(_report_rows(), config, "symadj bench --problem timeseries", "bench.png")
+    lines = text.splitlines()
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    assert lines[0].startswith(f"Measured on {today} with `symadj bench --problem timeseries`")
+    assert f"numpy {np.__version__}" in lines[0] and f"symadj {symadj.__version__}" in lines[0]
+    table = [line for line in lines if line.startswith("| `")]
+    assert table == ["| `symadj-torch:symplectic` | 0.250 | 0.5 | - | 400 | 40 | 1.0e-08 |",
+                     "| `torchdiffeq:odeint_adjoint` | 0.750 | 1.5 | - | 440 | 44 | 1.0e-08 |"]
+    assert f"**{spec.label}**" in lines and "Not installed, so not run: `diffrax:DirectAdjoint`." in lines
+    assert lines[-1].endswith("(bench.png)")

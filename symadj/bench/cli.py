@@ -29,11 +29,20 @@ def run_command(args: argparse.Namespace) -> int:
         written = ["results.csv", "results.json"]
         if not plot.can_plot():
             print(f"\nno figure: matplotlib is not installed ({plot.INSTALL})")
-        elif plot.write_figure(rows, os.path.join(args.out, "bench.png"), _sweep_title(config)):
+        elif plot.write_figure(rows, os.path.join(args.out, "bench.png"), _sweep_title(config),
+                               _timeseries_label(config)):
             written.append("bench.png")
+        report.write_markdown(rows, config, os.path.join(args.out, "results.md"), command,
+                              "bench.png" if "bench.png" in written else None)
+        written.append("results.md")
         print(f"\nwrote {', '.join(written)} to {args.out}")
     failed = [row for row in rows if row.status.startswith("failed")]
     return 1 if failed else 0
+
+
+def _timeseries_label(config: BenchConfig) -> str:
+    labels = [point.spec.label for point in config.points if point.main and point.spec.kind == "timeseries"]
+    return "\n".join(labels)
 
 
 def _sweep_title(config: BenchConfig) -> str:

@@ -1,9 +1,10 @@
-"""The benchmark's results as a terminal table, CSV and JSON."""
+"""The benchmark's results as a terminal table, CSV, JSON and a Markdown page section."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import importlib.metadata
 import json
 import math
@@ -109,3 +110,44 @@ def write_json(rows: Sequence[Row], config: BenchConfig, path: str, command: str
     with open(path, "w") as handle:
         json.dump(document, handle, indent=1)
         handle.write("\n")
+
+
+def format_markdown(rows: Sequence[Row], config: BenchConfig, command: str, figure: str | None = None) -> str:
+    """The table problems as Markdown tables under a line giving the date, the command, the
+    machine and the library versions: the measured section of docs/benchmarks.md, ready to paste.
+
+    Examples:
+        >>> from symadj.bench.runner import BenchConfig
+        >>> text = format_markdown([], BenchConfig(points=(), methods=()), "symadj bench")
+        >>> text.splitlines()[0].startswith("Measured on ")
+        True
+    """
+    env = environment()
+    versions = ", ".join(f"{name} {version}" for name, version in env["versions"].items() if version)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    lines = [f"Measured on {date} with `{command}`: {env['cpu']} ({env['cpu_count']} cores), {env['platform']}, "
+             f"Python {env['python']}; {versions}.", "", format_table([], config).splitlines()[0] + "."]
+    header = "| method | " + " | ".join(title for title, _ in COLUMNS) + " |"
+    for point in [point for point in config.points if point.main]:
+        lines += ["", f"**{point.spec.label}**", "", header, "|---" * (len(COLUMNS) + 1) + "|"]
+        for row in (row for row in rows if row.point == point.id and not row.status.startswith("skipped")):
+            if row.ok:
+                figures = (_figure(row.seconds, ".3f"), _figure(row.peak_mib, ".1f"), _figure(row.temp_mib, ".1f"),
+                           _figure(row.fevals, "d"), _figure(row.steps, "d"), _figure(row.grad_rel_error, ".1e"))
+            else:
+                figures = (row.status, *[""] * (len(COLUMNS) - 1))
+            lines.append(f"| `{row.method}` | " + " | ".join(figures) + " |")
+    skipped = sorted({row.method for row in rows if row.status.startswith("skipped")})
+    if skipped:
+        lines += ["", "Not installed, so not run: " + ", ".join(f"`{method}`" for method in skipped) + "."]
+    if figure:
+        lines += ["", f"![peak memory and time against accepted steps, one line per method; time on the "
+                      f"timeseries problem]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(rows: Sequence[Row], config: BenchConfig, path: str, command: str,
+                   figure: str | None = None) -> None:
+    """Write :func:`format_markdown` to ``path``."""
+    with open(path, "w") as handle:
+        handle.write(format_markdown(rows, config, command, figure))

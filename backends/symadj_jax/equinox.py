@@ -20,7 +20,9 @@ class NeuralODE(eqx.Module):
     ``eqx.filter_jit`` and optimisers see its arrays; gradients reach them through the
     solve's ``args``, in every gradient mode.
 
-    Args:
+    Built as a dataclass, ``NeuralODE(field, t, method=..., ...)``, from these fields.
+
+    Attributes:
         field: ``field(t, y)``; a module whose ``__call__`` takes just the state
             (``eqx.nn.MLP``) is taken as an autonomous field ``field(y)``.
         t: the output times (``__call__`` may be given others).

@@ -131,7 +131,14 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
     runs as in torchdiffeq; a :class:`SymadjWarning` says so.
 
     Args:
-        func, y0, t, rtol, atol, method, options, event_fn: as :func:`odeint`.
+        func: as in :func:`odeint`.
+        y0: as in :func:`odeint`.
+        t: as in :func:`odeint`.
+        rtol: as in :func:`odeint`.
+        atol: as in :func:`odeint`.
+        method: as in :func:`odeint`.
+        options: as in :func:`odeint`.
+        event_fn: as in :func:`odeint`.
         adjoint_rtol: ``gradient="adjoint"`` only: the backward solve's rtol (default ``rtol``).
         adjoint_atol: ``gradient="adjoint"`` only: its atol (default ``atol``).
         adjoint_method: ``gradient="adjoint"`` only: its method (default ``method``).

@@ -137,7 +137,7 @@ def test_jax_policies_give_identical_gradients():
     func, y0, params = jax_rotating_problem()
     ts = jnp.linspace(0.0, END, 5)
     budgets = (2, 17, 400)
-    # "offload" needs a host memory space, which JAX's CPU platform lacks before 0.7 or so
+    # "offload" needs a host memory space, which JAX's CPU platform lacks up to 0.6.0 at least
     # (the solve then raises, naming the policies that work).
     host = any(memory.kind == "pinned_host" for memory in jax.devices()[0].addressable_memories())
     policies = ["all", *(["offload"] if host else []), "stages", *(f"revolve:{k}" for k in budgets)]

@@ -162,7 +162,7 @@ class _RecordingMode(GradientMode):
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
-            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self)
+            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self, trajectory.final)
             events, record = problem.events, trajectory.events
             event_outputs, event_params_bar = None, []
             if events is not None:
@@ -189,7 +189,7 @@ class _RecordingMode(GradientMode):
                 problem.progress.backward.open(backend)
             try:
                 y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
-                                                    checks.params(params, problem.ts, outputs_cotangent[0]), step,
+                                                    checks.params(params, problem.ts), step,
                                                     advance)
                 params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
             except BaseException:

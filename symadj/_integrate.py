@@ -73,6 +73,7 @@ class Trajectory(NamedTuple):
     n_steps: Any
     n_outputs: Any
     events: Any = None  # the EventRecord of a solve with events
+    final: Any = None  # the state the last accepted step reached: what the backward walk's first step must recompute
 
 
 class _Step(NamedTuple):
@@ -284,7 +285,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     trajectory = None
     if record:
         trajectory = Trajectory(carry.times, carry.steps, carry.states, carry.output_steps, carry.output_thetas,
-                                carry.n_accepted, carry.next_output, event_record)
+                                carry.n_accepted, carry.next_output, event_record, carry.y)
     return outputs, stats, trajectory
 
 

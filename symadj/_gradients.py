@@ -645,6 +645,9 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
     layout = StateLayout(shapes, dtype, False, list, list)
     options = problem.options if mode.options is None else _adjoint_options(
         xp, mode.options, math.prod(y_last.shape)).bounded(backend.default_max_steps)
+    if problem.options.jump_t:
+        # func is as discontinuous backward as forward, whatever adjoint_options say.
+        options = replace(options, jump_t=tuple(sorted({*options.jump_t, *problem.options.jump_t})))
 
     def cast(x: Any, to: Any) -> Any:
         return complex_cast(xp, x, to)  # a real parameter's cotangent keeps its (real) part

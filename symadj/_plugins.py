@@ -180,15 +180,22 @@ class Registry:
 
     def get_tableau(self, name: str) -> Tableau:
         self._ensure_loaded()
-        with self._lock:
-            entry = self._tableaux.get(name)
-            if entry is None:
-                raise UnknownNameError("method", name, self._tableaux,
-                                       hint="register your own with symadj.register_tableau")
-            if isinstance(entry, Path):
-                entry = Tableau.from_file(entry)
-                self._tableaux[name] = entry
-            return entry
+        while True:
+            with self._lock:
+                entry = self._tableaux.get(name)
+                if entry is None:
+                    raise UnknownNameError("method", name, self._tableaux,
+                                           hint="register your own with symadj.register_tableau")
+            if not isinstance(entry, Path):
+                return entry
+            # Verified outside the lock, so that other threads' look-ups never wait on a file
+            # (two threads may verify the same file at once: the same result, kept once).
+            verified = Tableau.from_file(entry)
+            with self._lock:
+                if self._tableaux.get(name) is entry:
+                    self._tableaux[name] = verified
+                    return verified
+            # Replaced while it was verified: the new entry is the one to give.
 
     def list_tableaux(self) -> list[str]:
         self._ensure_loaded()

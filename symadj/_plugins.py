@@ -197,6 +197,25 @@ class Registry:
                     return verified
             # Replaced while it was verified: the new entry is the one to give.
 
+    def tableaux_with_dense_output(self) -> list[str]:
+        """The registered tableaux that declare a continuous extension, for messages: a file not
+        yet verified is only read for its ``[dense]`` section (a broken one is left out)."""
+        self._ensure_loaded()
+        with self._lock:
+            entries = sorted(self._tableaux.items())
+        names = []
+        for name, entry in entries:
+            if isinstance(entry, Tableau):
+                has_dense = entry.dense is not None
+            else:
+                try:
+                    has_dense = "dense" in tomllib.loads(entry.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    has_dense = False
+            if has_dense:
+                names.append(name)
+        return names
+
     def list_tableaux(self) -> list[str]:
         self._ensure_loaded()
         with self._lock:

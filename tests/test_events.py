@@ -499,3 +499,37 @@ def test_jax_the_event_is_the_first_crossing_when_g_is_zero_at_the_steps_end():
         if slope is not None:
             assert float(jax.jit(jax.grad(lambda y0: event_time(y0, event)[()]))(jnp.array([10.0]))[0]) == (
                 pytest.approx(slope, abs=1e-10))
+
+
+def test_a_method_without_dense_output_lists_alternatives_without_verifying_every_file(monkeypatch, tmp_path):
+    """A broken plugin file must not replace the error the user needs, nor be verified to list it."""
+    from symadj import _plugins
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "broken"\norder = 3\nc = ["0"]\na = [[]]\nb = ["1"]\n[dense]\norder = 1\nb = [["1"]]\n')
+    sources = _plugins._plugin_sources()
+    monkeypatch.setattr("symadj._plugins._plugin_sources",
+                        lambda: [*sources, ("broken", lambda: _FilesPlugin([broken]))])
+    registry = _plugins.Registry()
+    monkeypatch.setattr("symadj._api.registry", registry)
+    verified = []
+    from_file = symadj.Tableau.from_file
+    monkeypatch.setattr(symadj.Tableau, "from_file", staticmethod(lambda path: verified.append(path) or from_file(path)))
+    heun = symadj.get_tableau("heun_euler")
+    plain = symadj.Tableau("heun_euler_plain", c=heun.c, a=heun.a, b=heun.b, order=heun.order,
+                           embedded=heun.embedded)
+    with pytest.raises(symadj.InvalidArgumentError, match=r"continuous extension.*: .*bosh3.*dopri5.*tsit5"):
+        symadj.solve(lambda t, y: -y, np.ones(1), [0.0, 1.0], method=plain, event=lambda t, y: y[0])
+    assert verified == []
+    with pytest.raises(symadj.TableauError, match="broken.toml"):
+        registry.get_tableau("broken")
+    assert registry.errors == []
+
+
+class _FilesPlugin:
+    def __init__(self, files):
+        self.files = files
+
+    @symadj.hookimpl
+    def symadj_register_tableaux(self):
+        return self.files

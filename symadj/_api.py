@@ -396,17 +396,17 @@ def _unordered_times(ts: Any) -> InvalidArgumentError:
     for k in range(1, len(values)):
         if values[k] == values[k - 1]:
             return InvalidArgumentError(
-                f"t is duplicated: t[{k - 1}] = t[{k}] = {values[k]:.17g}; each output time must appear once. "
-                f"Drop the repeat (e.g. torch.unique(t) or np.unique(t) on sorted times) and index the "
-                f"solution twice if you need the state there twice"
+                f"t is duplicated: t[{k - 1}] = t[{k}] = {values[k]:.17g}; output times must be strictly "
+                f"increasing or strictly decreasing, each time once. Drop the repeat (e.g. torch.unique(t) or "
+                f"np.unique(t) on sorted times) and index the solution twice if you need the state there twice"
             )
     forward = values[-1] > values[0]
     for k in range(1, len(values)):
         if (values[k] > values[k - 1]) != forward:
             return InvalidArgumentError(
-                f"t must be strictly {'increasing' if forward else 'decreasing'} (from t[0] = {values[0]:.6g} "
-                f"to t[-1] = {values[-1]:.6g}), but t[{k}] = {values[k]:.6g} follows t[{k - 1}] = "
-                f"{values[k - 1]:.6g}; sort it"
+                f"t must be strictly increasing or strictly decreasing; it goes "
+                f"{'up' if forward else 'down'} from t[0] = {values[0]:.6g} to t[-1] = {values[-1]:.6g}, but "
+                f"t[{k}] = {values[k]:.6g} follows t[{k - 1}] = {values[k - 1]:.6g}: sort it"
             )
     return InvalidArgumentError("t must be strictly increasing or strictly decreasing")
 

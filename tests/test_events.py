@@ -494,11 +494,11 @@ def test_jax_the_event_is_the_first_crossing_when_g_is_zero_at_the_steps_end():
               (lambda t, y: jnp.where(t > 3, 0.0, 1.0) + 0 * y[0], 3.0, None),  # a jump: no G_t to divide by
               (lambda t, y: jax.nn.relu(y[0] - 5), 5.0, 1.0)]
     for event, want, slope in events:
-        solve = jax.jit(lambda y0: event_time(y0, event))
+        solve = jax.jit(lambda y0, event=event: event_time(y0, event))
         assert float(solve(jnp.array([10.0]))) == pytest.approx(want, abs=1e-12)
         if slope is not None:
-            assert float(jax.jit(jax.grad(lambda y0: event_time(y0, event)[()]))(jnp.array([10.0]))[0]) == (
-                pytest.approx(slope, abs=1e-10))
+            grad = jax.jit(jax.grad(lambda y0, event=event: event_time(y0, event)[()]))
+            assert float(grad(jnp.array([10.0]))[0]) == pytest.approx(slope, abs=1e-10)
 
 
 def test_a_method_without_dense_output_lists_alternatives_without_verifying_every_file(monkeypatch, tmp_path):
@@ -512,12 +512,13 @@ def test_a_method_without_dense_output_lists_alternatives_without_verifying_ever
                         lambda: [*sources, ("broken", lambda: _FilesPlugin([broken]))])
     registry = _plugins.Registry()
     monkeypatch.setattr("symadj._api.registry", registry)
-    verified = []
-    from_file = symadj.Tableau.from_file
-    monkeypatch.setattr(symadj.Tableau, "from_file", staticmethod(lambda path: verified.append(path) or from_file(path)))
     heun = symadj.get_tableau("heun_euler")
     plain = symadj.Tableau("heun_euler_plain", c=heun.c, a=heun.a, b=heun.b, order=heun.order,
                            embedded=heun.embedded)
+    verified = []
+    from_file = symadj.Tableau.from_file
+    monkeypatch.setattr(symadj.Tableau, "from_file",
+                        staticmethod(lambda path: verified.append(path) or from_file(path)))
     with pytest.raises(symadj.InvalidArgumentError, match=r"continuous extension.*: .*bosh3.*dopri5.*tsit5"):
         symadj.solve(lambda t, y: -y, np.ones(1), [0.0, 1.0], method=plain, event=lambda t, y: y[0])
     assert verified == []

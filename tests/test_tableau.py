@@ -209,10 +209,9 @@ def test_order_conditions_are_checked_order_by_order():
 
     _order.rooted_trees.cache_clear()
     a = [[], [Fraction(1)]]
-    for _, order, residual in _order.order_condition_residuals(a, [Fraction(1), Fraction(0)], 11):
-        if residual != 0:
-            break
-    assert order == 2
+    failing = next(order for _, order, residual in _order.order_condition_residuals(a, [Fraction(1), Fraction(0)], 11)
+                   if residual != 0)
+    assert failing == 2
     misses = _order.rooted_trees.cache_info().misses
     _order.rooted_trees(11)
     assert _order.rooted_trees.cache_info().misses == misses + 9  # orders 3 to 11 were not built before

@@ -249,7 +249,7 @@ def _with_time_gradients(backend: Backend, xp: Any, problem: Problem, field: Any
 
 def _check_events_supported(tableau: Tableau, options: SolverOptions, mode: GradientMode) -> None:
     if tableau.dense is None:
-        with_dense = ", ".join(name for name in registry.list_tableaux() if registry.get_tableau(name).dense)
+        with_dense = ", ".join(registry.tableaux_with_dense_output())
         raise InvalidArgumentError(
             f"event= locates crossings on the method's continuous extension, which method={tableau.name!r} "
             f"does not declare (no [dense] section); use one that does: {with_dense}"
@@ -386,13 +386,29 @@ def _times(backend: Backend, xp: Any, t: Any, y0: Any) -> Any:
         raise InvalidArgumentError(f"t must be 1-D with at least one time (the start), got shape {tuple(ts.shape)}")
     steps = ts[1:] - ts[:-1]
     backend.check(xp.all(xp.isfinite(ts)), lambda: InvalidArgumentError("t contains NaN or infinity"))
-    backend.check(
-        xp.all(steps > 0) | xp.all(steps < 0),
-        lambda: InvalidArgumentError(
-            "t must be strictly increasing or strictly decreasing (no repeated times); sort it"
-        ),
-    )
+    backend.check(xp.all(steps > 0) | xp.all(steps < 0), _unordered_times, ts)
     return ts
+
+
+def _unordered_times(ts: Any) -> InvalidArgumentError:
+    """The error for output times that are repeated or out of order, naming the first offender."""
+    values = [float(v) for v in ts]
+    for k in range(1, len(values)):
+        if values[k] == values[k - 1]:
+            return InvalidArgumentError(
+                f"t is duplicated: t[{k - 1}] = t[{k}] = {values[k]:.17g}; output times must be strictly "
+                f"increasing or strictly decreasing, each time once. Drop the repeat (e.g. torch.unique(t) or "
+                f"np.unique(t) on sorted times) and index the solution twice if you need the state there twice"
+            )
+    forward = values[-1] > values[0]
+    for k in range(1, len(values)):
+        if (values[k] > values[k - 1]) != forward:
+            return InvalidArgumentError(
+                f"t must be strictly increasing or strictly decreasing; it goes "
+                f"{'up' if forward else 'down'} from t[0] = {values[0]:.6g} to t[-1] = {values[-1]:.6g}, but "
+                f"t[{k}] = {values[k]:.6g} follows t[{k - 1}] = {values[k - 1]:.6g}: sort it"
+            )
+    return InvalidArgumentError("t must be strictly increasing or strictly decreasing")
 
 
 def _is_complex_times(t: Any) -> bool:

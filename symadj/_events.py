@@ -35,9 +35,9 @@ from ._outputs import Interpolant
 from ._state import StateLayout
 from .errors import InvalidArgumentError
 
-#: Most iterations of the root finder (Illinois converges in about 10; bisection, its
-#: fallback, needs 53 for float64).
-ROOT_ITERATIONS = 100
+#: Most iterations of the root finder (Illinois converges in about 10; its safeguard
+#: halves the bracket at least every second iteration, 2 × 51 for float64).
+ROOT_ITERATIONS = 128
 
 
 class EventRecord(NamedTuple):
@@ -389,34 +389,41 @@ class Events:
 
 
 def find_zero(backend: Backend, xp: Any, g: Callable[[Any], Any], g0: Any, g1: Any, active: Any) -> Any:
-    """θ in [0, 1] with g(θ) = 0, element-wise for the ``active`` elements, given g(0) = ``g0``
-    and g(1) = ``g1`` of opposite signs (or g1 = 0): the Illinois variant of regula falsi,
-    which keeps the zero bracketed and converges superlinearly; a secant point outside the
-    bracket falls back to bisection."""
+    """The first θ in (0, 1] where g leaves the side of zero it starts on, element-wise for
+    the ``active`` elements, given g(0) = ``g0`` (nonzero) and g(1) = ``g1`` on the other
+    side or zero: the Illinois variant of regula falsi, which keeps a bracket [a, b] with
+    g(a) on the starting side and g(b) not (zero counts as not: a g that is zero at the
+    step's end, or stays zero after a crossing, is located where it first reaches zero, not
+    where the step ends) and converges superlinearly; a secant point outside the bracket
+    falls back to bisection, and so does one that has not halved the bracket in two
+    iterations (a flat zero, g ~ (θ − θ*)³, leaves regula falsi creeping from one side).
+    Returns b, to the resolution of θ; a where g(b) is zero (a g that stays zero after its
+    crossing has no slope there for the event time's gradient; at a it has its own)."""
     resolution = 4 * xp.finfo(g0.dtype).eps
     one = xp.ones_like(g0)
+    start_side = xp.where(g0 > 0, one, -one)
 
     def running(c: tuple) -> Any:
-        i, _, _, _, _, _, done = c
+        i, *_, done = c
         return (i < ROOT_ITERATIONS) & ~xp.all(done)
 
     def body(c: tuple) -> tuple:
-        i, a, b, fa, fb, side, done = c
+        i, a, b, fa, fb, side, widths, done = c
         secant = (a * fb - b * fa) / xp.where(fb == fa, one, fb - fa)
-        c_ = xp.where((secant > a) & (secant < b), secant, (a + b) / 2)
+        slow = b - a > widths[1] / 2
+        c_ = xp.where((secant > a) & (secant < b) & ~slow, secant, (a + b) / 2)
         fc = g(xp.where(done, b, c_))
-        moves_b = ~done & ((fc > 0) == (fb > 0)) & (fc != 0)
-        moves_a = ~done & ~moves_b & (fc != 0)
-        hit = ~done & (fc == 0)
+        moves_a = ~done & (fc * start_side > 0)
+        moves_b = ~done & ~moves_a
         fa = xp.where(moves_b & (side == -1), fa / 2, fa)
         fb = xp.where(moves_a & (side == 1), fb / 2, fb)
-        b, fb = xp.where(moves_b | hit, c_, b), xp.where(moves_b | hit, fc, fb)
+        b, fb = xp.where(moves_b, c_, b), xp.where(moves_b, fc, fb)
         a, fa = xp.where(moves_a, c_, a), xp.where(moves_a, fc, fa)
         side = xp.where(moves_b, -1, xp.where(moves_a, 1, side))
-        done = done | hit | (b - a <= resolution)
-        return i + 1, a, b, fa, fb, side, done
+        done = done | (b - a <= resolution)
+        return i + 1, a, b, fa, fb, side, (b - a, widths[0]), done
 
     start = (0, xp.zeros_like(g0), one, g0, g1, xp.zeros(g0.shape, dtype=xp.int32, device=device_of(g0)),
-             ~active | (g1 == 0))
-    _, a, b, fa, fb, _, _ = backend.while_loop(running, body, start, max_iterations=ROOT_ITERATIONS)
-    return xp.where(active, b, one)
+             (2 * one, 2 * one), ~active)
+    _, a, b, fa, fb, _, _, _ = backend.while_loop(running, body, start, max_iterations=ROOT_ITERATIONS)
+    return xp.where(active, xp.where((fb == 0) & (a > 0), a, b), one)

@@ -27,7 +27,14 @@ from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
 from ._walk_checks import RecomputingStep, WalkChecks, check_recomputation_choice
-from .errors import InvalidArgumentError, MaxStepsError, NonFiniteError, StepSizeUnderflowError, UnknownNameError
+from .errors import (
+    GradientNotSupportedError,
+    InvalidArgumentError,
+    MaxStepsError,
+    NonFiniteError,
+    StepSizeUnderflowError,
+    UnknownNameError,
+)
 
 
 class GradientMode(abc.ABC):
@@ -162,7 +169,7 @@ class _RecordingMode(GradientMode):
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
             bound = field.with_params(params)
-            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self)
+            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self, trajectory.final)
             events, record = problem.events, trajectory.events
             event_outputs, event_params_bar = None, []
             if events is not None:
@@ -189,7 +196,7 @@ class _RecordingMode(GradientMode):
                 problem.progress.backward.open(backend)
             try:
                 y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
-                                                    checks.params(params, problem.ts, outputs_cotangent[0]), step,
+                                                    checks.params(params, problem.ts), step,
                                                     advance)
                 params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
             except BaseException:
@@ -341,10 +348,16 @@ class Adjoint(GradientMode):
             params = inputs[:n_params]
             outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False,
                                           params=params)
-            return outputs, stats, (outputs, params, stats.events)
+            return outputs, stats, (outputs, params, stats.events, stats.status, stats.t_final, stats.n_outputs)
 
         def backward(residuals, outputs_cotangent):
-            outputs, params, record = residuals
+            outputs, params, record, status, t_final, reached = residuals
+            # A solve stopped early (throw=False) left its later outputs NaN: the backward solves,
+            # which start from the last output, have nothing to start from.
+            finished = status == int(Status.SUCCESS)
+            backend.check(finished, _unreached_outputs, status, t_final, reached, problem.ts)
+            if backend.staged_loops:  # the check fires at run time: no backward solve may fail before it
+                outputs = problem.xp.where(finished, outputs, problem.xp.zeros_like(outputs))
             bound = field.with_params(params)
             adjoint_problem, event_params_bar = problem, []
             if problem.events is not None:
@@ -657,6 +670,9 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
     layout = StateLayout(shapes, dtype, False, list, list)
     options = problem.options if mode.options is None else _adjoint_options(
         xp, mode.options, math.prod(y_last.shape)).bounded(backend.default_max_steps)
+    if problem.options.jump_t:
+        # func is as discontinuous backward as forward, whatever adjoint_options say.
+        options = replace(options, jump_t=tuple(sorted({*options.jump_t, *problem.options.jump_t})))
 
     def cast(x: Any, to: Any) -> Any:
         return complex_cast(xp, x, to)  # a real parameter's cotangent keeps its (real) part
@@ -708,6 +724,19 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         raise
     problem.progress.backward.close(backend, after=lam)
     return lam, params_bar
+
+
+def _unreached_outputs(status: Any, t_final: Any, reached: Any, ts: Any) -> GradientNotSupportedError:
+    """The error of gradient='adjoint' on a forward solve that stopped before its last output."""
+    k = int(reached)
+    missed = f"output t[{k}] = {float(ts[k]):.6g}" if k < len(ts) else "its last output"
+    return GradientNotSupportedError(
+        f"gradient='adjoint' cannot differentiate this solve: the forward solve stopped at t={float(t_final):.6g} "
+        f"({Status(int(status)).name}, returned with throw=False) before reaching {missed}, so the outputs from "
+        f"there on were never computed (they are NaN), and the adjoint's backward solves start from the last "
+        f"output. Make the solve reach every output (raise options['max_steps'], loosen rtol/atol), or use "
+        f"gradient='symplectic', 'checkpoint' or 'backprop', which differentiate the steps that were taken"
+    )
 
 
 def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: Adjoint) -> Exception:

@@ -22,7 +22,7 @@ from ._complex import itemsize, real_dtype
 from ._engine import Nudge, VectorField, rk_advance_evaluations, rk_step_with_stages, stage_nudge, stage_time
 from ._events import Events
 from ._options import SolverOptions
-from ._outputs import Interpolant, count_reached, interpolates, landing_times
+from ._outputs import Interpolant, at_jump, count_reached, interpolates, landing_times
 from ._progress import Progress
 from ._solution import Schedule, Stats, Status
 from ._stepsize import controller_for
@@ -73,6 +73,7 @@ class Trajectory(NamedTuple):
     n_steps: Any
     n_outputs: Any
     events: Any = None  # the EventRecord of a solve with events
+    final: Any = None  # the state the last accepted step reached: what the backward walk's first step must recompute
 
 
 class _Step(NamedTuple):
@@ -143,8 +144,11 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     def first_derivative(t: Any, y: Any) -> Any:
         return f(stage_time(t, direction, 0.0, stages_nudge), y)
 
-    dy0 = first_derivative(t0, y0)
-    h0, choosing_evaluations = controller.first_step(xp, backend, problem, f, t0, y0, dy0, direction)
+    # A jump at t[0]: func is evaluated on the side the solve goes to, from one ulp past it.
+    t_begin = xp.where(at_jump(xp, xp.reshape(t0, (1,)), options.jump_t)[0], nudge.beside(t0, direction), t0) \
+        if has_jumps else t0
+    dy0 = first_derivative(t_begin, y0)
+    h0, choosing_evaluations = controller.first_step(xp, backend, problem, f, t_begin, y0, dy0, direction)
     capacity = options.max_steps if record else 0
     zero_index = xp.asarray(0)
     if not backend.staged_loops:
@@ -161,7 +165,7 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     keeps_stages = record and policy.keeps_stages(backend)
     stages_like = xp.stack([y0] * len(active_stages)) if keeps_stages else None
     carry = _Carry(
-        t=t0, y=y0, dy=dy0, h=h0,
+        t=t_begin, y=y0, dy=dy0, h=h0,
         previous_ratio=xp.ones((), dtype=state_real),
         next_output=1, next_landing=count_reached(xp, landings.times, direction, t0),
         n_accepted=0, n_rejected=0, n_fevals=1 + choosing_evaluations, status=int(Status.RUNNING),
@@ -228,7 +232,9 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
                     states=policy.store(backend, c.states, c.n_accepted, c.y,
                                         xp.stack([stage_states[i] for i in active_stages]) if keeps_stages else None),
                 )
-            step = _Step(c.n_accepted, c.t, h, c.y, y_new, derivatives, xp.where(lands, target, t_new))
+            # Outputs are taken up to the landing time itself, a jump's included: an output at a jump
+            # is the state one ulp before it (the solution is continuous there), at θ = 1.
+            step = _Step(c.n_accepted, c.t, h, c.y, y_new, derivatives, xp.where(lands, landing_time, t_new))
             c = writer.write(c, step)
             if events is not None:
                 c = c._replace(events=events.after_step(
@@ -284,8 +290,15 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     trajectory = None
     if record:
         trajectory = Trajectory(carry.times, carry.steps, carry.states, carry.output_steps, carry.output_thetas,
-                                carry.n_accepted, carry.next_output, event_record)
+                                carry.n_accepted, carry.next_output, event_record, carry.y)
     return outputs, stats, trajectory
+
+
+def _theta(xp: Any, times: Any, step: _Step) -> Any:
+    """Where ``times`` lie in ``step``, as fractions of it; 1 for a time at its end or past it
+    (an output at a jump, which the step ends one ulp before)."""
+    theta = (times - step.t) / step.h
+    return xp.minimum(theta, xp.ones_like(theta))
 
 
 class _StagedOutputs:
@@ -310,7 +323,7 @@ class _StagedOutputs:
 
         def one(state: tuple) -> tuple:
             k, outputs, steps, thetas = state
-            theta = (ts[k] - step.t) / step.h
+            theta = _theta(xp, ts[k], step)
             value = step.y_new
             if interpolant is not None:
                 value = xp.where(theta == 1, step.y_new,
@@ -335,7 +348,7 @@ class _EagerOutputs(_StagedOutputs):
         first, end = int(c.next_output), int(count_reached(xp, ts, self.direction, step.reached))
         if end <= first:
             return c
-        theta = (ts[first:end] - step.t) / step.h
+        theta = _theta(xp, ts[first:end], step)
         values = xp.broadcast_to(step.y_new, (end - first, *step.y_new.shape))
         if self.interpolant is not None:
             at_end = xp.reshape(theta == 1, (-1, *(1,) * step.y.ndim))
@@ -378,7 +391,7 @@ class _DeferredOutputs(_StagedOutputs):
         return c._replace(
             next_output=c.next_output + xp.sum(xp.astype(inside, xp.int32)),
             output_steps=backend.buffer_of(xp.where(inside, step.index, steps)),
-            output_thetas=backend.buffer_of(xp.where(inside, (ts - step.t) / step.h, thetas)),
+            output_thetas=backend.buffer_of(xp.where(inside, _theta(xp, ts, step), thetas)),
             history=(ys, hs, ks),
         )
 

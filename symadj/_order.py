@@ -23,10 +23,13 @@ class RootedTrees:
 
 @functools.cache
 def rooted_trees(max_order: int) -> RootedTrees:
-    """Every rooted tree with at most ``max_order`` nodes (1, 2, 4, 8, 17, 37, 85, 200, ...)."""
-    children: list[tuple[int, ...]] = []
-    order: list[int] = []
-    density: list[int] = []
+    """Every rooted tree with at most ``max_order`` nodes (1, 2, 4, 8, 17, 37, 85, 200, ...),
+    those of lower orders first: the trees of order n extend the cached trees up to n − 1,
+    so a check that stops at order n never builds the higher orders."""
+    if max_order < 1:
+        return RootedTrees((), (), ())
+    lower = rooted_trees(max_order - 1)
+    children, order, density = list(lower.children), list(lower.order), list(lower.density)
 
     def forests(total: int, max_index: int) -> Iterator[tuple[int, ...]]:
         # Non-increasing index sequences, so each multiset of subtrees appears once.
@@ -38,35 +41,36 @@ def rooted_trees(max_order: int) -> RootedTrees:
                 for rest in forests(total - order[index], index):
                     yield (index, *rest)
 
-    for n in range(1, max_order + 1):
-        for forest in list(forests(n - 1, len(children) - 1)):
-            children.append(forest)
-            order.append(n)
-            gamma = n
-            for child in forest:
-                gamma *= density[child]
-            density.append(gamma)
+    for forest in list(forests(max_order - 1, len(children) - 1)):
+        children.append(forest)
+        order.append(max_order)
+        gamma = max_order
+        for child in forest:
+            gamma *= density[child]
+        density.append(gamma)
     return RootedTrees(tuple(children), tuple(order), tuple(density))
 
 
 def elementary_weights(
     a: Sequence[Sequence[Fraction]], max_order: int
 ) -> Iterator[tuple[int, int, int, list[Fraction]]]:
-    """Yield ``(tree index, tree order, γ(tree), Φ(tree))`` for every tree up to ``max_order``.
+    """Yield ``(tree index, tree order, γ(tree), Φ(tree))`` for every tree up to ``max_order``,
+    order by order: the trees of an order are generated only once every lower one was yielded.
 
     Φ(tree) holds one elementary weight per stage: Φ_i(τ) = Π_children (A Φ(child))_i, so that
     Φ_i is 1 for the single node and the scheme has order p when b·Φ(τ) = 1/γ(τ) for ρ(τ) ≤ p.
     ``a`` is given as its strictly lower-triangular rows (row i has i entries).
     """
-    trees = rooted_trees(max_order)
     stages = len(a)
     a_times: list[list[Fraction]] = []  # a_times[k] = A @ Phi(tree k)
-    for index, forest in enumerate(trees.children):
-        phi = [Fraction(1)] * stages
-        for child in forest:
-            phi = [p * q for p, q in zip(phi, a_times[child])]
-        a_times.append([sum((aij * phi[j] for j, aij in enumerate(row)), Fraction(0)) for row in a])
-        yield index, trees.order[index], trees.density[index], phi
+    for tree_order in range(1, max_order + 1):
+        trees = rooted_trees(tree_order)
+        for index in range(len(a_times), len(trees.children)):
+            phi = [Fraction(1)] * stages
+            for child in trees.children[index]:
+                phi = [p * q for p, q in zip(phi, a_times[child])]
+            a_times.append([sum((aij * phi[j] for j, aij in enumerate(row)), Fraction(0)) for row in a])
+            yield index, tree_order, trees.density[index], phi
 
 
 def order_condition_residuals(

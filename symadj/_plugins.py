@@ -180,15 +180,41 @@ class Registry:
 
     def get_tableau(self, name: str) -> Tableau:
         self._ensure_loaded()
+        while True:
+            with self._lock:
+                entry = self._tableaux.get(name)
+                if entry is None:
+                    raise UnknownNameError("method", name, self._tableaux,
+                                           hint="register your own with symadj.register_tableau")
+            if not isinstance(entry, Path):
+                return entry
+            # Verified outside the lock, so that other threads' look-ups never wait on a file
+            # (two threads may verify the same file at once: the same result, kept once).
+            verified = Tableau.from_file(entry)
+            with self._lock:
+                if self._tableaux.get(name) is entry:
+                    self._tableaux[name] = verified
+                    return verified
+            # Replaced while it was verified: the new entry is the one to give.
+
+    def tableaux_with_dense_output(self) -> list[str]:
+        """The registered tableaux that declare a continuous extension, for messages: a file not
+        yet verified is only read for its ``[dense]`` section (a broken one is left out)."""
+        self._ensure_loaded()
         with self._lock:
-            entry = self._tableaux.get(name)
-            if entry is None:
-                raise UnknownNameError("method", name, self._tableaux,
-                                       hint="register your own with symadj.register_tableau")
-            if isinstance(entry, Path):
-                entry = Tableau.from_file(entry)
-                self._tableaux[name] = entry
-            return entry
+            entries = sorted(self._tableaux.items())
+        names = []
+        for name, entry in entries:
+            if isinstance(entry, Tableau):
+                has_dense = entry.dense is not None
+            else:
+                try:
+                    has_dense = "dense" in tomllib.loads(entry.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    has_dense = False
+            if has_dense:
+                names.append(name)
+        return names
 
     def list_tableaux(self) -> list[str]:
         self._ensure_loaded()

@@ -14,6 +14,8 @@ stage carries its cotangent unscaled, so no partner coefficient depends on h.
 from __future__ import annotations
 
 import functools
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,6 +31,17 @@ Coefficient = Union[str, int, float, Fraction]
 
 #: Residual allowed in the conditions of tableaux whose coefficients are decimal approximations.
 INEXACT_TOLERANCE = Fraction(1, 10**14)
+
+#: Highest order a tableau (its solution, embedded estimates and dense output) may declare:
+#: the rooted trees whose conditions are checked grow exponentially with it (7813 trees up
+#: to order 12, 12.8 million up to 20), and the checks with them.
+MAX_ORDER = 12
+
+#: Longest coefficient written as a string (dopri8's longest rational has 343 characters),
+#: and the largest decimal exponent in one: ``"1e10000000"`` would build a ten-million-digit
+#: integer before any check could run.
+MAX_COEFFICIENT_CHARACTERS = 1000
+MAX_COEFFICIENT_EXPONENT = 400
 
 
 @dataclass(frozen=True)
@@ -82,11 +95,18 @@ def _parse_coefficient(value: Any, where: str) -> tuple[Fraction, bool]:
     if isinstance(value, bool):
         raise TableauError(f"{where}: {value!r} is not a number")
     if isinstance(value, (int, Fraction)):
-        return Fraction(value), True
+        number = Fraction(value)
+        if max(number.numerator.bit_length(), number.denominator.bit_length()) > _MAX_COEFFICIENT_BITS:
+            raise TableauError(f"{where}: {_too_large(value)}")
+        return number, True
     if isinstance(value, float):
         return Fraction(value), False
     if isinstance(value, str):
         text = value.strip()
+        exponent = _EXPONENT.search(text)
+        if len(text) > MAX_COEFFICIENT_CHARACTERS or (
+                exponent is not None and abs(int(exponent.group(1))) > MAX_COEFFICIENT_EXPONENT):
+            raise TableauError(f"{where}: {_too_large(value)}")
         try:
             number = Fraction(text)
         except (ValueError, ZeroDivisionError):
@@ -98,6 +118,26 @@ def _parse_coefficient(value: Any, where: str) -> tuple[Fraction, bool]:
     raise TableauError(
         f"{where}: {value!r} is a {type(value).__name__}; write coefficients as strings"
     )
+
+
+_EXPONENT = re.compile(r"[eE]\s*([+-]?\d+)")
+# A string of MAX_COEFFICIENT_CHARACTERS digits, in bits.
+_MAX_COEFFICIENT_BITS = math.ceil(MAX_COEFFICIENT_CHARACTERS * math.log2(10))
+
+
+def _too_large(value: Any) -> str:
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+    return (f"{shown} is too large a coefficient (at most {MAX_COEFFICIENT_CHARACTERS} characters and a decimal "
+            f"exponent of at most {MAX_COEFFICIENT_EXPONENT} in magnitude); write the rational or decimal the "
+            f"scheme means")
+
+
+def _check_order_cap(where: str, field: str, order: int) -> None:
+    if order > MAX_ORDER:
+        raise TableauError(
+            f"{where}: field {field!r} is {order}, above the highest order symadj verifies ({MAX_ORDER}): the "
+            f"order conditions grow exponentially with it; declare an order of at most {MAX_ORDER}"
+        )
 
 
 class _Parser:
@@ -226,6 +266,7 @@ class Tableau:
                 f"{where}: field 'order' is {order} but an explicit scheme with {stages} stages has order at "
                 f"most {stages}; declare the order the scheme has"
             )
+        _check_order_cap(where, "order", order)
         if not isinstance(description, str):
             raise TableauError(f"{where}: field 'description' must be a string, got {description!r}")
         if not isinstance(fsal, bool):
@@ -522,6 +563,7 @@ def _embedded(parse: _Parser, value, label: str, b: tuple[Fraction, ...]) -> Emb
     order, weights = value
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         raise TableauError(f"{parse.source}: the order of '{label}' must be a positive integer, got {order!r}")
+    _check_order_cap(parse.source, f"order of {label}", order)
     if order > len(b):
         raise TableauError(
             f"{parse.source}: the order of '{label}' is {order} but the scheme has {len(b)} stages, so at most "
@@ -537,6 +579,7 @@ def _dense(parse: _Parser, value, stages: int) -> DenseOutput | None:
     order, rows = value
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         raise TableauError(f"{parse.source}: field 'dense.order' must be a positive integer, got {order!r}")
+    _check_order_cap(parse.source, "dense.order", order)
     if not isinstance(rows, Sequence) or isinstance(rows, str) or len(rows) != stages:
         raise TableauError(f"{parse.source}: field 'dense.b' must have one row per stage ({stages})")
     return DenseOutput(order, tuple(parse.vector(row, f"dense.b[{i}]") for i, row in enumerate(rows)))

@@ -6,9 +6,10 @@ step from its checkpoint and differentiates that recomputation. A stochastic lay
 training mode, a field with hidden state or a non-deterministic kernel breaks the
 assumption without any error of its own, and the gradient is silently that of another
 solve. Each walked step's recomputed end state is compared with the state the forward
-pass reached (the start of the step walked just before it): a few passes over the state
-a step, judged once after the walk (one host synchronisation, or one run-time check in
-a compiled program).
+pass reached: the start of the step walked just before it, and for the first step walked
+(the last step taken, the only one of a one-step solve) the forward pass's final state,
+kept with the trajectory. A few passes over the state a step, judged once after the walk
+(one host synchronisation, or one run-time check in a compiled program).
 
 An eager backend keeps each step's figures in lists (a handful of operations a step); a
 staged backend carries them through the walk's loop as extra cotangent entries, which every
@@ -51,7 +52,9 @@ class WalkChecks:
     """The checks of one backward walk: :meth:`params` for the walk's ``params``, :meth:`steps`
     around its step adjoint, :meth:`report` after it."""
 
-    def __init__(self, backend: Backend, xp: Any, mode: Any) -> None:
+    def __init__(self, backend: Backend, xp: Any, mode: Any, final: Any) -> None:
+        """``final``: the state the forward pass's last accepted step reached, which the
+        first walked step's recomputation must reproduce."""
         self.backend, self.xp, self.mode = backend, xp, mode
         self.compare = mode.recomputation != "off"
         self.carried = backend.staged_loops
@@ -60,14 +63,15 @@ class WalkChecks:
         self.finite: list[Any] = []
         self.gaps: list[Any] = []
         self.scales: list[Any] = []
-        self.next_start: Any = None
+        self.final = final
+        self.next_start: Any = final
 
-    def params(self, params: Sequence[Any], times: Any, state_like: Any) -> list:
+    def params(self, params: Sequence[Any], times: Any) -> list:
         """The walk's ``params`` (it only makes zeros like them): with the carried record's
         entries on a staged backend."""
         if not self.carried:
             return list(params)
-        return [*params, *(self.xp.zeros((), dtype=times.dtype) for _ in _Carried._fields), state_like]
+        return [*params, *(self.xp.zeros((), dtype=times.dtype) for _ in _Carried._fields), self.final]
 
     def steps(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
         """``adjoint`` as the walks call it, its figures kept."""
@@ -82,10 +86,9 @@ class WalkChecks:
             self.sizes.append(h)
             self.finite.append(xp.all(xp.isfinite(lam)))
             if self.compare and start is not None:
-                if self.next_start is not None:
-                    gap, scale = _gap_and_scale(xp, start, end, self.next_start)
-                    self.gaps.append(gap)
-                    self.scales.append(scale)
+                gap, scale = _gap_and_scale(xp, start, end, self.next_start)
+                self.gaps.append(gap)
+                self.scales.append(scale)
                 # A copy: the walk may hand out views into storage that it overwrites later.
                 self.next_start = xp.asarray(start, copy=True)
             return lam, params_bar
@@ -93,7 +96,7 @@ class WalkChecks:
         return step
 
     def _carrying(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
-        xp, compare = self.xp, self.compare
+        xp, compare, final = self.xp, self.compare, self.final
 
         def step(t, h, y, lam, params_bar, outputs):
             *bars, carried, next_start = _split_carried(params_bar)
@@ -105,8 +108,10 @@ class WalkChecks:
                                        nonfinite_h=xp.where(first_bad, h, carried.nonfinite_h),
                                        walked=carried.walked + 1)
             if compare and start is not None:
-                ulps = xp.astype(_ulps(xp, *_gap_and_scale(xp, start, end, next_start)), t.dtype)
-                mismatch = (carried.walked > 1) & (ulps > ROUNDING_ULPS)
+                # The walk starts its cotangents at zero: the first step walked takes the final state here.
+                forward_end = xp.where(carried.walked == 1, final, next_start)
+                ulps = xp.astype(_ulps(xp, *_gap_and_scale(xp, start, end, forward_end)), t.dtype)
+                mismatch = ulps > ROUNDING_ULPS
                 first = mismatch & (carried.mismatches == 0)
                 carried = carried._replace(mismatches=carried.mismatches + xp.astype(mismatch, t.dtype),
                                            mismatch_t=xp.where(first, t, carried.mismatch_t),
@@ -156,8 +161,7 @@ class WalkChecks:
             return _Carried(nonfinite, times[first_bad], sizes[first_bad], walked, zero, zero, zero, zero)
         ulps = xp.astype(_ulps(xp, xp.stack(self.gaps), xp.stack(self.scales)), times.dtype)
         mismatch = ulps > ROUNDING_ULPS
-        # Gap k compares walked step k + 1 with the start of step k.
-        first = xp.argmax(xp.astype(mismatch, xp.int32)) + 1
+        first = xp.argmax(xp.astype(mismatch, xp.int32))
         return _Carried(nonfinite, times[first_bad], sizes[first_bad], walked,
                         xp.astype(xp.sum(xp.astype(mismatch, xp.int32)), times.dtype), times[first], sizes[first],
                         xp.max(xp.where(mismatch, ulps, xp.zeros_like(ulps))))
@@ -223,7 +227,7 @@ def _mismatch_message(mode: Any, carried: _Carried) -> str:
     cls = type(mode).__name__
     return (
         f"gradient={mode.name!r}: the backward pass recomputed {int(carried.mismatches)} of the "
-        f"{max(int(carried.walked) - 1, 0)} steps it compared differently from the forward pass (the first the "
+        f"{int(carried.walked)} steps it compared differently from the forward pass (the first the "
         f"backward walk met: {_interval(carried.mismatch_t, carried.mismatch_h)}; end states off by up to "
         f"{float(carried.worst):.3g} ulps): func does not give the same value for the same (t, y) — dropout or "
         f"another stochastic layer in training mode, a field with hidden state, or a non-deterministic kernel — "

@@ -39,7 +39,7 @@ def test_dropout_in_training_mode_is_refused_in_the_backward_pass(mode, solver):
     net = dropout_net()
     y0 = torch.ones(8, 2, dtype=torch.float64)
     with pytest.raises(RecomputationError, match=rf"gradient='{mode}': the backward pass recomputed \d+ of the \d+ "
-                       r"steps it compared differently .* from t=0\.[89]\d* to t=0\.9\d*; .*dropout.*model\.eval\(\)"
+                       r"steps it compared differently .* from t=0\.9\d* to t=1; .*dropout.*model\.eval\(\)"
                        r".*gradient='backprop'"):
         gradient_of(lambda t, y: net(y), y0, mode, **solver)
 
@@ -63,6 +63,52 @@ def test_a_field_with_hidden_state_is_refused():
         gradient_of(drifting, torch.ones(3, dtype=torch.float64), "symplectic", **FIXED)
 
 
+ONE_STEP = torch.tensor([0.0, 1.0], dtype=torch.float64)
+POLICIES = ["auto", "all", "stages", "revolve:1", "revolve:3", "offload"]
+#: Every exact mode with every checkpoint policy it takes.
+EXACT_POLICIES = [symadj.Symplectic(checkpoints=p) for p in POLICIES] + [
+    symadj.Checkpoint(checkpoints=p) for p in POLICIES if p != "stages"]
+
+
+@pytest.mark.parametrize("mode", EXACT_POLICIES, ids=repr)
+def test_a_one_step_solve_with_dropout_is_refused(mode):
+    """An "ODE block": one rk4 step from 0 to 1. Its only step is the last one walked."""
+    net = dropout_net()
+    y0 = torch.ones(8, 2, dtype=torch.float64, requires_grad=True)
+    ys = symadj.odeint(lambda t, y: net(y), y0, ONE_STEP, method="rk4", gradient=mode)
+    with pytest.raises(RecomputationError, match=r"recomputed 1 of the 1 steps it compared differently .* from t=0 "
+                       r"to t=1;"):
+        ys.pow(2).sum().backward()
+
+
+@pytest.mark.parametrize("mode", EXACT_POLICIES, ids=repr)
+def test_randomness_in_the_last_step_only_is_refused(mode):
+    generator = torch.Generator().manual_seed(0)
+
+    def noisy_at_the_end(t, y):
+        noise = 1e-3 * torch.rand(y.shape, generator=generator, dtype=y.dtype) if t > 0.9 else 0.0
+        return -y + noise
+
+    y0 = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(RecomputationError, match=r"recomputed 1 of the 10 steps .* from t=0\.9 to t=1;"):
+        gradient_of(noisy_at_the_end, y0, mode, **FIXED)
+
+
+@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("method", ["rk4", "dopri5", "midpoint", "dopri8"])
+def test_a_deterministic_one_step_solve_gives_backprops_gradient(mode, method):
+    net = dropout_net().eval()
+    y0 = torch.ones(8, 2, dtype=torch.float64)
+
+    def gradient(mode):
+        y = y0.clone().requires_grad_(True)
+        symadj.odeint(lambda t, y: net(y), y, ONE_STEP, method=method, gradient=mode,
+                      options={"step_size": 1.0}).pow(2).sum().backward()
+        return y.grad
+
+    assert torch.allclose(gradient(mode), gradient("backprop"), rtol=1e-10, atol=0)
+
+
 @pytest.mark.parametrize("mode", EXACT)
 def test_eval_mode_gives_backprops_gradient(mode):
     net = dropout_net().eval()
@@ -74,7 +120,7 @@ def test_eval_mode_gives_backprops_gradient(mode):
 def test_warn_and_off_choose_what_happens():
     net = dropout_net()
     y0 = torch.ones(8, 2, dtype=torch.float64)
-    with pytest.warns(RecomputationWarning, match="recomputed 9 of the 9 steps"):
+    with pytest.warns(RecomputationWarning, match="recomputed 10 of the 10 steps"):
         grad = gradient_of(lambda t, y: net(y), y0, symadj.Checkpoint(recomputation="warn"), **FIXED)
     assert torch.isfinite(grad).all()
     with warnings.catch_warnings():
@@ -174,3 +220,37 @@ def test_jax_reports_both_at_run_time():
 
 
 FIXED_JAX = {"method": "rk4", "options": {"step_size": 0.1, "max_steps": 16}}
+
+
+@pytest.mark.parametrize("mode", [m for m in EXACT_POLICIES if "Offload" not in repr(m)], ids=repr)
+def test_jax_compares_the_last_step_under_jit(mode):
+    """One step, and randomness in the last of ten: a traced check that fails at run time;
+    the deterministic field passes and equals backprop."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    counter = [0]
+
+    def drift():
+        counter[0] += 1
+        return np.float64(1.0 + 1e-3 * counter[0])
+
+    def hidden_state(t, y):
+        return -y * jax.pure_callback(drift, jax.ShapeDtypeStruct((), jnp.float64))
+
+    def last_step_only(t, y):
+        return jnp.where(t > 0.9, hidden_state(t, y), -y)
+
+    def loss(func, mode, ts, step_size):
+        options = {"step_size": step_size, "max_steps": 16}
+        return lambda y0: jnp.sum(symadj.odeint(func, y0, ts, method="rk4", gradient=mode, options=options) ** 2)
+
+    one_step, ten_steps = (jnp.array([0.0, 1.0]), 1.0), (jnp.linspace(0.0, 1.0, 5), 0.1)
+    for func, (ts, step_size), where in ((hidden_state, one_step, "1 of the 1 steps"),
+                                         (last_step_only, ten_steps, "1 of the 10 steps")):
+        with pytest.raises(Exception, match=f"RecomputationError: gradient=.*recomputed {where}"):
+            jax.block_until_ready(jax.jit(jax.grad(loss(func, mode, ts, step_size)))(jnp.ones(2)))
+    reference = jax.grad(loss(lambda t, y: -jnp.sin(y), "backprop", *one_step))(jnp.ones(2))
+    exact = jax.jit(jax.grad(loss(lambda t, y: -jnp.sin(y), mode, *one_step)))(jnp.ones(2))
+    assert np.allclose(exact, reference, rtol=1e-10, atol=0)

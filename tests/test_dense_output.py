@@ -353,3 +353,108 @@ def test_jax_outputs_do_not_recompile_and_vectorise():
                                                atol=1e-6))(jnp.stack([y0, 2 * y0]))
     single = symadj.odeint(func, 2 * y0, jnp.linspace(0.0, 2.0, 50), args=params, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(batched[1], single, rtol=1e-12, atol=1e-12)
+
+
+# -- jump_t at an output time and at t[0] ------------------------------------------------
+
+
+def _switching(xp_where=np.where):
+    """dy/dt = -y before t = 0.5, -3y from it on: y(t) = e^{-t}, then e^{-0.5 - 3(t - 0.5)}."""
+    return lambda t, y: -y * (1 + 2 * xp_where(t >= 0.5, 1.0, 0.0))
+
+
+def _switching_exact(t):
+    t = np.asarray(t)
+    return np.where(t <= 0.5, np.exp(-t), np.exp(-0.5 - 3 * (t - 0.5)))
+
+
+def _split_at_jump(method, options, ts=(0.0, 0.5, 1.0)):
+    """The same solve in two pieces that meet at the jump, each piece with its own side's field."""
+    before = symadj.solve(lambda t, y: -y, np.ones(1), np.array(ts[:2]), method=method, options=options)
+    after = symadj.solve(lambda t, y: -3 * y, before.ys[-1], np.array(ts[1:]), method=method, options=options)
+    return np.concatenate([before.ys, after.ys[1:]])
+
+
+@pytest.mark.parametrize("method", ["rk4", "midpoint", "dopri5", "bosh3"])
+@pytest.mark.parametrize("land_on_outputs", [True, False])
+def test_a_jump_at_an_output_time_is_honoured_under_every_landing_rule(method, land_on_outputs):
+    ts = np.array([0.0, 0.5, 1.0])
+    options = {"step_size": 0.1, "land_on_outputs": land_on_outputs}
+    sol = symadj.solve(_switching(), np.ones(1), ts, method=method, options={**options, "jump_t": [0.5]})
+    assert np.allclose(sol.ys, _split_at_jump(method, options), rtol=1e-12, atol=0)
+    if method in FIXED_STEP:
+        return
+    adaptive = symadj.solve(_switching(), np.ones(1), ts, method=method, rtol=1e-10, atol=1e-10,
+                            options={"land_on_outputs": land_on_outputs, "jump_t": [0.5]})
+    assert np.allclose(adaptive.ys[:, 0], _switching_exact(ts), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("ts", [[0.0, 0.3, 0.5, 0.8, 1.0], [0.0, 0.25, 0.5, 0.75, 1.0]])
+@pytest.mark.parametrize("step_t", [[], [0.5], [0.5, 0.8]])
+def test_outputs_at_and_around_a_jump_take_the_solution_there(ts, step_t):
+    ts = np.array(ts)
+    for method, options in (("rk4", {"step_size": 0.01}), ("dopri5", {})):
+        sol = symadj.solve(_switching(), np.ones(1), ts, method=method, rtol=1e-10, atol=1e-10,
+                           options={"jump_t": [0.5], "step_t": step_t, "land_on_outputs": True, **options})
+        assert np.allclose(sol.ys[:, 0], _switching_exact(ts), rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+@pytest.mark.parametrize("method", ["rk4", "dopri5"])
+def test_a_jump_at_the_first_time_is_honoured(direction, method):
+    """func is -y at t[0] exactly and -3y past it: the solve sees the side it goes to."""
+    t0 = 0.25
+
+    def field(t, y):
+        return -y * (1 + 2 * np.where(direction * (t - t0) > 0, 1.0, 0.0))
+
+    ts = np.array([t0, t0 + direction * 0.5, t0 + direction * 1.0])
+    options = {"step_size": 0.1}
+    got = symadj.solve(field, np.ones(1), ts, method=method, options={**options, "jump_t": [t0]}).ys
+    want = symadj.solve(lambda t, y: -3 * y, np.ones(1), ts, method=method, options=options).ys
+    assert np.allclose(got, want, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["symplectic", "checkpoint", "adjoint"])
+@pytest.mark.parametrize("land_on_outputs", [True, False])
+def test_gradients_through_a_jump_at_an_output_time(mode, land_on_outputs):
+    """Exact modes equal backprop; every mode approaches the exact gradient at the scheme's order."""
+    def gradient(mode, h, adjoint_options=None):
+        w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+
+        def field(t, y):
+            return -w * y * (1 + 2 * (t >= 0.5))
+
+        ys = symadj.odeint(field, torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 0.5, 1.0]), method="rk4",
+                           adjoint_params=[w], gradient=mode, adjoint_options=adjoint_options,
+                           options={"step_size": h, "jump_t": [0.5], "land_on_outputs": land_on_outputs})
+        ys[-1].sum().backward()
+        return w.grad.item()
+
+    exact = -2 * math.exp(-2)  # y(1) = e^{-2w}
+    for h in (1 / 16, 1 / 32, 1 / 64):
+        assert abs(gradient(mode, h) - exact) <= h ** 4
+        if mode != "adjoint":
+            assert gradient(mode, h) == pytest.approx(gradient("backprop", h), rel=1e-10, abs=0)
+    if mode == "adjoint":  # the backward solves keep the jump when they have options of their own
+        assert abs(gradient(mode, 1 / 32, {"step_size": 1 / 32}) - exact) <= (1 / 32) ** 4
+
+
+def test_jax_honours_a_jump_at_an_output_time_and_at_the_first_time():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    options = {"step_size": 0.1, "land_on_outputs": True}
+
+    @jax.jit
+    def solve(ts):
+        return symadj.odeint(_switching(jnp.where), jnp.ones(1), ts, method="rk4",
+                             options={**options, "jump_t": [0.0, 0.5]})
+
+    assert np.allclose(solve(jnp.array([0.0, 0.5, 1.0])), _split_at_jump("rk4", options), rtol=1e-12, atol=0)
+    late = jax.jit(lambda ts: symadj.odeint(lambda t, y: -y * (1 + 2 * jnp.where(t > 0.5, 1.0, 0.0)), jnp.ones(1),
+                                            ts, method="rk4", options={**options, "jump_t": [0.5]}))
+    got = late(jnp.array([0.5, 1.0]))
+    want = symadj.solve(lambda t, y: -3 * y, np.ones(1), np.array([0.5, 1.0]), method="rk4", options=options).ys
+    assert np.allclose(got, want, rtol=1e-12, atol=0)

@@ -422,3 +422,115 @@ def test_jax_an_event_that_never_fires_moves_with_the_last_output_time():
     for mode in ("symplectic", "backprop", "adjoint"):
         np.testing.assert_allclose(np.asarray(grad(jnp.array([0.0, 1.0, 2.0]), mode)), [rate, 0.0, -rate],
                                    rtol=1e-8, atol=1e-12, err_msg=mode)
+
+
+# -- the first crossing inside a step, where g is zero at the step's end ----------------
+
+# dy/dt = -1 from y0 = 10 is linear: dopri5 takes long steps over [0, 20], whose ends lie past
+# the crossings below; each event function is exactly zero at the end of the step holding it.
+FIRST_CROSSING = [
+    ("y - 5 until t = 6, then 0", lambda t, y: torch.where(t <= 6, y[0] - 5, 0 * y[0]), 5.0),
+    ("1 until t = 3, then 0", lambda t, y: torch.where(t > 3, 0.0, 1.0) + 0 * y[0], 3.0),
+    ("relu(y - 5): zero after the crossing", lambda t, y: torch.relu(y[0] - 5), 5.0),
+    ("-relu(y - 5): rising into zero", lambda t, y: -torch.relu(y[0] - 5), 5.0),
+    ("y - 5, crossing to the other side", lambda t, y: y[0] - 5, 5.0),
+    ("min(y - 5, 0) + 1: a kink, then a crossing at t = 6", lambda t, y: torch.clamp(y[0] - 5, max=0) + 1, 6.0),
+    ("(y - 5)^3 * (t <= 7): a flat crossing", lambda t, y: (y[0] - 5) ** 3 * (t <= 7), 5.0),
+]
+
+
+@pytest.mark.parametrize("name, event, want", FIRST_CROSSING, ids=[c[0] for c in FIRST_CROSSING])
+@pytest.mark.parametrize("step_size", [None, 8.0])
+def test_the_event_is_the_first_crossing_when_g_is_zero_at_the_steps_end(name, event, want, step_size):
+    options = {} if step_size is None else {"step_size": step_size}
+    method = "dopri5" if step_size is None else "rk4"
+    sol = symadj.solve(lambda t, y: -torch.ones_like(y), torch.tensor([10.0], dtype=torch.float64),
+                       torch.tensor([0.0, 20.0], dtype=torch.float64), method=method, event=event, options=options)
+    assert bool(sol.event.fired)
+    assert float(sol.event.t) == pytest.approx(want, abs=1e-12)
+    assert float(sol.stats.t_final) > want + 0.5  # the crossing was inside the step, not at its end
+    want_y = 10.0 - want
+    assert float(sol.event.y[0]) == pytest.approx(want_y, abs=1e-12)
+
+
+def test_a_direction_and_a_zero_at_the_steps_end():
+    """Rising into zero fires a rising event, not a falling one."""
+    def solve(direction):
+        return symadj.solve(lambda t, y: -torch.ones_like(y), torch.tensor([10.0], dtype=torch.float64),
+                            torch.tensor([0.0, 20.0], dtype=torch.float64),
+                            event=symadj.Event(lambda t, y: -torch.relu(y[0] - 5), direction=direction)).event
+
+    assert bool(solve(1).fired) and float(solve(1).t) == pytest.approx(5.0, abs=1e-12)
+    assert not bool(solve(-1).fired)
+
+
+@pytest.mark.parametrize("event", [lambda t, y: torch.where(t <= 6, y[0] - 5, 0 * y[0]),
+                                   lambda t, y: torch.relu(y[0] - 5)], ids=["zero after t = 6", "relu"])
+@pytest.mark.parametrize("mode", EXACT + ["adjoint"], ids=str)
+def test_gradients_of_a_first_crossing_before_a_zero_at_the_steps_end(mode, event):
+    """τ = (y0 - c) / r for dy/dt = -r, g = y - c until t = 6 (or until it reaches 0) and 0
+    after: dτ/dy0 = 1/r, dτ/dr = -τ/r; the event state y* = c does not move."""
+    rate = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([10.0], dtype=torch.float64, requires_grad=True)
+
+    sol = symadj.solve(lambda t, y: -rate * torch.ones_like(y), y0, torch.tensor([0.0, 20.0], dtype=torch.float64),
+                       event=event, gradient=mode, adjoint_params=[rate], rtol=1e-10, atol=1e-10)
+    assert sol.event.t.item() == pytest.approx(5.0, abs=1e-10)
+    d_y0, d_rate = torch.autograd.grad(sol.event.t + sol.event.y.sum(), [y0, rate])
+    tolerance = 1e-6 if mode == "adjoint" else 1e-10
+    assert float(d_y0) == pytest.approx(1.0, abs=tolerance)
+    assert float(d_rate) == pytest.approx(-5.0, abs=tolerance)
+
+
+def test_jax_the_event_is_the_first_crossing_when_g_is_zero_at_the_steps_end():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    def event_time(y0, event):
+        return symadj.solve(lambda t, y: -jnp.ones_like(y), y0, jnp.array([0.0, 20.0]), event=event).event.t
+
+    events = [(lambda t, y: jnp.where(t <= 6, y[0] - 5, 0 * y[0]), 5.0, 1.0),
+              (lambda t, y: jnp.where(t > 3, 0.0, 1.0) + 0 * y[0], 3.0, None),  # a jump: no G_t to divide by
+              (lambda t, y: jax.nn.relu(y[0] - 5), 5.0, 1.0)]
+    for event, want, slope in events:
+        solve = jax.jit(lambda y0, event=event: event_time(y0, event))
+        assert float(solve(jnp.array([10.0]))) == pytest.approx(want, abs=1e-12)
+        if slope is not None:
+            grad = jax.jit(jax.grad(lambda y0, event=event: event_time(y0, event)[()]))
+            assert float(grad(jnp.array([10.0]))[0]) == pytest.approx(slope, abs=1e-10)
+
+
+def test_a_method_without_dense_output_lists_alternatives_without_verifying_every_file(monkeypatch, tmp_path):
+    """A broken plugin file must not replace the error the user needs, nor be verified to list it."""
+    from symadj import _plugins
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "broken"\norder = 3\nc = ["0"]\na = [[]]\nb = ["1"]\n[dense]\norder = 1\nb = [["1"]]\n')
+    sources = _plugins._plugin_sources()
+    monkeypatch.setattr("symadj._plugins._plugin_sources",
+                        lambda: [*sources, ("broken", lambda: _FilesPlugin([broken]))])
+    registry = _plugins.Registry()
+    monkeypatch.setattr("symadj._api.registry", registry)
+    heun = symadj.get_tableau("heun_euler")
+    plain = symadj.Tableau("heun_euler_plain", c=heun.c, a=heun.a, b=heun.b, order=heun.order,
+                           embedded=heun.embedded)
+    verified = []
+    from_file = symadj.Tableau.from_file
+    monkeypatch.setattr(symadj.Tableau, "from_file",
+                        staticmethod(lambda path: verified.append(path) or from_file(path)))
+    with pytest.raises(symadj.InvalidArgumentError, match=r"continuous extension.*: .*bosh3.*dopri5.*tsit5"):
+        symadj.solve(lambda t, y: -y, np.ones(1), [0.0, 1.0], method=plain, event=lambda t, y: y[0])
+    assert verified == []
+    with pytest.raises(symadj.TableauError, match="broken.toml"):
+        registry.get_tableau("broken")
+    assert registry.errors == []
+
+
+class _FilesPlugin:
+    def __init__(self, files):
+        self.files = files
+
+    @symadj.hookimpl
+    def symadj_register_tableaux(self):
+        return self.files

@@ -146,15 +146,17 @@ def test_tuple_state_func_returning_an_array(lib):
 @pytest.mark.parametrize(
     ("t", "message"),
     [
-        ([0.0, 1.0, 0.5], "strictly increasing or strictly decreasing"),
-        ([1.0, 0.0, 0.5], "strictly increasing or strictly decreasing"),
-        ([0.0, 0.0, 1.0], "no repeated times"),
-        ([0.0, 1.0, 1.0], "no repeated times"),
+        ([0.0, 1.0, 0.5],
+         r"strictly increasing or strictly decreasing; it goes up .* but t\[2\] = 0.5 follows t\[1\] = 1: sort it"),
+        ([1.0, 0.0, 0.5], r"strictly decreasing; it goes down .* but t\[2\] = 0.5 follows t\[1\] = 0: sort it"),
+        ([0.0, 0.0, 1.0], r"t is duplicated: t\[0\] = t\[1\] = 0; .* each time once. Drop the repeat"),
+        ([0.0, 1.0, 1.0], r"t is duplicated: t\[1\] = t\[2\] = 1; output times must be strictly increasing"),
+        ([2.0, 1.0, 1.0, 0.0], r"t is duplicated: t\[1\] = t\[2\] = 1;"),
         ([], r"at least one time .* got shape \(0,\)"),
         ([[0.0, 1.0]], r"must be 1-D .* got shape \(1, 2\)"),
         ([0.0, np.inf], "t contains NaN or infinity"),
     ],
-    ids=["unsorted", "unsorted_down", "repeated_start", "repeated_end", "empty", "2d", "inf"],
+    ids=["unsorted", "unsorted_down", "repeated_start", "repeated_end", "repeated_down", "empty", "2d", "inf"],
 )
 def test_bad_times_on_every_backend(lib, t, message):
     calls = []
@@ -224,6 +226,15 @@ def test_negative_traced_tolerance_under_jax_jit():
     assert float(solve(1e-6)[-1, 0]) == pytest.approx(np.exp(-1.0), rel=1e-5)
     with pytest.raises(Exception, match="InvalidArgumentError: rtol must be positive and finite, got -1"):
         jax.block_until_ready(solve(-1.0))
+
+
+def test_duplicated_traced_times_under_jax_jit_name_the_repeat():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    solve = jax.jit(lambda ts: symadj.odeint(lambda t, y: -y, jnp.ones(1), ts))
+    with pytest.raises(Exception, match=r"InvalidArgumentError: t is duplicated: t\[1\] = t\[2\] = 0.5;"):
+        jax.block_until_ready(solve(jnp.array([0.0, 0.5, 0.5, 1.0])))
 
 
 def test_unknown_options_are_listed(lib):
@@ -427,3 +438,38 @@ def test_tolerance_below_a_half_precision_state_on_every_backend(lib):
         symadj.odeint(lambda t, y: -y, half, _arr(lib, [0.0, 1.0]))
     ys = symadj.odeint(lambda t, y: -y, half, _arr(lib, [0.0, 1.0]), rtol=1e-3, atol=1e-3)
     assert abs(float(ys[-1][0]) - np.exp(-1.0)) < 1e-2
+
+
+# -- gradient='adjoint' after a solve stopped early -----------------------------------------
+
+
+def _stopped_early(gradient, y0, xp_linspace):
+    return symadj.solve(lambda t, y: -y, y0, xp_linspace(0.0, 10.0, 5), gradient=gradient, throw=False,
+                        options={"max_steps": 5})
+
+
+def test_the_adjoint_after_a_solve_stopped_early_says_the_outputs_were_not_reached():
+    torch = pytest.importorskip("torch")
+    y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    sol = _stopped_early("adjoint", y0, lambda *a: torch.linspace(*a, dtype=torch.float64))
+    assert not sol.success
+    with pytest.raises(symadj.GradientNotSupportedError,
+                       match=r"gradient='adjoint' cannot differentiate this solve: the forward solve stopped at "
+                             r"t=\S+ \(MAX_STEPS, returned with throw=False\) before reaching output t\[1\] = 2.5, "
+                             r"so the outputs from there on were never computed .* gradient='symplectic'"):
+        sol.ys[:1].sum().backward()
+    for mode in ("symplectic", "backprop"):  # the steps taken are differentiated
+        y0.grad = None
+        _stopped_early(mode, y0, lambda *a: torch.linspace(*a, dtype=torch.float64)).ys[:1].sum().backward()
+        assert torch.equal(y0.grad, torch.ones(2, dtype=torch.float64))
+
+
+def test_the_adjoint_after_a_solve_stopped_early_under_jax_jit():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    grad = jax.jit(jax.grad(lambda y0: jnp.sum(_stopped_early("adjoint", y0, jnp.linspace).ys[:1])))
+    with pytest.raises(Exception, match=r"GradientNotSupportedError: gradient='adjoint' cannot differentiate this "
+                                        r"solve: the forward solve stopped at .* before reaching output t\[1\]"):
+        jax.block_until_ready(grad(jnp.ones(2)))

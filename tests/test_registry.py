@@ -168,6 +168,41 @@ def test_registry_is_thread_safe(monkeypatch):
     assert {f"t{i}" for i in range(8)} <= set(registry.list_tableaux())
 
 
+def test_verifying_a_file_does_not_hold_the_registry(monkeypatch, tmp_path):
+    """While one thread verifies a plugin's file, other threads' look-ups go on."""
+    path = tmp_path / "my_heun.toml"
+    path.write_text(HEUN)
+    registry = _registry(monkeypatch, _plugin("shipped", tableaux=[*sorted(shipped_tableaux_dir().glob("*.toml")),
+                                                                    path]))
+    registry.get_tableau("rk4")
+    verifying, release = threading.Event(), threading.Event()
+    from_file = symadj.Tableau.from_file
+
+    def slow_from_file(source):
+        if Path(source) == path:
+            verifying.set()
+            release.wait(10)
+        return from_file(source)
+
+    monkeypatch.setattr(symadj.Tableau, "from_file", staticmethod(slow_from_file))
+    got = {}
+    slow = threading.Thread(target=lambda: got.update(slow=registry.get_tableau("my_heun")))
+    slow.start()
+    assert verifying.wait(10)
+    others = threading.Thread(target=lambda: got.update(others=(registry.get_tableau("rk4"),
+                                                                registry.get_tableau("dopri5"),
+                                                                registry.list_tableaux())))
+    others.start()
+    others.join(5)
+    finished_while_verifying = not others.is_alive()
+    release.set()
+    slow.join(10)
+    others.join(10)
+    assert finished_while_verifying
+    assert got["slow"].name == "my_heun" and got["others"][1].name == "dopri5"
+    assert registry.get_tableau("my_heun") is got["slow"]  # verified once, then kept
+
+
 def test_every_hookspec_is_documented():
     docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
     specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("symadj_")]

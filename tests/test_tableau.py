@@ -176,3 +176,74 @@ def test_malformed_file_names_file_and_field(tmp_path, case):
 def test_missing_file_is_a_tableau_error(tmp_path):
     with pytest.raises(TableauError, match="cannot read"):
         Tableau.from_file(tmp_path / "absent.toml")
+
+
+# -- bounded verification ------------------------------------------------------------------
+
+
+def _zero_stages(stages: int, order: int) -> str:
+    zeros = ", ".join(['"0"'] * stages)
+    rows = ", ".join("[" + ", ".join(['"0"'] * i) + "]" for i in range(stages))
+    return f'name = "zeros"\norder = {order}\nc = [{zeros}]\na = [{rows}]\nb = [{zeros}]\n'
+
+
+@pytest.mark.parametrize("stages, order", [(15, 15), (20, 20), (22, 22), (15, 12), (20, 12), (12, 9)])
+def test_a_false_high_order_is_refused_in_under_a_second(tmp_path, stages, order):
+    import time
+
+    from symadj._tableau import MAX_ORDER
+
+    path = tmp_path / "zeros.toml"
+    path.write_text(_zero_stages(stages, order))
+    start = time.perf_counter()
+    message = (rf"zeros.toml: field 'order' is {order}, above the highest order symadj verifies \({MAX_ORDER}\)"
+               if order > MAX_ORDER else r"zeros.toml: field 'b' violates the order-1 condition")
+    with pytest.raises(TableauError, match=message):
+        Tableau.from_file(path)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_order_conditions_are_checked_order_by_order():
+    """A scheme failing at order 2 never has the trees of order 3 and above built."""
+    from symadj import _order
+
+    _order.rooted_trees.cache_clear()
+    a = [[], [Fraction(1)]]
+    failing = next(order for _, order, residual in _order.order_condition_residuals(a, [Fraction(1), Fraction(0)], 11)
+                   if residual != 0)
+    assert failing == 2
+    misses = _order.rooted_trees.cache_info().misses
+    _order.rooted_trees(11)
+    assert _order.rooted_trees.cache_info().misses == misses + 9  # orders 3 to 11 were not built before
+
+
+@pytest.mark.parametrize("field, value, where", [
+    ("b", '["1e10000000"]', r"field 'b\[0\]'"),
+    ("b", '["1e-401"]', r"field 'b\[0\]'"),
+    ("c", '["' + "1" * 1001 + '"]', r"field 'c\[0\]'"),
+    ("b", '["' + "1/" + "3" * 1000 + '"]', r"field 'b\[0\]'"),
+])
+def test_huge_coefficients_are_refused_naming_file_and_field(tmp_path, field, value, where):
+    import time
+
+    lines = {"name": '"huge"', "order": "1", "c": '["0"]', "a": "[[]]", "b": '["1"]', field: value}
+    path = tmp_path / "huge.toml"
+    path.write_text("\n".join(f"{key} = {text}" for key, text in lines.items()) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(TableauError, match=rf"huge.toml: {where}: .* too large a coefficient"):
+        Tableau.from_file(path)
+    assert time.perf_counter() - start < 1.0
+    with pytest.raises(TableauError, match="too large a coefficient"):
+        Tableau("huge", c=[0], a=[[]], b=[10**2000], order=1)
+
+
+def test_a_declared_order_above_the_cap_is_refused_for_every_order_field():
+    from symadj._tableau import MAX_ORDER
+
+    stages = MAX_ORDER + 2
+    zeros = [0] * stages
+    rows = [[0] * i for i in range(stages)]
+    with pytest.raises(TableauError, match=rf"'order of b_embedded' is {MAX_ORDER + 1}, above"):
+        Tableau("x", c=zeros, a=rows, b=[1, *zeros[1:]], order=1, embedded=(MAX_ORDER + 1, zeros))
+    with pytest.raises(TableauError, match=rf"'dense.order' is {MAX_ORDER + 1}, above"):
+        Tableau("x", c=zeros, a=rows, b=[1, *zeros[1:]], order=1, dense=(MAX_ORDER + 1, [[0]] * stages))

@@ -26,7 +26,7 @@ def without_checks():
     from symadj._walk_checks import WalkChecks
 
     saved = WalkChecks.params, WalkChecks.steps, WalkChecks.report
-    WalkChecks.params = lambda self, params, times, like: list(params)
+    WalkChecks.params = lambda self, params, times: list(params)
     WalkChecks.steps = lambda self, adjoint: lambda *args: adjoint(*args)[:2]
     WalkChecks.report = lambda self, walked, n_steps, incoming, y0_bar: walked
     UNCHECKED.append(True)

@@ -222,12 +222,11 @@ class ParameterModifiedError(SymadjError, RuntimeError):
         >>> net = torch.nn.Linear(2, 2)
         >>> ys = symadj.odeint(lambda t, y: net(y), torch.ones(1, 2), torch.linspace(0.0, 1.0, 3))
         >>> with torch.no_grad():
-        ...     net.weight.add_(1.0)  # optimizer.step() before loss.backward()
-        Parameter ...
+        ...     _ = net.weight.add_(1.0)  # optimizer.step() before loss.backward()
         >>> ys.sum().backward()
         Traceback (most recent call last):
             ...
-        symadj.errors.ParameterModifiedError: a tensor func reads ...
+        symadj.errors.ParameterModifiedError: parameter 'net.weight', shape (2, 2) (a leaf), was changed in place ...
     """
 
 

@@ -71,7 +71,7 @@ def _eager(method: Callable) -> Callable:
 
     Dynamo cannot trace a solve: the number of steps and every accept/reject branch depend
     on the state's values, so it would recompile for each step count. The loop, the
-    custom-gradient node and the parameter probe run eagerly instead (one graph break
+    custom-gradient node run eagerly instead (one graph break
     each); the rest of the model still compiles, and so does a func compiled on its own.
     ``torch.compiler.disable`` imports Dynamo (seconds), so it is applied on the first call
     made while Dynamo is loaded; a program that never compiles never imports it.
@@ -420,13 +420,27 @@ def _describe(x: torch.Tensor) -> str:
 
 
 def _parameter_names(func: Any, adjoint_params: Any) -> dict[int, str]:
-    """``id`` of each parameter of the module func is (or a bound method of), to its name."""
+    """``id`` of each parameter of the modules func is, is a bound method of, closes over
+    or names as globals, to its attribute name (``"net.weight"`` for a closure over ``net``)."""
     if adjoint_params is not None:
         return {}
-    owner = func if isinstance(func, torch.nn.Module) else getattr(func, "__self__", None)
-    if not isinstance(owner, torch.nn.Module):
-        return {}
-    return {id(p): name for name, p in owner.named_parameters()}
+    owners = []
+    for owner in (func, getattr(func, "__self__", None)):
+        if isinstance(owner, torch.nn.Module):
+            owners.append(("", owner))
+    code = getattr(func, "__code__", None)
+    for name, cell in zip(code.co_freevars if code else (), getattr(func, "__closure__", None) or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+        if isinstance(value, torch.nn.Module):
+            owners.append((f"{name}.", value))
+    module_globals = getattr(func, "__globals__", {})
+    for name in code.co_names if code else ():
+        if isinstance(module_globals.get(name), torch.nn.Module):
+            owners.append((f"{name}.", module_globals[name]))
+    return {id(p): prefix + name for prefix, owner in owners for name, p in owner.named_parameters()}
 
 
 AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")

@@ -70,7 +70,7 @@ def _eager(method: Callable) -> Callable:
     """``method``, kept out of torch.compile's graphs.
 
     Dynamo cannot trace a solve: the number of steps and every accept/reject branch depend
-    on the state's values, so it would recompile for each step count. The loop, the
+    on the state's values, so it would recompile for each step count. The loop and the
     custom-gradient node run eagerly instead (one graph break
     each); the rest of the model still compiles, and so does a func compiled on its own.
     ``torch.compiler.disable`` imports Dynamo (seconds), so it is applied on the first call

@@ -344,18 +344,35 @@ class _Reads(TorchFunctionMode):
             self.inside = outer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        read = [x for x in _tensors_in(args) + _tensors_in(kwargs)
-                if x.requires_grad and id(x) not in self.inside and id(x) not in self.params]
-        outs = _tensors_in(out)
-        if read and func not in _UNDIFFERENTIATED and any(o.is_floating_point() or o.is_complex() for o in outs):
-            for x in read:
-                self.found.setdefault(id(x), x)
-        for o in outs:
-            if o.requires_grad:
-                self.inside[id(o)] = o
+        # Called for every torch operation func makes: kept lean (the parameters, read by
+        # nearly every operation, are settled by one set lookup).
+        out = func(*args, **kwargs) if kwargs else func(*args)
+        for x in args:
+            if isinstance(x, torch.Tensor):
+                if x.requires_grad and id(x) not in self.params:
+                    self._read(func, x, out)
+            elif isinstance(x, (list, tuple)):
+                for item in x:
+                    if isinstance(item, torch.Tensor) and item.requires_grad and id(item) not in self.params:
+                        self._read(func, item, out)
+        if kwargs:
+            for x in _tensors_in(kwargs):
+                if x.requires_grad and id(x) not in self.params:
+                    self._read(func, x, out)
+        if isinstance(out, torch.Tensor):
+            if out.requires_grad:
+                self.inside[id(out)] = out
+        elif isinstance(out, (list, tuple)):
+            for o in _tensors_in(out):
+                if o.requires_grad:
+                    self.inside[id(o)] = o
         return out
+
+    def _read(self, func: Any, x: torch.Tensor, out: Any) -> None:
+        if id(x) in self.inside or id(x) in self.found or func in _UNDIFFERENTIATED:
+            return
+        if any(o.is_floating_point() or o.is_complex() for o in _tensors_in(out)):
+            self.found[id(x)] = x
 
     def new_params(self) -> list[torch.Tensor]:
         """The tensors read that were not among the parameters; with ``adjoint_params``, raise if any."""

@@ -227,8 +227,9 @@ class TorchBackend(EagerBackend):
                 "torch.func.grad and jacrev differentiate"
             )
         params = list(params)
-        recording = torch.is_grad_enabled()
-        reads = _Reads(params) if recording else None
+        # (A solve inside func's evaluation in an outer forward solve runs without gradients:
+        # the outer solve's mode, still on torch's stack, sees what its func reads.)
+        reads = _Reads(params) if torch.is_grad_enabled() else None
         with _solving(reads=reads), torch.no_grad(), _without_autocast():
             # The real parameters, not detached copies: the backward VJPs differentiate
             # with respect to the very tensors func uses.
@@ -394,7 +395,7 @@ class _Known:
     def __init__(self, params: Sequence[torch.Tensor], reads: _Reads | None) -> None:
         self.params = params
         self.versions = [_compat.version(p) for p in params]
-        self.explicit = reads is not None and reads.explicit
+        self.explicit = reads is not None and reads.explicit  # adjoint_params given
         self.names = {} if reads is None else reads.names
         self._leaves = {id(p) for p in params if p.grad_fn is None}
         self._edges = {(p.grad_fn, p.output_nr) for p in params if p.grad_fn is not None}
@@ -410,10 +411,10 @@ class _Known:
                 )
 
     def _name(self, index: int) -> str:
-        if self.explicit:
-            return f"adjoint_params[{index}]"
         name = self.names.get(id(self.params[index]))
-        return f"parameter {name!r}" if name else f"a tensor func reads (parameter {index} of the solve)"
+        if name is None:
+            return f"a tensor func reads (parameter {index} of the solve)"
+        return name if name.startswith("adjoint_params[") else f"parameter {name!r}"
 
     def check(self, out: torch.Tensor, y: torch.Tensor, marker: int) -> None:
         """Raise if ``out``, made from ``y`` since ``marker``, depends on a tensor requiring
@@ -437,10 +438,11 @@ def _describe(x: torch.Tensor) -> str:
 
 
 def _parameter_names(func: Any, adjoint_params: Any) -> dict[int, str]:
-    """``id`` of each parameter of the modules func is, is a bound method of, closes over
-    or names as globals, to its attribute name (``"net.weight"`` for a closure over ``net``)."""
+    """``id`` of each parameter to its name: ``"adjoint_params[i]"`` where they are given,
+    else its attribute name in the modules func is, is a bound method of, closes over or
+    names as globals (``"net.weight"`` for a closure over ``net``)."""
     if adjoint_params is not None:
-        return {}
+        return {id(p): f"adjoint_params[{i}]" for i, p in enumerate(adjoint_params)}
     owners = []
     for owner in (func, getattr(func, "__self__", None)):
         if isinstance(owner, torch.nn.Module):

@@ -199,12 +199,12 @@ class TorchBackend(EagerBackend):
         known = getattr(_SOLVING, "known", None)
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
-            marker = None if known is None else _compat.sequence_nr_now()
+            marker = None if known is None or known.walked else _compat.sequence_nr_now()
             out = fn(y, params)
+            if known is not None:
+                known.check(out, y, marker)
             inputs = (y, *params)
             if out.requires_grad:
-                if known is not None:
-                    known.check(out, y, marker)
                 # Retained: the graph may reach into the caller's (a closure over sol = model(x),
                 # differentiated with respect to model's parameters), which a later backward needs.
                 grads = torch.autograd.grad(out, inputs, cotangent, allow_unused=True, retain_graph=True)
@@ -229,7 +229,7 @@ class TorchBackend(EagerBackend):
         params = list(params)
         # (A solve inside func's evaluation in an outer forward solve runs without gradients:
         # the outer solve's mode, still on torch's stack, sees what its func reads.)
-        reads = _Reads(params) if torch.is_grad_enabled() else None
+        reads = _Reads(params, _compat.sequence_nr_now()) if torch.is_grad_enabled() else None
         with _solving(reads=reads), torch.no_grad(), _without_autocast():
             # The real parameters, not detached copies: the backward VJPs differentiate
             # with respect to the very tensors func uses.
@@ -270,7 +270,8 @@ class _Solve(torch.autograd.Function):
             )
         node = ctx.node
         node.known.check_versions()
-        with _solving(known=node.known), _without_autocast():
+        node.known.reads.marker = _compat.sequence_nr_now()
+        with _solving(known=node.known, reads=node.known.reads), _without_autocast():
             y0_bar, params_bar = node.backward(node.residuals, outputs_cotangent)
         return (None, y0_bar, *params_bar)
 
@@ -316,14 +317,19 @@ class _Reads(TorchFunctionMode):
 
     A tensor is read when it goes into a torch operation that returns a floating-point (or
     complex) tensor and was not made inside the same evaluation: the evaluation's ``(t,
-    y)`` and the outputs of its operations are made inside (a CNF field marking its state
-    ``requires_grad_()`` reads no parameter through it). Leaves and tensors computed
+    y)``, the outputs of its operations and the tensors a ``torch.func`` transform inside
+    func wraps are made inside (a CNF field marking its state
+    ``requires_grad_()`` reads no parameter through it), and so are tensors whose graph
+    node was made after ``marker`` (a sequence number taken as the solve, or its backward
+    pass, begins: made there by a path the mode does not see, such as an
+    ``autograd.Function`` or a transform's internals). Leaves and tensors computed
     before the solve (``z = enc(x)``, whose gradient must flow on into ``enc``) are read alike.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor]) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], marker: int | None = None) -> None:
         super().__init__()
         self.params = {id(p) for p in params}
+        self.marker = marker
         self.found: dict[int, torch.Tensor] = {}
         self.inside: dict[int, torch.Tensor] = {}
         self.explicit = False
@@ -372,6 +378,11 @@ class _Reads(TorchFunctionMode):
     def _read(self, func: Any, x: torch.Tensor, out: Any) -> None:
         if id(x) in self.inside or id(x) in self.found or func in _UNDIFFERENTIATED:
             return
+        if _compat.is_transformed(x):  # made inside func by a torch.func transform it runs
+            return
+        if x.grad_fn is not None and _compat.sequence_nr(x.grad_fn) >= self.marker:
+            return  # made during the solve (or its backward pass): by an autograd.Function, a transform
+
         if any(o.is_floating_point() or o.is_complex() for o in _tensors_in(out)):
             self.found[id(x)] = x
 
@@ -388,15 +399,25 @@ class _Reads(TorchFunctionMode):
 
 
 class _Known:
-    """The parameters of a solve as its backward pass checks them: every tensor requiring
-    grad that func reads must be one (:meth:`check`), and none may have changed in place
-    since the forward pass (:meth:`check_versions`)."""
+    """The parameters of a solve as its backward pass checks them: none may have changed in
+    place since the forward pass (:meth:`check_versions`), and every tensor requiring grad
+    that func reads must be one (:meth:`check`).
+
+    The backward pass's evaluations run under :attr:`reads`, as the forward solve's did: a
+    tensor read only there (only while gradients are recorded, or at the continuous
+    adjoint's backward points) is found at once. A use torch's mode cannot see (inside a
+    TorchScript function or a C++ extension) shows only in the graph: the graph of the
+    backward pass's first evaluation is walked too (a walk of every one would cost as much
+    as the rest of the check).
+    """
 
     def __init__(self, params: Sequence[torch.Tensor], reads: _Reads | None) -> None:
         self.params = params
         self.versions = [_compat.version(p) for p in params]
         self.explicit = reads is not None and reads.explicit  # adjoint_params given
         self.names = {} if reads is None else reads.names
+        self.reads = _Reads(params)
+        self.walked = False
         self._leaves = {id(p) for p in params if p.grad_fn is None}
         self._edges = {(p.grad_fn, p.output_nr) for p in params if p.grad_fn is not None}
 
@@ -416,10 +437,14 @@ class _Known:
             return f"a tensor func reads (parameter {index} of the solve)"
         return name if name.startswith("adjoint_params[") else f"parameter {name!r}"
 
-    def check(self, out: torch.Tensor, y: torch.Tensor, marker: int) -> None:
-        """Raise if ``out``, made from ``y`` since ``marker``, depends on a tensor requiring
-        grad that is not a parameter: its gradient would be lost."""
-        missing = _graph_inputs(out, self._leaves | {id(y)}, self._edges, marker)
+    def check(self, out: torch.Tensor, y: torch.Tensor, marker: int | None) -> None:
+        """Raise if func read a tensor requiring grad that is not a parameter (its gradient
+        would be lost): one seen by :attr:`reads`, or, with ``marker``, one that ``out``
+        (made from ``y`` since ``marker``, a sequence number) depends on in the graph."""
+        missing = [_describe(x) for x in self.reads.found.values()]
+        if marker is not None and out.requires_grad:
+            self.walked = True
+            missing += _graph_inputs(out, self._leaves | {id(y)} | set(self.reads.found), self._edges, marker)
         if not missing:
             return
         fix = ("add them to adjoint_params" if self.explicit else
@@ -523,9 +548,10 @@ def _graph_inputs(output: torch.Tensor, leaves: set[int], edges: set[tuple[Any, 
         if leaf is not None:
             if id(leaf) not in leaves:
                 missing.append(_describe(leaf))
+        elif edge in edges:
+            continue
         elif _compat.sequence_nr(node) < marker:
-            if edge not in edges:
-                missing.append(f"made by {node.name()}")
+            missing.append(f"made by {node.name()}")
         elif node not in expanded:
             expanded.add(node)
             stack.extend(node.next_functions)

@@ -19,6 +19,9 @@ PRIVATE: dict[tuple[str, str], str] = {
     ("torch._C._functorch", "maybe_current_level"):
         "whether a torch.func transform is running (custom_vjp refuses to run under one, whose "
         "autograd.Function rules cannot hold the solve); torch.func has no public query",
+    ("torch._C._functorch", "is_functorch_wrapped_tensor"):
+        "whether a tensor is one a torch.func transform made inside func (not a tensor func read from "
+        "outside it): no public predicate exists",
     ("torch._C._functorch", "is_batchedtensor"):
         "whether y0 is batched by torch.func.vmap (refused with the fix); no public predicate exists",
     ("torch", "_foreach_add_"):
@@ -42,6 +45,11 @@ def functorch_level() -> Any:
 def is_batched(x: torch.Tensor) -> bool:
     """Whether ``x`` is a tensor batched by ``torch.func.vmap``."""
     return torch._C._functorch.is_batchedtensor(x)
+
+
+def is_transformed(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a tensor a ``torch.func`` transform wraps (made inside one)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 def foreach_add_(totals: list[torch.Tensor], increments: Sequence[torch.Tensor]) -> None:

@@ -1,6 +1,8 @@
 """What finding the tensors func reads costs (issue 26): forward+backward time of the torch
 modes on the bench's problems, this tree against another checkout (``--before``), each run
-in a fresh process, the two trees interleaved round by round; medians over rounds.
+in a fresh process on one thread, the two trees interleaved round by round; medians over
+rounds of each process's median. Both wall-clock and CPU time (``time.process_time``, less
+disturbed by other processes on a shared machine) are reported.
 
     python tests/benchmarks/bench_torch_discovery.py --before /path/to/older/checkout
     python tests/benchmarks/bench_torch_discovery.py --before ... --problem mlp --size full
@@ -34,12 +36,13 @@ def _worker(problem: str, size: str, repeats: int, modes: list[str]) -> None:
     for mode in modes:
         case = BenchCase(Method(f"symadj-torch:{mode}", "symadj", "torch", mode, (), ""), spec)
         case.run()  # warm-up
-        taken = []
+        wall, cpu = [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             case.run()
-            taken.append(time.perf_counter() - start)
-        times[mode] = statistics.median(taken)
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        times[mode] = (statistics.median(wall), statistics.median(cpu))
     print(json.dumps(times))
 
 
@@ -59,7 +62,7 @@ def main() -> None:
         return
     trees = {"before": pathlib.Path(args.before).resolve(), "after": HERE}
     for problem in args.problem:
-        runs: dict[str, dict[str, list[float]]] = {name: {m: [] for m in args.modes} for name in trees}
+        runs: dict[str, dict[str, list[list[float]]]] = {name: {m: [] for m in args.modes} for name in trees}
         for _ in range(args.rounds):
             for name, root in trees.items():
                 env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'backends'}"}
@@ -69,9 +72,12 @@ def main() -> None:
                 for mode, seconds in json.loads(out.stdout.strip().splitlines()[-1]).items():
                     runs[name][mode].append(seconds)
         for mode in args.modes:
-            before, after = (statistics.median(runs[name][mode]) for name in trees)
-            print(f"{problem} ({args.size}) {mode:>10}: before {before * 1e3:8.2f} ms, after {after * 1e3:8.2f} ms, "
-                  f"{100 * (after / before - 1):+.1f}%")
+            line = f"{problem} ({args.size}) {mode:>10}:"
+            for clock, index in (("wall", 0), ("cpu", 1)):
+                before, after = (statistics.median(run[index] for run in runs[name][mode]) for name in trees)
+                line += (f"  {clock} before {before * 1e3:7.1f} ms, after {after * 1e3:7.1f} ms "
+                         f"({100 * (after / before - 1):+.1f}%)")
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ PRIVATE: dict[tuple[str, str], str] = {
         "between the forward and the backward pass (optimizer.step() first) is detected; autograd "
         "checks it for saved tensors only, and exposes no public reader",
     ("torch.autograd.graph.Node", "_sequence_nr"):
-        "the order in which graph nodes were made: the backward pass tells the nodes func made from "
-        "those made before it (tensors func reads that are not among the parameters); no public order",
+        "the order in which graph nodes were made: tensors made during a solve (by an autograd.Function "
+        "or a torch.func transform inside func) are told from those made before it, which func reads, "
+        "and the backward pass's graph walk stops at nodes made before it; no public order exists",
 }
 
 

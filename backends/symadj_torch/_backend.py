@@ -316,17 +316,17 @@ class _Reads(TorchFunctionMode):
     evaluation of a forward solve (:meth:`evaluate` runs each under this mode).
 
     A tensor is read when it goes into a torch operation that returns a floating-point (or
-    complex) tensor and was not made inside the same evaluation: the evaluation's ``(t,
-    y)``, the outputs of its operations and the tensors a ``torch.func`` transform inside
-    func wraps are made inside (a CNF field marking its state
-    ``requires_grad_()`` reads no parameter through it), and so are tensors whose graph
-    node was made after ``marker`` (a sequence number taken as the solve, or its backward
-    pass, begins: made there by a path the mode does not see, such as an
-    ``autograd.Function`` or a transform's internals). Leaves and tensors computed
-    before the solve (``z = enc(x)``, whose gradient must flow on into ``enc``) are read alike.
+    complex) tensor and was not made during the solve: the evaluation's ``(t, y)`` (a CNF
+    field marking its state ``requires_grad_()`` reads no parameter through it), leaves
+    made inside it, the tensors a ``torch.func`` transform inside func wraps, and tensors
+    whose graph node was made after ``marker`` (a sequence number taken as the solve, or
+    its backward pass, begins: made by func's operations, or by a path the mode does not
+    see, such as an ``autograd.Function`` or a transform's internals) are not read. Leaves
+    and tensors computed before the solve (``z = enc(x)``, whose gradient must flow on into
+    ``enc``) are read alike.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], marker: int | None = None) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], marker: int) -> None:
         super().__init__()
         self.params = {id(p) for p in params}
         self.marker = marker
@@ -351,38 +351,38 @@ class _Reads(TorchFunctionMode):
             self.inside = outer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        # Called for every torch operation func makes: kept lean (the parameters, read by
-        # nearly every operation, are settled by one set lookup).
+        # Called for every torch operation func makes: kept lean. The parameters, read by
+        # nearly every operation, are settled by one set lookup; the outputs of operations
+        # are told apart by their graph node's age (see _read), not recorded one by one.
         out = func(*args, **kwargs) if kwargs else func(*args)
+        params = self.params
         for x in args:
             if isinstance(x, torch.Tensor):
-                if x.requires_grad and id(x) not in self.params:
+                if x.requires_grad and id(x) not in params:
                     self._read(func, x, out)
             elif isinstance(x, (list, tuple)):
                 for item in x:
-                    if isinstance(item, torch.Tensor) and item.requires_grad and id(item) not in self.params:
+                    if isinstance(item, torch.Tensor) and item.requires_grad and id(item) not in params:
                         self._read(func, item, out)
         if kwargs:
             for x in _tensors_in(kwargs):
-                if x.requires_grad and id(x) not in self.params:
+                if x.requires_grad and id(x) not in params:
                     self._read(func, x, out)
         if isinstance(out, torch.Tensor):
-            if out.requires_grad:
+            if out.requires_grad and out.grad_fn is None:  # a leaf made here: requires_grad=True
                 self.inside[id(out)] = out
         elif isinstance(out, (list, tuple)):
-            for o in _tensors_in(out):
-                if o.requires_grad:
-                    self.inside[id(o)] = o
+            self.inside.update((id(o), o) for o in _tensors_in(out) if o.requires_grad and o.grad_fn is None)
         return out
 
     def _read(self, func: Any, x: torch.Tensor, out: Any) -> None:
+        node = x.grad_fn
+        if node is not None and _compat.sequence_nr(node) >= self.marker:
+            return  # made during the solve (or its backward pass), by func or the solver
         if id(x) in self.inside or id(x) in self.found or func in _UNDIFFERENTIATED:
             return
         if _compat.is_transformed(x):  # made inside func by a torch.func transform it runs
             return
-        if x.grad_fn is not None and _compat.sequence_nr(x.grad_fn) >= self.marker:
-            return  # made during the solve (or its backward pass): by an autograd.Function, a transform
-
         if any(o.is_floating_point() or o.is_complex() for o in _tensors_in(out)):
             self.found[id(x)] = x
 
@@ -416,7 +416,7 @@ class _Known:
         self.versions = [_compat.version(p) for p in params]
         self.explicit = reads is not None and reads.explicit  # adjoint_params given
         self.names = {} if reads is None else reads.names
-        self.reads = _Reads(params)
+        self.reads = _Reads(params, _compat.sequence_nr_now())  # its marker is set anew as a backward pass begins
         self.walked = False
         self._leaves = {id(p) for p in params if p.grad_fn is None}
         self._edges = {(p.grad_fn, p.output_nr) for p in params if p.grad_fn is not None}

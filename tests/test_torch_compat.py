@@ -12,8 +12,9 @@ import types
 import pytest
 
 torch = pytest.importorskip("torch")
-import symadj  # noqa: E402
 from symadj_torch import _compat  # noqa: E402
+
+import symadj  # noqa: E402
 
 BACKEND = pathlib.Path(_compat.__file__).parent
 F64 = torch.float64

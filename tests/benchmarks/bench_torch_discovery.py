@@ -25,10 +25,10 @@ MODES = ("symplectic", "checkpoint", "adjoint")
 
 def _worker(problem: str, size: str, repeats: int, modes: list[str]) -> None:
     import torch
+    from symadj_torch.bench_case import BenchCase
 
     from symadj.bench.config import DEFAULTS, QUICK
     from symadj.bench.methods import Method
-    from symadj_torch.bench_case import BenchCase
 
     torch.set_num_threads(1)
     spec = DEFAULTS[problem] if size == "full" else DEFAULTS[problem].replace(**QUICK[problem])

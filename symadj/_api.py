@@ -151,8 +151,8 @@ def solve(
         return _initial_state_only(xp, layout, ts, flat_y0)
     field = chosen.make_field(func, args, flat_y0, ts, adjoint_params, layout)
     if chosen.differentiable and not isinstance(mode, Backprop):
-        # A backend may find parameters func uses beyond those it was given (torch: the
-        # tensors a closure captures) and return the field that holds them.
+        # A backend may find parameters func uses beyond those it was given and return the
+        # field that holds them (torch finds them over the whole forward solve instead).
         found = chosen.check_params_found(field, _first_call_times(xp, ts, solver_options, flat_y0), flat_y0)
         if found is not None:
             field = found

@@ -358,9 +358,10 @@ class Backend(abc.ABC):
         """Make sure ``field.params`` holds every array needing gradients that ``func`` uses.
 
         Modes with their own backward pass would otherwise return no gradient for them. A
-        backend returns the field with the arrays it found added (the torch backend, for
-        closures), raises where it cannot find them, or returns ``None`` to keep ``field``
-        (the default: parameters come only from ``args``/``adjoint_params``).
+        backend returns the field with the arrays it found added, raises where it cannot
+        find them, or returns ``None`` to keep ``field`` (the default: parameters come only
+        from ``args``/``adjoint_params``). One call sees func at one point only: a backend
+        that can observe every evaluation finds them in :meth:`custom_vjp` instead (torch).
         """
 
     # -- control flow ----------------------------------------------------------------
@@ -484,6 +485,11 @@ class Backend(abc.ABC):
         ``forward(y0, params) -> (outputs, aux, residuals)`` runs without recording a
         graph; ``backward(residuals, outputs_cotangent) -> (y0_cotangent, params_cotangents)``
         runs when gradients are requested. Returns ``(outputs, aux)``.
+
+        ``params`` is a list; a backend that finds, while ``forward`` runs, more arrays that
+        need gradients (torch: every tensor func and the event functions read) appends them
+        to the list ``forward`` was given, after it returns: the residuals hold that list,
+        and ``backward`` then returns a cotangent for each of its entries, in order.
         """
         raise NotImplementedError(f"backend {self.name!r} has no custom-gradient wrapper")
 

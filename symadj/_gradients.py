@@ -342,16 +342,19 @@ class Adjoint(GradientMode):
     time_gradients = True
 
     def _solve(self, backend, problem, field, y0, times=None):
-        n_params = len(field.params)
+        # The times go first: a backend may append the parameters it finds while the forward
+        # solve runs to the list it gave `forward` (see Backend.custom_vjp).
+        timed = times is not None
 
         def forward(y0, inputs):
-            params = inputs[:n_params]
+            params = inputs[1:] if timed else inputs
             outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False,
                                           params=params)
-            return outputs, stats, (outputs, params, stats.events, stats.status, stats.t_final, stats.n_outputs)
+            return outputs, stats, (outputs, inputs, stats.events, stats.status, stats.t_final, stats.n_outputs)
 
         def backward(residuals, outputs_cotangent):
-            outputs, params, record, status, t_final, reached = residuals
+            outputs, inputs, record, status, t_final, reached = residuals
+            params = inputs[1:] if timed else inputs
             # A solve stopped early (throw=False) left its later outputs NaN: the backward solves,
             # which start from the last output, have nothing to start from.
             finished = status == int(Status.SUCCESS)
@@ -370,11 +373,11 @@ class Adjoint(GradientMode):
                                                      self)
             if event_params_bar:
                 params_bar = backend.accumulate(params_bar, event_params_bar)
-            if times is None:
+            if not timed:
                 return lam, params_bar
-            return lam, [*params_bar, _time_cotangents(backend, problem, bound, outputs, outputs_cotangent, lam)]
+            return lam, [_time_cotangents(backend, problem, bound, outputs, outputs_cotangent, lam), *params_bar]
 
-        inputs = [*field.params] if times is None else [*field.params, times]
+        inputs = [*field.params] if times is None else [times, *field.params]
         return backend.custom_vjp(forward, backward, y0, inputs)
 
 

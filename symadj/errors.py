@@ -209,6 +209,27 @@ class RecomputationError(SymadjError, RuntimeError):
     """
 
 
+class ParameterModifiedError(SymadjError, RuntimeError):
+    """A parameter of a solve was changed in place between its forward and backward pass.
+
+    The symplectic, checkpoint and adjoint modes evaluate func again in the backward pass,
+    with the parameters as they are then: after ``optimizer.step()`` (or any in-place
+    update) that is another function than the one solved. The message names the tensor
+    (its position in ``adjoint_params``, or its attribute name) and its shape.
+
+    Examples:
+        >>> import torch, symadj
+        >>> net = torch.nn.Linear(2, 2)
+        >>> ys = symadj.odeint(lambda t, y: net(y), torch.ones(1, 2), torch.linspace(0.0, 1.0, 3))
+        >>> with torch.no_grad():
+        ...     _ = net.weight.add_(1.0)  # optimizer.step() before loss.backward()
+        >>> ys.sum().backward()
+        Traceback (most recent call last):
+            ...
+        symadj.errors.ParameterModifiedError: parameter 'net.weight', shape (2, 2) (a leaf), was changed in place ...
+    """
+
+
 class RecomputationWarning(SymadjWarning):
     """The backward pass recomputed a step differently from the forward pass, and the mode
     was told to warn (``recomputation="warn"``) rather than raise :class:`RecomputationError`.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,35 +14,45 @@ import array_api_compat.torch as xp_torch
 import torch
 from torch.overrides import TorchFunctionMode
 
-from symadj import GradientNotSupportedError, InvalidArgumentError, SymadjWarning
+from symadj import GradientNotSupportedError, InvalidArgumentError, ParameterModifiedError, SymadjWarning
 from symadj.backend import EagerBackend, Field, StateLayout, call_with_args
+
+from . import _compat
 
 
 class TorchField(Field):
     """``func`` on flat states; ``params`` are what gradients flow to: ``adjoint_params``
-    (``explicit``), or the module's parameters and the tensors the probe finds
-    (:meth:`TorchBackend.check_params_found`).
+    (``explicit``), or the module's parameters and the tensors requiring grad in ``args``;
+    the exact modes and the adjoint add every other tensor func reads during the forward
+    solve (see :class:`_Reads`).
 
     ``func`` gets ``t`` in the state's (real) dtype, as torchdiffeq gives it; the engine keeps
     times in float64 (see ``as_times``). With ``autocast`` (the ``torch.autocast`` settings
     of the solve's caller) func runs under them, in forward and backward passes alike, and
     its derivatives are cast back to the state's dtype: the solver's own arithmetic stays
-    in the state's precision.
+    in the state's precision. ``names`` maps ``id`` of a parameter to its attribute name, for messages.
     """
 
     def __init__(self, func: Callable[[Any, Any], Any], layout: StateLayout, params: Sequence[torch.Tensor],
-                 explicit: bool, first: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-                 autocast: tuple[str, torch.dtype] | None = None) -> None:
+                 explicit: bool, autocast: tuple[str, torch.dtype] | None = None,
+                 names: dict[int, str] | None = None) -> None:
         self._func = func
         self._layout = layout
         self.params = tuple(params)
         self.explicit = explicit
+        self.names = names or {}
         self._flat = layout.wrap(xp_torch, self._call_user)
-        self._first = first
         self._autocast = autocast
 
     def _call_user(self, t: torch.Tensor, y: Any) -> Any:
         t = t.to(self._layout.dtype.to_real())
+        reads = getattr(_SOLVING, "reads", None)
+        if reads is not None:
+            return reads.evaluate(self, t, y)
+        return self.evaluate(t, y)
+
+    def evaluate(self, t: torch.Tensor, y: Any) -> Any:
+        """func at ``(t, y)`` (the user's state), under the caller's autocast settings."""
         if self._autocast is None:
             return self._func(t, y)
         device_type, dtype = self._autocast
@@ -52,33 +63,15 @@ class TorchField(Field):
         return _cast_tensors(derivative, self._layout.dtype)
 
     def __call__(self, t: Any, y: Any) -> Any:
-        if self._first is not None and not torch.is_grad_enabled():
-            # The solve's first evaluation (dy0, without gradients): the probe's value, so
-            # that func is not called once more than the solve needs.
-            t0, y0, value = self._first
-            self._first = None
-            if torch.equal(t, t0) and y.shape == y0.shape and torch.equal(y, y0):
-                return value
         return self._flat(t, y)
-
-    def with_more_params(self, found: Sequence[torch.Tensor]) -> TorchField:
-        """This field, its gradients flowing to ``found`` as well."""
-        return TorchField(self._func, self._layout, [*self.params, *found], self.explicit, self._first,
-                          self._autocast)
-
-    def with_first_value(self, t0: torch.Tensor, y0: torch.Tensor, value: torch.Tensor) -> TorchField:
-        """This field, its next call without gradients at ``(t0, y0)`` answered by ``value``
-        (an evaluation already made there) instead of calling func."""
-        return TorchField(self._func, self._layout, self.params, self.explicit,
-                          (t0.detach(), y0.detach(), value.detach()), self._autocast)
 
 
 def _eager(method: Callable) -> Callable:
     """``method``, kept out of torch.compile's graphs.
 
     Dynamo cannot trace a solve: the number of steps and every accept/reject branch depend
-    on the state's values, so it would recompile for each step count. The loop, the
-    custom-gradient node and the parameter probe run eagerly instead (one graph break
+    on the state's values, so it would recompile for each step count. The loop and the
+    custom-gradient node run eagerly instead (one graph break
     each); the rest of the model still compiles, and so does a func compiled on its own.
     ``torch.compiler.disable`` imports Dynamo (seconds), so it is applied on the first call
     made while Dynamo is loaded; a program that never compiles never imports it.
@@ -90,7 +83,7 @@ def _eager(method: Callable) -> Callable:
         if "torch._dynamo" not in sys.modules:
             return method(*args, **kwargs)
         if not disabled:
-            disabled.append(torch.compiler.disable(method, reason="symadj runs its ODE solve eagerly"))
+            disabled.append(_compat.compiler_disable(method, reason="symadj runs its ODE solve eagerly"))
         return disabled[0](*args, **kwargs)
 
     return call
@@ -119,7 +112,7 @@ class TorchBackend(EagerBackend):
 
     def split_state(self, y0):
         leaves, split, rebuild = super().split_state(y0)
-        if any(isinstance(x, torch.Tensor) and torch._C._functorch.is_batchedtensor(x) for x in leaves):
+        if any(isinstance(x, torch.Tensor) and _compat.is_batched(x) for x in leaves):
             raise InvalidArgumentError(
                 "y0 is batched by torch.func.vmap, which cannot run a solve: its loop branches on the state's values "
                 "(step acceptance, non-finite checks). Put the batch in the state instead: "
@@ -169,59 +162,16 @@ class TorchBackend(EagerBackend):
             # outputs of every mode lead to the refusing node (its cotangent is zero).
             params.append(ts)
         device_type = y0.device.type
-        autocast = ((device_type, torch.get_autocast_dtype(device_type))
-                    if torch.is_autocast_enabled(device_type) else None)
+        autocast = ((device_type, _compat.autocast_dtype(device_type))
+                    if _compat.autocast_enabled(device_type) else None)
         return TorchField(call_with_args(func, args), layout, params, explicit=adjoint_params is not None,
-                          autocast=autocast)
+                          autocast=autocast, names=_parameter_names(func, adjoint_params))
 
     @_eager
     def while_loop(self, cond, body, carry, *, max_iterations, differentiable=False):
         with _without_autocast():
             return super().while_loop(cond, body, carry, max_iterations=max_iterations,
                                       differentiable=differentiable)
-
-    @_eager
-    def check_params_found(self, field: TorchField, ts: Any, y0: Any) -> TorchField:
-        """``field``, its gradients flowing also to every tensor requiring grad that func's
-        output depends on; with ``adjoint_params`` given, raise if there are such tensors.
-
-        The modes other than backprop compute parameter gradients themselves, so they must
-        know every tensor func uses: one call of func gives them (its value is the solve's
-        first evaluation, so a counter in func sees no extra call), as the ends of its
-        graph: leaves, and tensors computed before the call (``z = enc(x)`` in a closure),
-        where the walk stops so that their gradient flows on into ``enc`` through the caller's graph. A tensor listed in
-        ``adjoint_params`` stops the walk as well. A tensor used only at later times
-        (behind a branch on ``t``) is not seen: list it in ``adjoint_params``.
-        """
-        if not torch.is_grad_enabled():
-            return field
-        marker = _sequence_nr_now()
-        # Only the graph's structure is needed, never a backward: save no activations.
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.enable_grad())
-            if not _under_torch_func():  # torch.func refuses saved-tensor hooks
-                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _discard))
-            # Captured tensors are found from func's calls into torch; not needed when
-            # adjoint_params fixes the parameters (and then no compiled func recompiles).
-            recorder = None if field.explicit else stack.enter_context(_CapturedTensors(marker))
-            probe = field(ts[0].detach(), y0.detach())
-        captured = {} if recorder is None else recorder.tensors
-        found, unresolved = _graph_inputs(probe, field.params, captured, marker)
-        if field.explicit and (found or unresolved):
-            described = [f"shape {tuple(x.shape)}" for x in found] + [f"made by {name}" for name in unresolved]
-            raise InvalidArgumentError(
-                f"func uses tensors that require grad but are not in adjoint_params ({', '.join(described[:5])}); "
-                f"their gradients would be lost. Add them to adjoint_params, or detach them"
-            )
-        if unresolved:
-            raise InvalidArgumentError(
-                f"func uses a tensor computed outside it that requires grad (made by {', '.join(unresolved[:3])}), "
-                f"which symadj could not find to send its gradient back; pass it explicitly, "
-                f"adjoint_params=(*net.parameters(), z) for a closure over z = encoder(x), "
-                f"or use gradient='backprop'"
-            )
-        field = field.with_more_params(found) if found else field
-        return field.with_first_value(ts[0], y0, probe)
 
     def stackable(self, like):
         return not torch.is_grad_enabled()
@@ -242,13 +192,17 @@ class TorchBackend(EagerBackend):
 
     def accumulate(self, totals, increments):
         if totals:  # one fused kernel per device and dtype instead of one per parameter tensor
-            torch._foreach_add_(totals, list(increments))
+            _compat.foreach_add_(totals, increments)
         return totals
 
     def vjp(self, fn, y, params, cotangent):
+        known = getattr(_SOLVING, "known", None)
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
+            marker = None if known is None or known.walked else _compat.sequence_nr_now()
             out = fn(y, params)
+            if known is not None:
+                known.check(out, y, marker)
             inputs = (y, *params)
             if out.requires_grad:
                 # Retained: the graph may reach into the caller's (a closure over sol = model(x),
@@ -261,45 +215,51 @@ class TorchBackend(EagerBackend):
 
     @_eager
     def custom_vjp(self, forward, backward, y0, params):
-        if _under_torch_func():
+        """The solve as one autograd node whose inputs are ``y0``, ``params`` and every other
+        tensor requiring grad that func (or an event function) reads in any evaluation of
+        the forward solve: it runs first, under :class:`_Reads`, and the node is made after
+        it with what was found (appended to ``params``, which the residuals hold)."""
+        if _compat.functorch_level() is not None:
             raise GradientNotSupportedError(
                 "the symplectic, checkpoint and adjoint modes compute their gradient with torch.autograd, which "
                 "torch.func transforms (grad, vjp, jacrev, hessian) cannot run inside; use loss.backward() or "
                 "torch.autograd.grad for their exact gradient at low memory, or gradient='backprop', which "
                 "torch.func.grad and jacrev differentiate"
             )
-        aux = _Aux()
-        outputs = _Solve.apply(forward, backward, aux, y0, *params)
-        return outputs, aux.stats
+        params = list(params)
+        # (A solve inside func's evaluation in an outer forward solve runs without gradients:
+        # the outer solve's mode, still on torch's stack, sees what its func reads.)
+        reads = _Reads(params, _compat.sequence_nr_now()) if torch.is_grad_enabled() else None
+        with _solving(reads=reads), torch.no_grad(), _without_autocast():
+            # The real parameters, not detached copies: the backward VJPs differentiate
+            # with respect to the very tensors func uses.
+            outputs, stats, residuals = forward(y0.detach(), params)
+        if reads is not None:
+            params.extend(reads.new_params())
+        node = _Node(backward, residuals, outputs, _Known(params, reads))
+        return _Solve.apply(node, y0, *params), stats
 
 
-class _Aux:
-    """What the forward pass hands out besides its outputs: an object, not a list, which
-    torch.func would take apart as a pytree."""
+class _Node:
+    """What the autograd node of a solve holds: the backward function and its residuals,
+    the forward's outputs, and the parameters as the backward pass must find them."""
 
-    stats: Any = None
-    residuals: Any = None
+    def __init__(self, backward: Callable, residuals: Any, outputs: torch.Tensor, known: _Known) -> None:
+        self.backward, self.residuals, self.outputs, self.known = backward, residuals, outputs, known
 
 
 class _Solve(torch.autograd.Function):
-    """The solve as one autograd node: no graph is kept between forward and backward.
-
-    Written with ``setup_context`` so that ``torch.func.grad``/``vjp`` can run it."""
+    """The solve as one autograd node: no graph is kept between forward and backward. The
+    forward solve has run already (see :meth:`TorchBackend.custom_vjp`)."""
 
     @staticmethod
-    def forward(forward, backward, aux, y0, *params):
-        with torch.no_grad(), _without_autocast():
-            # The real parameters, not detached copies: the backward VJPs differentiate
-            # with respect to the very tensors func uses.
-            outputs, stats, residuals = forward(y0.detach(), list(params))
-        aux.stats, aux.residuals = stats, residuals
-        return outputs
+    def forward(node, y0, *params):
+        return node.outputs
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, backward, aux, *_ = inputs
-        ctx.residuals = aux.residuals
-        ctx.backward_fn = backward
+        ctx.node = inputs[0]
+        inputs[0].outputs = None  # the node's output holds them now
 
     @staticmethod
     def backward(ctx, outputs_cotangent):
@@ -308,9 +268,12 @@ class _Solve(torch.autograd.Function):
                 "create_graph=True (higher-order gradients) needs gradient='backprop'; the "
                 "symplectic, checkpoint and adjoint modes give first-order gradients"
             )
-        with _without_autocast():
-            y0_bar, params_bar = ctx.backward_fn(ctx.residuals, outputs_cotangent)
-        return (None, None, None, y0_bar, *params_bar)
+        node = ctx.node
+        node.known.check_versions()
+        node.known.reads.marker = _compat.sequence_nr_now()
+        with _solving(known=node.known, reads=node.known.reads), _without_autocast():
+            y0_bar, params_bar = node.backward(node.residuals, outputs_cotangent)
+        return (None, y0_bar, *params_bar)
 
 
 class _RefusedGradient(torch.autograd.Function):
@@ -327,22 +290,201 @@ class _RefusedGradient(torch.autograd.Function):
         raise ctx.refusal()
 
 
-class _CapturedTensors(TorchFunctionMode):
-    """Records the tensors func passes to torch that were computed before ``marker`` (a
-    sequence number): a graph node does not lead back to its tensor, these do."""
+_SOLVING = threading.local()  # .reads during a forward solve, .known during its backward pass
 
-    def __init__(self, marker: int) -> None:
+
+@contextlib.contextmanager
+def _solving(**state: Any) -> Any:
+    """``_SOLVING`` set as ``state`` says for this thread (nested solves restore the outer one's)."""
+    before = {name: getattr(_SOLVING, name, None) for name in state}
+    for name, value in state.items():
+        setattr(_SOLVING, name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(_SOLVING, name, value)
+
+
+#: Tensor uses that backprop does not differentiate through, though they return a float tensor.
+_UNDIFFERENTIATED = frozenset({torch.Tensor.detach, torch.Tensor.detach_, torch.Tensor.requires_grad_,
+                               torch.Tensor.data.__get__, torch.Tensor.grad.__get__})
+
+
+class _Reads(TorchFunctionMode):
+    """The tensors requiring grad that func and the event functions read, over every
+    evaluation of a forward solve (:meth:`evaluate` runs each under this mode).
+
+    A tensor is read when it goes into a torch operation that returns a floating-point (or
+    complex) tensor and was not made during the solve: the evaluation's ``(t, y)`` (a CNF
+    field marking its state ``requires_grad_()`` reads no parameter through it), leaves
+    made inside it, the tensors a ``torch.func`` transform inside func wraps, and tensors
+    whose graph node was made after ``marker`` (a sequence number taken as the solve, or
+    its backward pass, begins: made by func's operations, or by a path the mode does not
+    see, such as an ``autograd.Function`` or a transform's internals) are not read. Leaves
+    and tensors computed before the solve (``z = enc(x)``, whose gradient must flow on into
+    ``enc``) are read alike.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], marker: int) -> None:
         super().__init__()
+        self.params = {id(p) for p in params}
         self.marker = marker
-        self.tensors: dict[tuple[Any, int], torch.Tensor] = {}
+        self.found: dict[int, torch.Tensor] = {}
+        self.inside: dict[int, torch.Tensor] = {}
+        self.explicit = False
+        self.names: dict[int, str] = {}
+        self._fields: set[int] = set()
+
+    def evaluate(self, field: TorchField, t: torch.Tensor, y: Any) -> Any:
+        if id(field) not in self._fields:
+            self._fields.add(id(field))
+            self.explicit |= field.explicit
+            self.names.update(field.names)
+        outer = self.inside
+        # Held, not only their ids: an id may be reused once its tensor is gone.
+        self.inside = {id(x): x for x in (t, *_tensors_in(y))}
+        try:
+            with self:
+                return field.evaluate(t, y)
+        finally:
+            self.inside = outer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        for x in _tensors_in((args, kwargs)):
-            node = x.grad_fn
-            if node is not None and node._sequence_nr() < self.marker:
-                self.tensors.setdefault((node, x.output_nr), x)
-        return func(*args, **kwargs)
+        # Called for every torch operation func makes: kept lean. The parameters, read by
+        # nearly every operation, are settled by one set lookup; the outputs of operations
+        # are told apart by their graph node's age (see _read), not recorded one by one.
+        out = func(*args, **kwargs) if kwargs else func(*args)
+        params = self.params
+        for x in args:
+            if isinstance(x, torch.Tensor):
+                if x.requires_grad and id(x) not in params:
+                    self._read(func, x, out)
+            elif isinstance(x, (list, tuple)):
+                for item in x:
+                    if isinstance(item, torch.Tensor) and item.requires_grad and id(item) not in params:
+                        self._read(func, item, out)
+        if kwargs:
+            for x in _tensors_in(kwargs):
+                if x.requires_grad and id(x) not in params:
+                    self._read(func, x, out)
+        if isinstance(out, torch.Tensor):
+            if out.requires_grad and out.grad_fn is None:  # a leaf made here: requires_grad=True
+                self.inside[id(out)] = out
+        elif isinstance(out, (list, tuple)):
+            self.inside.update((id(o), o) for o in _tensors_in(out) if o.requires_grad and o.grad_fn is None)
+        return out
+
+    def _read(self, func: Any, x: torch.Tensor, out: Any) -> None:
+        node = x.grad_fn
+        if node is not None and _compat.sequence_nr(node) >= self.marker:
+            return  # made during the solve (or its backward pass), by func or the solver
+        if id(x) in self.inside or id(x) in self.found or func in _UNDIFFERENTIATED:
+            return
+        if _compat.is_transformed(x):  # made inside func by a torch.func transform it runs
+            return
+        if any(o.is_floating_point() or o.is_complex() for o in _tensors_in(out)):
+            self.found[id(x)] = x
+
+    def new_params(self) -> list[torch.Tensor]:
+        """The tensors read that were not among the parameters; with ``adjoint_params``, raise if any."""
+        found = list(self.found.values())
+        if found and self.explicit:
+            raise InvalidArgumentError(
+                f"func (or an event function) uses tensors that require grad but are not in adjoint_params "
+                f"({', '.join(_describe(x) for x in found[:5])}); their gradients would be lost. Add them to "
+                f"adjoint_params, or detach them"
+            )
+        return found
+
+
+class _Known:
+    """The parameters of a solve as its backward pass checks them: none may have changed in
+    place since the forward pass (:meth:`check_versions`), and every tensor requiring grad
+    that func reads must be one (:meth:`check`).
+
+    The backward pass's evaluations run under :attr:`reads`, as the forward solve's did: a
+    tensor read only there (only while gradients are recorded, or at the continuous
+    adjoint's backward points) is found at once. A use torch's mode cannot see (inside a
+    TorchScript function or a C++ extension) shows only in the graph: the graph of the
+    backward pass's first evaluation is walked too (a walk of every one would cost as much
+    as the rest of the check).
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], reads: _Reads | None) -> None:
+        self.params = params
+        self.versions = [_compat.version(p) for p in params]
+        self.explicit = reads is not None and reads.explicit  # adjoint_params given
+        self.names = {} if reads is None else reads.names
+        self.reads = _Reads(params, _compat.sequence_nr_now())  # its marker is set anew as a backward pass begins
+        self.walked = False
+        self._leaves = {id(p) for p in params if p.grad_fn is None}
+        self._edges = {(p.grad_fn, p.output_nr) for p in params if p.grad_fn is not None}
+
+    def check_versions(self) -> None:
+        for index, (p, before) in enumerate(zip(self.params, self.versions)):
+            if _compat.version(p) != before:
+                raise ParameterModifiedError(
+                    f"{self._name(index)}, {_describe(p)}, was changed in place between the forward pass and "
+                    f"the backward pass (optimizer.step() or zero_() before loss.backward(), an in-place update "
+                    f"of a buffer): its gradient would be taken at the new values. Call loss.backward() before "
+                    f"changing parameters, or change them out of place"
+                )
+
+    def _name(self, index: int) -> str:
+        name = self.names.get(id(self.params[index]))
+        if name is None:
+            return f"a tensor func reads (parameter {index} of the solve)"
+        return name if name.startswith("adjoint_params[") else f"parameter {name!r}"
+
+    def check(self, out: torch.Tensor, y: torch.Tensor, marker: int | None) -> None:
+        """Raise if func read a tensor requiring grad that is not a parameter (its gradient
+        would be lost): one seen by :attr:`reads`, or, with ``marker``, one that ``out``
+        (made from ``y`` since ``marker``, a sequence number) depends on in the graph."""
+        missing = [_describe(x) for x in self.reads.found.values()]
+        if marker is not None and out.requires_grad:
+            self.walked = True
+            missing += _graph_inputs(out, self._leaves | {id(y)} | set(self.reads.found), self._edges, marker)
+        if not missing:
+            return
+        fix = ("add them to adjoint_params" if self.explicit else
+               "pass them in adjoint_params, e.g. adjoint_params=(*net.parameters(), z)")
+        raise InvalidArgumentError(
+            f"func reads tensors that require grad in the backward pass that the forward solve did not see it "
+            f"read ({', '.join(missing[:5])}): a branch taken only at the backward pass's points (the adjoint's "
+            f"backward solve evaluates func at other times and states), or a use torch cannot observe (TorchScript, "
+            f"a C++ extension); their gradients would be lost. To send gradients to them, {fix}; or detach them"
+        )
+
+
+def _describe(x: torch.Tensor) -> str:
+    made = "a leaf" if x.grad_fn is None else f"made by {x.grad_fn.name()}"
+    return f"shape {tuple(x.shape)} ({made})"
+
+
+def _parameter_names(func: Any, adjoint_params: Any) -> dict[int, str]:
+    """``id`` of each parameter to its name: ``"adjoint_params[i]"`` where they are given,
+    else its attribute name in the modules func is, is a bound method of, closes over or
+    names as globals (``"net.weight"`` for a closure over ``net``)."""
+    if adjoint_params is not None:
+        return {id(p): f"adjoint_params[{i}]" for i, p in enumerate(adjoint_params)}
+    owners = []
+    for owner in (func, getattr(func, "__self__", None)):
+        if isinstance(owner, torch.nn.Module):
+            owners.append(("", owner))
+    code = getattr(func, "__code__", None)
+    for name, cell in zip(code.co_freevars if code else (), getattr(func, "__closure__", None) or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+        if isinstance(value, torch.nn.Module):
+            owners.append((f"{name}.", value))
+    module_globals = getattr(func, "__globals__", {})
+    for name in code.co_names if code else ():
+        if isinstance(module_globals.get(name), torch.nn.Module):
+            owners.append((f"{name}.", module_globals[name]))
+    return {id(p): prefix + name for prefix, owner in owners for name, p in owner.named_parameters()}
 
 
 AUTOCAST_DEVICES = ("cpu", "cuda", "mps", "xpu")
@@ -353,7 +495,7 @@ def _without_autocast() -> Any:
     """torch.autocast switched off for the solver's own arithmetic (func turns it back on)."""
     with contextlib.ExitStack() as stack:
         for device_type in AUTOCAST_DEVICES:
-            if torch.is_autocast_enabled(device_type):
+            if _compat.autocast_enabled(device_type):
                 stack.enter_context(torch.autocast(device_type, enabled=False))
         yield
 
@@ -365,21 +507,6 @@ def _cast_tensors(tree: Any, dtype: torch.dtype) -> Any:
     if isinstance(tree, (tuple, list)):
         return type(tree)(_cast_tensors(x, dtype) for x in tree)
     return tree
-
-
-def _under_torch_func() -> bool:
-    """Whether a torch.func transform (grad, vjp, jacrev, vmap, ...) is running."""
-    return torch._C._functorch.maybe_current_level() is not None
-
-
-def _sequence_nr_now() -> int:
-    """The sequence number of a graph node made now: later ones (in this thread) have larger."""
-    with torch.enable_grad():
-        return torch.zeros((), requires_grad=True).view(()).grad_fn._sequence_nr()
-
-
-def _discard(_: Any) -> None:
-    return None
 
 
 def _tensors_in(args: Any) -> list[torch.Tensor]:
@@ -397,24 +524,19 @@ def _unique(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [t for t in tensors if not (id(t) in seen or seen.add(id(t)))]
 
 
-def _graph_inputs(output: torch.Tensor, known: Sequence[torch.Tensor], captured: dict[tuple[Any, int], torch.Tensor],
-                  marker: int) -> tuple[list[torch.Tensor], list[str]]:
-    """The tensors requiring grad, outside ``known``, that ``output`` was computed from in
-    the graph made since ``marker``: leaves, and tensors made before it (found in
-    ``captured``); and the names of the nodes that made those not found there.
+def _graph_inputs(output: torch.Tensor, leaves: set[int], edges: set[tuple[Any, int]], marker: int) -> list[str]:
+    """What the tensors requiring grad are that ``output`` was computed from, through the
+    graph made since ``marker`` (a sequence number), other than the leaves whose ids are in
+    ``leaves`` and the non-leaf tensors whose ``(grad_fn, output_nr)`` are in ``edges``.
 
-    The walk goes through the nodes made since ``marker`` only; it stops at a leaf, at a
-    node made before, and at a tensor of ``known``, leaf or not. (Sequence numbers count
-    per thread: a tensor made in another thread during func's call would be taken as made
-    before it.) Nodes, not their ids, are held: a node's Python object is made on demand,
-    and an id may be reused once it is gone.
+    The walk stops at a leaf, at a node made before ``marker`` and at a known tensor.
+    (Sequence numbers count per thread: a tensor made in another thread during func's call
+    would be taken as made before it.) Nodes, not their ids, are held: a node's Python
+    object is made on demand, and an id may be reused once it is gone.
     """
     if output.grad_fn is None:
-        return ([output] if output.requires_grad and all(output is not p for p in known) else []), []
-    known_leaves = {id(p) for p in known if p.grad_fn is None}
-    known_edges = {(p.grad_fn, p.output_nr) for p in known if p.grad_fn is not None}
-    captured = {**captured, (output.grad_fn, output.output_nr): output}  # func may return such a tensor as is
-    found, unresolved, visited, expanded = [], [], set(), set()
+        return [] if id(output) in leaves else [_describe(output)]
+    missing, visited, expanded = [], set(), set()
     stack = [(output.grad_fn, output.output_nr)]
     while stack:
         edge = stack.pop()
@@ -424,16 +546,13 @@ def _graph_inputs(output: torch.Tensor, known: Sequence[torch.Tensor], captured:
         visited.add(edge)
         leaf = getattr(node, "variable", None)
         if leaf is not None:
-            if id(leaf) not in known_leaves:
-                found.append(leaf)
-        elif node._sequence_nr() < marker:
-            if edge in known_edges:
-                continue
-            if edge in captured:
-                found.append(captured[edge])
-            else:
-                unresolved.append(node.name())
+            if id(leaf) not in leaves:
+                missing.append(_describe(leaf))
+        elif edge in edges:
+            continue
+        elif _compat.sequence_nr(node) < marker:
+            missing.append(f"made by {node.name()}")
         elif node not in expanded:
             expanded.add(node)
             stack.extend(node.next_functions)
-    return _unique(found), unresolved
+    return missing

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -80,7 +79,7 @@ def _eager(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if "torch._dynamo" not in sys.modules:
+        if not _compat.dynamo_loaded():
             return method(*args, **kwargs)
         if not disabled:
             disabled.append(_compat.compiler_disable(method, reason="symadj runs its ODE solve eagerly"))

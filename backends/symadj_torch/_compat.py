@@ -9,6 +9,7 @@ them, or that depends on the torch version (the declared floor is torch 2.1).
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,6 +80,12 @@ def _takes_reason() -> bool:
         return "reason" in inspect.signature(torch.compiler.disable).parameters
     except (TypeError, ValueError):
         return False
+
+
+def dynamo_loaded() -> bool:
+    """Whether torch.compile's Dynamo has been imported (it is imported on first use, and
+    importing it takes seconds: a program that never compiles should not pay for it)."""
+    return "torch._dynamo" in sys.modules
 
 
 def compiler_disable(fn: Callable, reason: str) -> Callable:

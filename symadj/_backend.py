@@ -363,6 +363,17 @@ class Backend(abc.ABC):
         (the default: parameters come only from ``args``/``adjoint_params``).
         """
 
+    def share_params(self, fields: Sequence[Field]) -> tuple[Field, ...]:
+        """``func``'s field and the event functions' fields, taking one parameter list.
+
+        The gradient modes bind every field of a solve with the same ``params``
+        (:meth:`Field.with_params`) and add up their gradients. The default keeps the
+        fields: their parameters come from ``args``/``adjoint_params`` alone, the same for
+        all. A backend whose fields find parameters of their own (JAX: the traced arrays
+        each function closes over) returns fields reading each its own from the joint list.
+        """
+        return tuple(fields)
+
     # -- control flow ----------------------------------------------------------------
     # Bodies and branches are pure functions of their carry, a (nested) tuple of arrays,
     # Python numbers and buffers; what they return has the carry's structure and dtypes.

@@ -249,7 +249,7 @@ class Backend(abc.ABC):
     what a library can do more):
 
     - **inputs and outputs**: :meth:`namespace`\\*, :meth:`handles`\\*, :meth:`make_field`\\*,
-      :meth:`split_state`, :meth:`as_times`, :meth:`time_inputs`, :meth:`check_params_found`;
+      :meth:`split_state`, :meth:`as_times`, :meth:`time_inputs`, :meth:`check_params_found`, :meth:`share_params`;
     - **control flow**: :meth:`while_loop`\\*, :meth:`fori_loop`\\*, :meth:`cond`\\*,
       :meth:`select`\\*, :meth:`check`\\*, :meth:`host_callback`\\*;
     - **storage**: :meth:`buffer`\\*, :meth:`buffer_of`\\*, :meth:`host_buffer`,

@@ -20,6 +20,9 @@ import numpy as np  # noqa: E402
 import symadj  # noqa: E402
 
 EXACT = ["symplectic", "checkpoint"]
+# Each test compiles its own loops (seconds apiece): by default one exact mode, the other in the slow step.
+ONE_EXACT = ["symplectic", pytest.param("checkpoint", marks=pytest.mark.slow)]
+OTHER_EXACT = [pytest.param("symplectic", marks=pytest.mark.slow), "checkpoint"]
 TS = jnp.linspace(0.0, 1.0, 4)
 W = jnp.array([0.3, -0.2])
 RK4 = {"method": "rk4", "options": {"step_size": 0.125}}
@@ -55,7 +58,7 @@ def test_issue_reproducer_a_closed_over_array_gets_its_gradient(mode):
     _close(jax.grad(_issue_loss(mode))(W), want, rtol)
 
 
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode", ONE_EXACT)
 def test_closures_under_jit_vmap_and_their_compositions(mode):
     loss, reference = _issue_loss(mode, **RK4), _issue_loss("backprop", **RK4)
     want = jax.grad(reference)(W)
@@ -97,7 +100,7 @@ def _ways_to_close_over(w):
 
 
 @pytest.mark.parametrize("way", ["nested closure", "functools.partial", "bound method"])
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode", OTHER_EXACT)
 def test_every_way_of_closing_over_an_array(mode, way):
     def loss(w, mode):
         return jnp.sum(symadj.odeint(_ways_to_close_over(w)[way], jnp.ones(2), TS, gradient=mode, **RK4) ** 2)
@@ -108,7 +111,7 @@ def test_every_way_of_closing_over_an_array(mode, way):
     _close(jax.grad(loss)(W, mode), want)
 
 
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode", ONE_EXACT)
 def test_an_equinox_module_closed_over(mode):
     eqx = pytest.importorskip("equinox")
     mlp = eqx.nn.MLP(2, 2, width_size=4, depth=1, key=jax.random.PRNGKey(0))
@@ -122,7 +125,7 @@ def test_an_equinox_module_closed_over(mode):
     _close(eqx.filter_jit(eqx.filter_grad(loss))(mlp, mode), want)
 
 
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode", OTHER_EXACT)
 def test_closures_read_on_branches_of_t_and_y_and_integer_tracers_under_jit(mode):
     # w is read only after t = 0.5 (lax.cond) and where y is small (jnp.where); k, an
     # integer tracer under jit, picks an entry and gets no gradient (as before).
@@ -140,7 +143,7 @@ def test_closures_read_on_branches_of_t_and_y_and_integer_tracers_under_jit(mode
     _close(grad(W, W[::-1], 1, mode), want)
 
 
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode", ONE_EXACT)
 def test_a_field_reading_y0_itself(mode):
     # y0 is both the initial state and an array func closes over: both paths count.
     def loss(y0, mode):
@@ -149,6 +152,7 @@ def test_a_field_reading_y0_itself(mode):
     _close(jax.grad(loss)(jnp.array([1.0, 0.4]), mode), jax.grad(loss)(jnp.array([1.0, 0.4]), "backprop"))
 
 
+@pytest.mark.slow
 def test_concrete_arrays_closed_over_take_no_gradient_and_change_nothing():
     frozen = jnp.array([0.5, 1.5])
 
@@ -175,7 +179,7 @@ def _fall_event_loss(mode):
     return loss
 
 
-@pytest.mark.parametrize("mode", [*EXACT, "adjoint"])
+@pytest.mark.parametrize("mode", [*ONE_EXACT, pytest.param("adjoint", marks=pytest.mark.slow)])
 def test_an_event_function_closing_over_a_traced_threshold(mode):
     # y = 10 - rate t hits the threshold at t* = (10 - threshold)/rate; the state at the end
     # is held at the event (the threshold): d/dthreshold = -1/rate + 1, d/drate = -t*/rate.
@@ -187,7 +191,7 @@ def test_an_event_function_closing_over_a_traced_threshold(mode):
     _close(jax.jit(jax.grad(_fall_event_loss(mode), argnums=(0, 1)))(threshold, rate), want)
 
 
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode", OTHER_EXACT)
 def test_field_and_event_close_over_different_and_shared_arrays(mode):
     def loss(w, threshold, mode):
         sol = symadj.solve(lambda t, y: -w * y + 0.1 * threshold, jnp.array([2.0, 1.0]), jnp.array([0.0, 0.5, 3.0]),
@@ -233,15 +237,18 @@ def _cnf_loss(mode, closed, inner="jacfwd"):
 CNF_WEIGHTS = jnp.array([[0.8, -0.5], [0.4, 0.9], [0.3, -0.2]])
 
 
-@pytest.mark.parametrize("inner", ["jacfwd", "grad", "jvp"])
-@pytest.mark.parametrize("closed", [False, True], ids=["args", "closure"])
-@pytest.mark.parametrize("mode", EXACT)
+@pytest.mark.parametrize("mode, closed, inner", [
+    ("symplectic", True, "jacfwd"), ("checkpoint", False, "jacfwd"),
+    *(pytest.param(mode, closed, inner, marks=pytest.mark.slow) for mode in EXACT for closed in (False, True)
+      for inner in ("jacfwd", "grad", "jvp") if (mode, closed, inner) not in {("symplectic", True, "jacfwd"),
+                                                                            ("checkpoint", False, "jacfwd")})])
 def test_a_cnf_with_an_exact_trace_gets_exact_gradients(mode, closed, inner):
     want = jax.grad(_cnf_loss("backprop", closed=False, inner=inner))(CNF_WEIGHTS)
     assert float(jnp.max(jnp.abs(want))) > 1e-3
     _close(jax.grad(_cnf_loss(mode, closed, inner))(CNF_WEIGHTS), want)
 
 
+@pytest.mark.slow
 def test_a_cnf_under_the_adjoint_and_jit():
     want = jax.grad(_cnf_loss("backprop", closed=False))(CNF_WEIGHTS)
     _close(jax.jit(jax.grad(_cnf_loss("symplectic", closed=True)))(CNF_WEIGHTS), want)

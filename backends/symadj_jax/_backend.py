@@ -2,8 +2,8 @@
 
 Everything traces under ``jax.jit`` and ``jax.vmap``: tolerances, output times and
 ``args`` are traced values, so changing them does not recompile. ``func(t, y, args)``
-follows diffrax's convention; the floating-point array leaves of ``args`` are the
-parameters gradients flow to.
+follows diffrax's convention; the floating-point array leaves of ``args``, and the
+inexact traced arrays ``func`` closes over, are the parameters gradients flow to.
 
 Failed solves raise eagerly when the values are concrete. Under ``jit`` the check runs
 inside the compiled program through ``jax.debug.callback``: the callback raises our
@@ -378,8 +378,8 @@ class JaxBackend(Backend):
     def make_field(self, func, args, y0, ts, adjoint_params, layout) -> Field:
         if adjoint_params is not None:
             raise InvalidArgumentError(
-                "adjoint_params is for torch; with JAX, pass the parameters in args "
-                "(func(t, y, args)): gradients flow to every floating array leaf of args"
+                "adjoint_params is for torch; with JAX, gradients flow to every floating array leaf "
+                "of args (func(t, y, args)) and to the traced arrays func closes over: drop adjoint_params"
             )
         user = _UserFunction(func, args, layout)
         user.find_captured(ts[0], y0)

@@ -58,7 +58,12 @@ def test_issue_reproducer_a_closed_over_array_gets_its_gradient(mode):
     _close(jax.grad(_issue_loss(mode))(W), want, rtol)
 
 
-@pytest.mark.parametrize("mode", ONE_EXACT)
+def test_a_closure_under_jit_of_grad():
+    _close(jax.jit(jax.grad(_issue_loss("symplectic", **RK4)))(W), jax.grad(_issue_loss("backprop", **RK4))(W))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", EXACT)
 def test_closures_under_jit_vmap_and_their_compositions(mode):
     loss, reference = _issue_loss(mode, **RK4), _issue_loss("backprop", **RK4)
     want = jax.grad(reference)(W)
@@ -188,7 +193,16 @@ def test_an_event_function_closing_over_a_traced_threshold(mode):
     want = jax.grad(_fall_event_loss("backprop"), argnums=(0, 1))(threshold, rate)
     _close(want, analytic)
     _close(jax.grad(_fall_event_loss(mode), argnums=(0, 1))(threshold, rate), want)
-    _close(jax.jit(jax.grad(_fall_event_loss(mode), argnums=(0, 1)))(threshold, rate), want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [*EXACT, "adjoint"])
+def test_an_event_function_closing_over_a_traced_threshold_under_jit_and_vmap(mode):
+    thresholds, rate = jnp.array([3.0, 4.0, 6.0]), jnp.array(1.5)
+    grad = jax.grad(_fall_event_loss(mode), argnums=(0, 1))
+    want = jax.vmap(jax.grad(_fall_event_loss("backprop"), argnums=(0, 1)), in_axes=(0, None))(thresholds, rate)
+    _close(jax.jit(grad)(thresholds[1], rate), (want[0][1], want[1][1]))
+    _close(jax.jit(jax.vmap(grad, in_axes=(0, None)))(thresholds, rate), want)
 
 
 @pytest.mark.parametrize("mode", OTHER_EXACT)
@@ -228,7 +242,7 @@ def _cnf_loss(mode, closed, inner="jacfwd"):
             func, args = (lambda t, state: field(t, state, weights)), None
         else:
             func, args = field, weights
-        ys = symadj.odeint(func, jnp.array([0.3, -0.4, 0.0]), TS, args=args, gradient=mode, rtol=1e-8, atol=1e-10)
+        ys = symadj.odeint(func, jnp.array([0.3, -0.4, 0.0]), TS, args=args, gradient=mode, **RK4)
         return jnp.sum(ys[-1, :2] ** 2) - ys[-1, 2]
 
     return loss
@@ -253,3 +267,15 @@ def test_a_cnf_under_the_adjoint_and_jit():
     want = jax.grad(_cnf_loss("backprop", closed=False))(CNF_WEIGHTS)
     _close(jax.jit(jax.grad(_cnf_loss("symplectic", closed=True)))(CNF_WEIGHTS), want)
     _close(jax.grad(_cnf_loss("adjoint", closed=True))(CNF_WEIGHTS), want, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", EXACT)
+def test_a_closure_with_gradients_with_respect_to_the_output_times(mode):
+    # The time-gradient terms evaluate the field at the outputs in the backward pass.
+    def loss(w, ts, mode):
+        return jnp.sum(symadj.odeint(lambda t, y: jnp.tanh(w * y) * jnp.cos(t), jnp.ones(2), ts, gradient=mode,
+                                     **RK4) ** 2)
+
+    grad = jax.grad(loss, argnums=(0, 1))
+    _close(grad(W, TS, mode), grad(W, TS, "backprop"))

@@ -135,7 +135,7 @@ def _check(problem):
             assert float(jnp.max(jnp.abs(a - b))) <= 1e-10 * scale, (mode, name, problem, a, b)
 
 
-@settings(max_examples=4)
+@settings(max_examples=3)
 @given(problems())
 def test_random_closures_get_backprops_gradient(problem):
     _check(problem)

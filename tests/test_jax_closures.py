@@ -279,3 +279,17 @@ def test_a_closure_with_gradients_with_respect_to_the_output_times(mode):
 
     grad = jax.grad(loss, argnums=(0, 1))
     _close(grad(W, TS, mode), grad(W, TS, "backprop"))
+
+
+@pytest.mark.slow
+def test_a_per_row_event_closing_over_traced_thresholds():
+    # Per-row events receive t with one entry per row: the closure is found at any shape.
+    def loss(thresholds, w, mode):
+        sol = symadj.solve(lambda t, y: -w * y + jnp.array([0.0, 1.0]), jnp.array([[2.0, 0.0], [1.5, 0.3]]),
+                           jnp.array([0.0, 0.5, 3.0]), gradient=mode, event=lambda t, y: y[:, 0] - thresholds, **RK4)
+        return jnp.sum(sol.event.t ** 2) + jnp.sum(sol.ys ** 2)
+
+    args = (jnp.array([1.0, 0.8]), jnp.array(0.7))
+    want = jax.grad(loss, argnums=(0, 1))(*args, "backprop")
+    for mode in EXACT:
+        _close(jax.grad(loss, argnums=(0, 1))(*args, mode), want)

@@ -25,7 +25,7 @@ def test_every_private_name_the_backend_uses_exists(module, name):
     )
 
 
-@pytest.mark.parametrize("name", ["Tracer", "ClosedJaxpr", "jaxpr_as_fun", "trace_state_clean"])
+@pytest.mark.parametrize("name", ["Tracer", "ClosedJaxpr", "jaxpr_as_fun", "memory_space", "trace_state_clean"])
 def test_the_compat_module_names_each_thing_it_provides(name):
     assert getattr(_compat, name) is not None
 
@@ -48,3 +48,9 @@ def test_the_compat_names_work_as_the_backend_uses_them():
     assert _compat.trace_state_clean() and not isinstance(jnp.ones(1), _compat.Tracer)
     program = jax.make_jaxpr(lambda x: x * 2.0 + 1.0)(3.0)
     assert float(_compat.jaxpr_as_fun(_compat.ClosedJaxpr(program.jaxpr, program.consts))(3.0)[0]) == 7.0
+
+
+def test_memory_spaces_are_named_on_this_jax():
+    if not any(memory.kind == "pinned_host" for memory in jax.devices()[0].addressable_memories()):
+        pytest.skip("this platform has no host memory space (checkpoints='offload' is refused on it)")
+    assert _compat.memory_space("host") is not None and _compat.memory_space("device") is not None

@@ -27,7 +27,7 @@ from jax.custom_derivatives import SymbolicZero
 from symadj import InvalidArgumentError, Solution
 from symadj.backend import Backend, Buffer, Field
 
-from ._compat import ClosedJaxpr, Tracer, jaxpr_as_fun, trace_state_clean
+from ._compat import ClosedJaxpr, Tracer, jaxpr_as_fun, memory_space, trace_state_clean
 
 # A Solution can leave a jitted function.
 jax.tree_util.register_pytree_node(
@@ -303,13 +303,13 @@ class JaxBackend(Backend):
             )
 
     def host_buffer(self, capacity, like):
-        return JaxBuffer(jax.device_put(self.buffer(capacity, like).data, jax.memory.Space.Host))
+        return JaxBuffer(jax.device_put(self.buffer(capacity, like).data, memory_space("host")))
 
     def to_host(self, x):
-        return jax.device_put(x, jax.memory.Space.Host)
+        return jax.device_put(x, memory_space("host"))
 
     def to_device(self, x, like):
-        return jax.device_put(x, jax.memory.Space.Device)
+        return jax.device_put(x, memory_space("device"))
 
     # -- autodiff -----------------------------------------------------------
     def stop_gradient(self, x):

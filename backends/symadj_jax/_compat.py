@@ -8,6 +8,8 @@ name in :data:`PRIVATE` still exists, so that a JAX release removing one fails l
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.core
 import jax.extend.core
@@ -19,6 +21,20 @@ Tracer = jax.core.Tracer
 # a traced function evaluated again with its closed-over values replaced.
 ClosedJaxpr = jax.extend.core.ClosedJaxpr
 jaxpr_as_fun = jax.extend.core.jaxpr_as_fun
+
+
+
+def memory_space(kind: str) -> Any:
+    """Where ``jax.device_put`` puts an array: ``"host"`` (pinned host memory) or ``"device"``.
+
+    ``jax.memory.Space`` is newer than the floor; older JAX names the memory kind on a
+    sharding of the first device (public there too).
+    """
+    memory = getattr(jax, "memory", None)
+    if memory is not None and hasattr(memory, "Space"):
+        return memory.Space.Host if kind == "host" else memory.Space.Device
+    return jax.sharding.SingleDeviceSharding(jax.devices()[0], memory_kind="pinned_host" if kind == "host" else "device")
+
 
 # Private names, by module: what tests/test_jax_compat.py checks exists.
 PRIVATE = {
@@ -38,4 +54,4 @@ except ImportError as exc:  # pragma: no cover - a JAX that dropped it
         f"no longer has (see backends/symadj_jax/_compat.py); use a JAX symadj supports, or report it"
     ) from exc
 
-__all__ = ["PRIVATE", "ClosedJaxpr", "Tracer", "jaxpr_as_fun", "trace_state_clean"]
+__all__ = ["PRIVATE", "ClosedJaxpr", "Tracer", "jaxpr_as_fun", "memory_space", "trace_state_clean"]

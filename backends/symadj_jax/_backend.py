@@ -108,7 +108,7 @@ class _UserFunction:
         """
         if trace_state_clean():
             return
-        t, args_params = self._time(t), self.args_params()
+        t, args_params = self.time(t), self.args_params()
         traced = self._trace(t, y, args_params)
         found: dict[int, Any] = {}
         for value in traced[1]:
@@ -120,9 +120,7 @@ class _UserFunction:
             self._programs[key] = self._slotted(*traced, signature=key)
 
     def __call__(self, t: Any, y: Any, args_params: Sequence[Any], captured: Sequence[Any]) -> Any:
-        t = self._time(t)
-        if not self.captured:
-            return self.plain(args_params)(t, y)
+        t = self.time(t)
         key = _signature(t, y, args_params)
         if key not in self._programs:
             self._programs[key] = self._slotted(*self._trace(t, y, args_params), signature=key)
@@ -131,7 +129,7 @@ class _UserFunction:
         flat = jaxpr_as_fun(ClosedJaxpr(program.jaxpr, consts))(*jax.tree_util.tree_leaves((t, y, list(args_params))))
         return jax.tree_util.tree_unflatten(out_tree, flat)
 
-    def _time(self, t: Any) -> Any:
+    def time(self, t: Any) -> Any:
         # Stage times are float64 under x64; a float32 state must not be promoted by them.
         # Times stay real for a complex state: float32 for complex64.
         return lax.convert_element_type(t, jnp.finfo(self._layout.dtype).dtype)
@@ -169,6 +167,8 @@ class JaxField(Field):
         self._user = user
         self.params = tuple(params)
         self._own = tuple(own)
+        # A field reading no captured value calls func as it is.
+        self._plain = None if user.captured else user.plain(self.params[:len(user.param_index)])
 
     @classmethod
     def bind(cls, user: _UserFunction) -> JaxField:
@@ -177,6 +177,8 @@ class JaxField(Field):
                    range(len(args_params), len(args_params) + len(user.captured)))
 
     def __call__(self, t: Any, y: Any) -> Any:
+        if self._plain is not None:
+            return self._plain(self._user.time(t), y)
         n_args = len(self._user.param_index)
         return self._user(t, y, self.params[:n_args], [self.params[i] for i in self._own])
 

@@ -33,7 +33,8 @@ def memory_space(kind: str) -> Any:
     memory = getattr(jax, "memory", None)
     if memory is not None and hasattr(memory, "Space"):
         return memory.Space.Host if kind == "host" else memory.Space.Device
-    return jax.sharding.SingleDeviceSharding(jax.devices()[0], memory_kind="pinned_host" if kind == "host" else "device")
+    memory_kind = "pinned_host" if kind == "host" else "device"
+    return jax.sharding.SingleDeviceSharding(jax.devices()[0], memory_kind=memory_kind)
 
 
 # Private names, by module: what tests/test_jax_compat.py checks exists.

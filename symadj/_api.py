@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import warnings
@@ -160,6 +161,9 @@ def solve(
     if event is not None:
         _check_events_supported(tableau, solver_options, mode)
         events = Events.build(chosen, xp, as_events(event), args, flat_y0, ts, adjoint_params, layout)
+        # The gradient modes bind func and the event functions with one parameter list.
+        field, *event_fields = chosen.share_params([field, *events.fields])
+        events = dataclasses.replace(events, fields=tuple(event_fields))
         if events.per_row and isinstance(mode, Adjoint):
             raise GradientNotSupportedError(
                 "per-row events (event functions returning one value per row) need an exact gradient mode: "

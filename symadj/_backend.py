@@ -249,7 +249,7 @@ class Backend(abc.ABC):
     what a library can do more):
 
     - **inputs and outputs**: :meth:`namespace`\\*, :meth:`handles`\\*, :meth:`make_field`\\*,
-      :meth:`split_state`, :meth:`as_times`, :meth:`time_inputs`, :meth:`check_params_found`;
+      :meth:`split_state`, :meth:`as_times`, :meth:`time_inputs`, :meth:`check_params_found`, :meth:`share_params`;
     - **control flow**: :meth:`while_loop`\\*, :meth:`fori_loop`\\*, :meth:`cond`\\*,
       :meth:`select`\\*, :meth:`check`\\*, :meth:`host_callback`\\*;
     - **storage**: :meth:`buffer`\\*, :meth:`buffer_of`\\*, :meth:`host_buffer`,
@@ -363,6 +363,17 @@ class Backend(abc.ABC):
         from ``args``/``adjoint_params``). One call sees func at one point only: a backend
         that can observe every evaluation finds them in :meth:`custom_vjp` instead (torch).
         """
+
+    def share_params(self, fields: Sequence[Field]) -> tuple[Field, ...]:
+        """``func``'s field and the event functions' fields, taking one parameter list.
+
+        The gradient modes bind every field of a solve with the same ``params``
+        (:meth:`Field.with_params`) and add up their gradients. The default keeps the
+        fields: their parameters come from ``args``/``adjoint_params`` alone, the same for
+        all. A backend whose fields find parameters of their own (JAX: the traced arrays
+        each function closes over) returns fields reading each its own from the joint list.
+        """
+        return tuple(fields)
 
     # -- control flow ----------------------------------------------------------------
     # Bodies and branches are pure functions of their carry, a (nested) tuple of arrays,

@@ -19,7 +19,7 @@ ABSTRACT = {
     "buffer", "buffer_of",  # storage
 }
 DEFAULTED = {
-    "split_state", "as_times", "time_inputs", "check_params_found",
+    "split_state", "as_times", "time_inputs", "check_params_found", "share_params",
     "host_buffer", "check_host_storage", "to_host", "to_device", "accumulate",
     "requires_grad", "stop_gradient", "vjp", "custom_vjp", "time_terms",
 }

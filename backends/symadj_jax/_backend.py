@@ -2,8 +2,8 @@
 
 Everything traces under ``jax.jit`` and ``jax.vmap``: tolerances, output times and
 ``args`` are traced values, so changing them does not recompile. ``func(t, y, args)``
-follows diffrax's convention; the floating-point array leaves of ``args`` are the
-parameters gradients flow to.
+follows diffrax's convention; the floating-point array leaves of ``args``, and the
+inexact traced arrays ``func`` closes over, are the parameters gradients flow to.
 
 Failed solves raise eagerly when the values are concrete. Under ``jit`` the check runs
 inside the compiled program through ``jax.debug.callback``: the callback raises our
@@ -26,6 +26,8 @@ from jax.custom_derivatives import SymbolicZero
 
 from symadj import InvalidArgumentError, Solution
 from symadj.backend import Backend, Buffer, Field
+
+from ._compat import ClosedJaxpr, Tracer, jaxpr_as_fun, memory_space, trace_state_clean
 
 # A Solution can leave a jitted function.
 jax.tree_util.register_pytree_node(
@@ -64,41 +66,124 @@ class JaxBuffer(Buffer):
         return jnp.where(written.reshape((-1,) + (1,) * (self.data.ndim - 1)), self.data, fill)
 
 
-class JaxField(Field):
-    """``func(t, y, args)`` on flat states; ``params`` are the floating array leaves of ``args``.
+class _UserFunction:
+    """``func(t, y[, args])`` on flat states, with the values gradients flow to as inputs.
 
-    The other leaves (Python numbers, integer arrays, ...) are held as they are. Fields
-    are rebuilt from parameter leaves (:meth:`with_params`) so that a ``custom_vjp``
-    rule never closes over the caller's tracers.
+    Those are the floating array leaves of ``args`` and the inexact traced values ``func``
+    closes over (an array captured under ``jax.grad``, ``jit`` or ``vmap``), found by
+    tracing ``func`` once. A field reading a captured value is evaluated from its traced
+    program with that value replaced, so that a ``custom_vjp`` rule differentiates it
+    (diffrax converts closures for the same reason); without one, ``func`` is called as
+    it is. Other closed-over values (integer tracers, concrete arrays) stay as they are.
     """
 
-    def __init__(self, func: Callable[..., Any], treedef: Any, leaves: Sequence[Any],
-                 param_index: Sequence[int], layout: Any, has_args: bool) -> None:
+    def __init__(self, func: Callable[..., Any], args: Any, layout: Any) -> None:
+        leaves, self._treedef = jax.tree_util.tree_flatten(args)
         self._func = func
-        self._treedef = treedef
         self._leaves = tuple(leaves)
-        self._param_index = tuple(param_index)
+        self._has_args = args is not None
         self._layout = layout
-        self._has_args = has_args
-        self.params = tuple(self._leaves[i] for i in self._param_index)
-        self._flat = layout.wrap(jnp, self._call_user)
+        self.param_index = tuple(i for i, leaf in enumerate(leaves) if _is_float_array(leaf))
+        self.captured: tuple[Any, ...] = ()
+        # Traced programs by the shapes and dtypes of (t, y, args' parameters).
+        self._programs: dict[Any, tuple[Any, Any, list[int | None]]] = {}
 
-    def _call_user(self, t: Any, y: Any) -> Any:
+    def args_params(self) -> tuple[Any, ...]:
+        return tuple(self._leaves[i] for i in self.param_index)
+
+    def plain(self, args_params: Sequence[Any]) -> Callable[[Any, Any], Any]:
+        """The flat function with ``args_params`` in ``args`` and closures as they are."""
+        leaves = list(self._leaves)
+        for index, value in zip(self.param_index, args_params):
+            leaves[index] = value
+        if self._has_args:
+            args = jax.tree_util.tree_unflatten(self._treedef, leaves)
+            return self._layout.wrap(jnp, lambda t, y: self._func(t, y, args))
+        return self._layout.wrap(jnp, self._func)
+
+    def find_captured(self, t: Any, y: Any) -> None:
+        """Trace ``func`` at ``(t, y)`` to find the inexact traced values it closes over.
+
+        Outside any trace there are none to find, and ``func`` is not traced.
+        """
+        if trace_state_clean():
+            return
+        t, args_params = self.time(t), self.args_params()
+        traced = self._trace(t, y, args_params)
+        found: dict[int, Any] = {}
+        for value in traced[1]:
+            if _is_inexact_tracer(value):
+                found.setdefault(id(value), value)
+        self.captured = tuple(found.values())
+        if self.captured:
+            key = _signature(t, y, args_params)
+            self._programs[key] = self._slotted(*traced, signature=key)
+
+    def __call__(self, t: Any, y: Any, args_params: Sequence[Any], captured: Sequence[Any]) -> Any:
+        t = self.time(t)
+        key = _signature(t, y, args_params)
+        if key not in self._programs:
+            self._programs[key] = self._slotted(*self._trace(t, y, args_params), signature=key)
+        program, out_tree, slots = self._programs[key]
+        consts = [value if slot is None else captured[slot] for value, slot in zip(program.consts, slots)]
+        flat = jaxpr_as_fun(ClosedJaxpr(program.jaxpr, consts))(*jax.tree_util.tree_leaves((t, y, list(args_params))))
+        return jax.tree_util.tree_unflatten(out_tree, flat)
+
+    def time(self, t: Any) -> Any:
         # Stage times are float64 under x64; a float32 state must not be promoted by them.
         # Times stay real for a complex state: float32 for complex64.
-        t = lax.convert_element_type(t, jnp.finfo(self._layout.dtype).dtype)
-        if not self._has_args:
-            return self._func(t, y)
-        return self._func(t, y, jax.tree_util.tree_unflatten(self._treedef, self._leaves))
+        return lax.convert_element_type(t, jnp.finfo(self._layout.dtype).dtype)
+
+    def _trace(self, t: Any, y: Any, args_params: Sequence[Any]) -> tuple[Any, list[Any], Any]:
+        program, out_shape = jax.make_jaxpr(lambda t, y, p: self.plain(p)(t, y), return_shape=True)(
+            t, y, list(args_params))
+        return program, list(program.consts), jax.tree_util.tree_structure(out_shape)
+
+    def _slotted(self, program: Any, consts: list[Any], out_tree: Any, signature: Any) -> tuple[Any, Any, list]:
+        """The program with, for each closed-over value, its position in ``captured`` (or None)."""
+        positions = {id(value): index for index, value in enumerate(self.captured)}
+        slots = [positions.get(id(value)) for value in consts]
+        for value, slot in zip(consts, slots):
+            if slot is None and _is_inexact_tracer(value):
+                raise InvalidArgumentError(
+                    f"func (or an event function) closes over a traced {value.dtype} array of shape "
+                    f"{tuple(value.shape)} that it did not read at t[0] with y0's shapes (here: "
+                    f"{signature}), so symadj cannot differentiate it; pass it in args (func(t, y, args))"
+                )
+        return program, out_tree, slots
+
+
+class JaxField(Field):
+    """``func(t, y, args)`` on flat states; ``params`` are the floating array leaves of ``args``
+    followed by the inexact traced values ``func`` closes over (and, once shared with the
+    event functions by :meth:`JaxBackend.share_params`, theirs).
+
+    The other leaves (Python numbers, integer arrays, ...) are held as they are. Fields
+    are rebuilt from parameters (:meth:`with_params`) so that a ``custom_vjp`` rule never
+    closes over the caller's tracers.
+    """
+
+    def __init__(self, user: _UserFunction, params: Sequence[Any], own: Sequence[int]) -> None:
+        self._user = user
+        self.params = tuple(params)
+        self._own = tuple(own)
+        # A field reading no captured value calls func as it is.
+        self._plain = None if user.captured else user.plain(self.params[:len(user.param_index)])
+
+    @classmethod
+    def bind(cls, user: _UserFunction) -> JaxField:
+        args_params = user.args_params()
+        return cls(user, (*args_params, *user.captured),
+                   range(len(args_params), len(args_params) + len(user.captured)))
 
     def __call__(self, t: Any, y: Any) -> Any:
-        return self._flat(t, y)
+        if self._plain is not None:
+            return self._plain(self._user.time(t), y)
+        n_args = len(self._user.param_index)
+        return self._user(t, y, self.params[:n_args], [self.params[i] for i in self._own])
 
     def with_params(self, params: Sequence[Any]) -> JaxField:
-        leaves = list(self._leaves)
-        for index, value in zip(self._param_index, params):
-            leaves[index] = value
-        return JaxField(self._func, self._treedef, leaves, self._param_index, self._layout, self._has_args)
+        return JaxField(self._user, params, self._own)
 
 
 class JaxBackend(Backend):
@@ -142,7 +227,7 @@ class JaxBackend(Backend):
         # gets a differentiable copy, and any other mode refuses the gradient then.
         # Concrete times (not traced) take no gradient: no time-gradient terms, which would
         # cost a field evaluation per output.
-        if not isinstance(t, jax.core.Tracer):
+        if not isinstance(t, Tracer):
             return ts, None
         if supported:
             return lax.stop_gradient(ts), ts
@@ -220,13 +305,13 @@ class JaxBackend(Backend):
             )
 
     def host_buffer(self, capacity, like):
-        return JaxBuffer(jax.device_put(self.buffer(capacity, like).data, jax.memory.Space.Host))
+        return JaxBuffer(jax.device_put(self.buffer(capacity, like).data, memory_space("host")))
 
     def to_host(self, x):
-        return jax.device_put(x, jax.memory.Space.Host)
+        return jax.device_put(x, memory_space("host"))
 
     def to_device(self, x, like):
-        return jax.device_put(x, jax.memory.Space.Device)
+        return jax.device_put(x, memory_space("device"))
 
     # -- autodiff -----------------------------------------------------------
     def stop_gradient(self, x):
@@ -295,12 +380,24 @@ class JaxBackend(Backend):
     def make_field(self, func, args, y0, ts, adjoint_params, layout) -> Field:
         if adjoint_params is not None:
             raise InvalidArgumentError(
-                "adjoint_params is for torch; with JAX, pass the parameters in args "
-                "(func(t, y, args)): gradients flow to every floating array leaf of args"
+                "adjoint_params is for torch; with JAX, gradients flow to every floating array leaf "
+                "of args (func(t, y, args)) and to the traced arrays func closes over: drop adjoint_params"
             )
-        leaves, treedef = jax.tree_util.tree_flatten(args)
-        param_index = [i for i, leaf in enumerate(leaves) if _is_float_array(leaf)]
-        return JaxField(func, treedef, leaves, param_index, layout, has_args=args is not None)
+        user = _UserFunction(func, args, layout)
+        user.find_captured(ts[0], y0)
+        return JaxField.bind(user)
+
+    def share_params(self, fields):
+        fields = list(fields)
+        if not any(field._user.captured for field in fields):
+            return tuple(fields)
+        # Every field binds the same args: their parameters lead the list, then each field's own.
+        n_args = len(fields[0]._user.param_index)
+        params, owns = list(fields[0].params[:n_args]), []
+        for field in fields:
+            owns.append(range(len(params), len(params) + len(field._own)))
+            params.extend(field.params[i] for i in field._own)
+        return tuple(JaxField(field._user, params, own) for field, own in zip(fields, owns))
 
 
 def _without_closure(fn: Callable[..., Any], *example: Any) -> tuple[Callable[..., Any], list[Any]]:
@@ -313,7 +410,7 @@ def _without_closure(fn: Callable[..., Any], *example: Any) -> tuple[Callable[..
     out_tree = jax.tree_util.tree_structure(out_shape)
 
     def closed(consts: list[Any], *args: Any) -> Any:
-        flat = jax.core.eval_jaxpr(traced.jaxpr, consts, *jax.tree_util.tree_leaves(args))
+        flat = jaxpr_as_fun(ClosedJaxpr(traced.jaxpr, consts))(*jax.tree_util.tree_leaves(args))
         return jax.tree_util.tree_unflatten(out_tree, flat)
 
     return closed, list(traced.consts)
@@ -341,7 +438,7 @@ def _refuse_gradient(x: Any, refusal: Callable[[], Exception]) -> Any:
 
 
 def _is_traced(tree: Any) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+    return any(isinstance(leaf, Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def _tracing_nothing() -> bool:
@@ -349,11 +446,15 @@ def _tracing_nothing() -> bool:
     in its program even with concrete operands: made then, a progress meter would open
     when the solve is traced (for the backward pass, while the forward one is traced)
     rather than when it runs."""
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:  # a JAX without it: operands traced or not decide, as before
-        return True
     return trace_state_clean()
+
+
+def _is_inexact_tracer(x: Any) -> bool:
+    return isinstance(x, Tracer) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _signature(*tree: Any) -> tuple:
+    return tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def _is_float_array(x: Any) -> bool:

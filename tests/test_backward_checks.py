@@ -222,7 +222,10 @@ def test_jax_reports_both_at_run_time():
 FIXED_JAX = {"method": "rk4", "options": {"step_size": 0.1, "max_steps": 16}}
 
 
-@pytest.mark.parametrize("mode", [m for m in EXACT_POLICIES if "Offload" not in repr(m)], ids=repr)
+# One policy in the default run (each case compiles its own programs), the rest in the slow step.
+@pytest.mark.parametrize("mode", [m if i == 0 else pytest.param(m, marks=pytest.mark.slow)
+                                  for i, m in enumerate(m for m in EXACT_POLICIES if "Offload" not in repr(m))],
+                         ids=repr)
 def test_jax_compares_the_last_step_under_jit(mode):
     """One step, and randomness in the last of ten: a traced check that fails at run time;
     the deterministic field passes and equals backprop."""

@@ -104,7 +104,8 @@ def _ways_to_close_over(w):
             "bound method": _Decay(w).field}
 
 
-@pytest.mark.parametrize("way", ["nested closure", "functools.partial", "bound method"])
+@pytest.mark.parametrize("way", ["bound method", *(pytest.param(way, marks=pytest.mark.slow)
+                                                  for way in ("nested closure", "functools.partial"))])
 @pytest.mark.parametrize("mode", OTHER_EXACT)
 def test_every_way_of_closing_over_an_array(mode, way):
     def loss(w, mode):
@@ -116,7 +117,8 @@ def test_every_way_of_closing_over_an_array(mode, way):
     _close(jax.grad(loss)(W, mode), want)
 
 
-@pytest.mark.parametrize("mode", ONE_EXACT)
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", EXACT)
 def test_an_equinox_module_closed_over(mode):
     eqx = pytest.importorskip("equinox")
     mlp = eqx.nn.MLP(2, 2, width_size=4, depth=1, key=jax.random.PRNGKey(0))
@@ -205,7 +207,8 @@ def test_an_event_function_closing_over_a_traced_threshold_under_jit_and_vmap(mo
     _close(jax.jit(jax.vmap(grad, in_axes=(0, None)))(thresholds, rate), want)
 
 
-@pytest.mark.parametrize("mode", OTHER_EXACT)
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", EXACT)
 def test_field_and_event_close_over_different_and_shared_arrays(mode):
     def loss(w, threshold, mode):
         sol = symadj.solve(lambda t, y: -w * y + 0.1 * threshold, jnp.array([2.0, 1.0]), jnp.array([0.0, 0.5, 3.0]),
@@ -252,10 +255,9 @@ CNF_WEIGHTS = jnp.array([[0.8, -0.5], [0.4, 0.9], [0.3, -0.2]])
 
 
 @pytest.mark.parametrize("mode, closed, inner", [
-    ("symplectic", True, "jacfwd"), ("checkpoint", False, "jacfwd"),
+    ("symplectic", True, "jacfwd"),
     *(pytest.param(mode, closed, inner, marks=pytest.mark.slow) for mode in EXACT for closed in (False, True)
-      for inner in ("jacfwd", "grad", "jvp") if (mode, closed, inner) not in {("symplectic", True, "jacfwd"),
-                                                                            ("checkpoint", False, "jacfwd")})])
+      for inner in ("jacfwd", "grad", "jvp") if (mode, closed, inner) != ("symplectic", True, "jacfwd"))])
 def test_a_cnf_with_an_exact_trace_gets_exact_gradients(mode, closed, inner):
     want = jax.grad(_cnf_loss("backprop", closed=False, inner=inner))(CNF_WEIGHTS)
     assert float(jnp.max(jnp.abs(want))) > 1e-3

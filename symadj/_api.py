@@ -12,15 +12,15 @@ from typing import Any
 from ._backend import Backend
 from ._callbacks import StepCallbacks
 from ._checkpoints import CheckpointPolicy
-from ._compat import device_of, is_array, namespace_of
+from ._array_api import device_of, is_array, namespace_of
 from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype
-from ._engine import stage_nudge, stage_time
+from ._rk_step import stage_nudge, stage_time
 from ._events import Event, Events, as_events
 from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
-from ._integrate import Problem
+from ._loop import Problem
 from ._options import SolverOptions
-from ._outputs import interpolates
+from ._interpolant import interpolates
 from ._plugins import registry
 from ._progress import as_progress
 from ._solution import EventOutcome, Solution, Stats, Status

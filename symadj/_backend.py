@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._compat import device_of, is_array
+from ._array_api import device_of, is_array
 from ._solution import Status
 from ._state import StateLayout
 from .errors import InvalidArgumentError

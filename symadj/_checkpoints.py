@@ -94,7 +94,7 @@ class CheckpointPolicy(abc.ABC):
              params: Sequence[Any], step_adjoint: StepAdjointFor, advance: Advance) -> tuple[Any, list]:
         """λ at ``t[0]`` and the parameter cotangents: the accepted steps walked in reverse.
 
-        ``outputs`` is the outputs' cotangent (:class:`symadj._outputs.OutputsCotangent`);
+        ``outputs`` is the outputs' cotangent (:class:`symadj._output_cotangents.OutputsCotangent`);
         ``step_adjoint(from_stages)`` gives ``(t_n, h_n, value_n, λ_{n+1}, θ̄, outputs of
         step n) -> (λ_n, θ̄)``, taking the step's state (or, ``from_stages``, its stacked
         stage states) as ``value_n``; ``advance(t_n, h_n, y_n)`` is y_{n+1}, recomputed

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._compat import is_array
+from ._array_api import is_array
 
 
 def is_complex(xp: Any, dtype: Any) -> bool:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend, Field
-from ._compat import device_of, is_array
+from ._array_api import device_of, is_array
 from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype, real_part, real_product
-from ._outputs import Interpolant
+from ._interpolant import Interpolant
 from ._state import StateLayout
 from .errors import InvalidArgumentError
 

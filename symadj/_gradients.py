@@ -15,14 +15,16 @@ from typing import Any
 
 from ._backend import Backend, Field
 from ._checkpoints import Auto, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
-from ._compat import device_of
+from ._array_api import device_of
 from ._complex import cast as complex_cast
 from ._complex import magnitude, real_product
-from ._engine import rk_advance, rk_stages, rk_step_with_stages, stage_nudge, stage_time
-from ._integrate import Problem, integrate
+from ._rk_step import rk_advance, rk_stages, rk_step_with_stages, stage_nudge, stage_time
+from ._loop import Problem, integrate
 from ._options import SolverOptions
-from ._outputs import Interpolant, OutputsCotangent, dense_stages
+from ._interpolant import Interpolant, dense_stages
+from ._output_cotangents import OutputsCotangent
 from ._plugins import registry
+from ._progress import phase
 from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
@@ -192,19 +194,12 @@ class _RecordingMode(GradientMode):
                     return y_new
                 return xp.where(events.frozen(xp, record, t, _direction(problem), y), y, y_new)
 
-            if problem.progress is not None:
-                problem.progress.backward.open(backend)
-            try:
+            with phase(problem.progress and problem.progress.backward, backend) as end:
                 y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
                                                     checks.params(params, problem.ts), step,
                                                     advance)
                 params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
-            except BaseException:
-                if problem.progress is not None:
-                    problem.progress.backward.abandon()
-                raise
-            if problem.progress is not None:
-                problem.progress.backward.close(backend, trajectory.n_steps, y0_bar)
+                end.steps, end.after = trajectory.n_steps, y0_bar
             if event_params_bar:
                 params_bar = backend.accumulate(params_bar, event_params_bar)
             return y0_bar, params_bar
@@ -382,16 +377,10 @@ class Adjoint(GradientMode):
 
 
 def _reported(backend: Backend, problem: Problem, run: Callable[[], tuple[Any, Stats]]) -> tuple[Any, Stats]:
-    """``run()``, the forward solve, between the opening and closing of its progress meter."""
-    if problem.progress is None:
-        return run()
-    problem.progress.forward.open(backend)
-    try:
+    """``run()``, the forward solve, as the forward phase of its progress meter."""
+    with phase(problem.progress and problem.progress.forward, backend) as end:
         outputs, stats = run()
-    except BaseException:
-        problem.progress.forward.abandon()  # a bar left open would push the next one down
-        raise
-    problem.progress.forward.close(backend, stats.n_accepted)
+        end.steps = stats.n_accepted
     return outputs, stats
 
 
@@ -717,15 +706,9 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
         return lam + outputs_cotangent[k - 1], params_bar
 
     start = (outputs_cotangent[-1], [xp.zeros_like(p) for p in params])
-    if problem.progress is None:
-        return backend.fori_loop(0, problem.n_outputs - 1, segment, start)
-    problem.progress.backward.open(backend)
-    try:
+    with phase(problem.progress and problem.progress.backward, backend) as end:
         lam, params_bar = backend.fori_loop(0, problem.n_outputs - 1, segment, start)
-    except BaseException:
-        problem.progress.backward.abandon()
-        raise
-    problem.progress.backward.close(backend, after=lam)
+        end.after = lam
     return lam, params_bar
 
 

@@ -49,7 +49,7 @@ Examples:
 
 # Used only when symadj runs from a source tree that was never installed (no entry points).
 _BUILTIN_PLUGINS = {
-    "tableaux": "symadj._shipped",
+    "tableaux": "symadj._tableaux_plugin",
     "numpy": "symadj_numpy.plugin",
     "torch": "symadj_torch.plugin",
     "jax": "symadj_jax.plugin",

@@ -7,9 +7,10 @@ lives on the host. With ``progress=False`` (the default) no callback is placed a
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -142,6 +143,32 @@ class Reporter:
         """Close the phase now, from the host, if it is open: for an ``except`` clause around
         the phase's run (when tracing for JAX nothing has run yet, and nothing is open)."""
         self.meter.abandon()
+
+
+class PhaseEnd:
+    """What closing a phase waits for, set inside :func:`phase`'s block: the step count to
+    show (``steps``) and a value computed last (``after``), so that the close runs after it."""
+
+    def __init__(self) -> None:
+        self.steps: Any = None
+        self.after: Any = None
+
+
+@contextlib.contextmanager
+def phase(reporter: Reporter | None, backend: Backend) -> Iterator[PhaseEnd]:
+    """The block as one phase of ``reporter`` (nothing with ``None``): opened before it,
+    closed after it, abandoned where it raises (a bar left open would push the next down)."""
+    end = PhaseEnd()
+    if reporter is None:
+        yield end
+        return
+    reporter.open(backend)
+    try:
+        yield end
+    except BaseException:
+        reporter.abandon()
+        raise
+    reporter.close(backend, end.steps, end.after)
 
 
 class _TextView:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._compat import is_array
+from ._array_api import is_array
 from ._complex import real_dtype
 from .errors import InvalidArgumentError
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._compat import device_of
+from ._array_api import device_of
 from ._complex import magnitude
-from ._engine import combine
+from ._rk_step import combine
 from ._options import SolverOptions
 from ._tableau import Tableau
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ._backend import Backend
-from ._compat import device_of
+from ._array_api import device_of
 from .errors import InvalidArgumentError, NonFiniteError, RecomputationError, RecomputationWarning
 
 #: What ``recomputation=`` of :class:`symadj.Symplectic`/:class:`symadj.Checkpoint` accepts.

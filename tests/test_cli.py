@@ -8,7 +8,7 @@ import sys
 from conftest import SHIPPED
 
 from symadj._cli import main
-from symadj._shipped import shipped_tableaux_dir
+from symadj._tableaux_plugin import shipped_tableaux_dir
 
 
 def test_tableaux_lists_every_shipped_scheme(capsys):

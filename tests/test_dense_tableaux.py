@@ -17,7 +17,7 @@ import tomllib
 
 from symadj import Tableau, TableauError
 from symadj._cli import main
-from symadj._shipped import shipped_tableaux_dir
+from symadj._tableaux_plugin import shipped_tableaux_dir
 from symadj._tableau import INEXACT_TOLERANCE, DenseOutput
 
 FILES = sorted(shipped_tableaux_dir().glob("*.toml"))

@@ -267,7 +267,7 @@ def _jump_field(calls=None):
 
 
 def test_perturbed_stage_times_are_one_ulp_inside_the_step_in_the_given_dtype():
-    from symadj._engine import Nudge, stage_time
+    from symadj._rk_step import Nudge, stage_time
 
     for dtype, state in ((np.float64, np.float64), (np.float64, np.float32), (np.float32, np.float32)):
         nudge = Nudge.for_state(np, np.dtype(state), np.dtype(dtype))

@@ -28,7 +28,7 @@ from symadj import (
     UnknownNameError,
 )
 from symadj._plugins import Registry
-from symadj._shipped import shipped_tableaux_dir
+from symadj._tableaux_plugin import shipped_tableaux_dir
 
 BACKENDS = ["numpy", "torch", "jax"]
 

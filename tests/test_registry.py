@@ -13,7 +13,7 @@ import pytest
 import symadj
 from symadj import hookspecs
 from symadj._plugins import Registry
-from symadj._shipped import shipped_tableaux_dir
+from symadj._tableaux_plugin import shipped_tableaux_dir
 
 HEUN = """
 name = "my_heun"

@@ -27,7 +27,7 @@ from jax.custom_derivatives import SymbolicZero
 from symadj import InvalidArgumentError, Solution
 from symadj.backend import Backend, Buffer, Field
 
-from ._compat import ClosedJaxpr, Tracer, jaxpr_as_fun, memory_space, trace_state_clean
+from ._jax_internals import ClosedJaxpr, Tracer, jaxpr_as_fun, memory_space, trace_state_clean
 
 # A Solution can leave a jitted function.
 jax.tree_util.register_pytree_node(

@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 from symadj import GradientNotSupportedError, InvalidArgumentError, ParameterModifiedError, SymadjWarning
 from symadj.backend import EagerBackend, Field, StateLayout, call_with_args
 
-from . import _compat
+from . import _torch_internals as internals
 
 
 class TorchField(Field):
@@ -79,10 +79,10 @@ def _eager(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if not _compat.dynamo_loaded():
+        if not internals.dynamo_loaded():
             return method(*args, **kwargs)
         if not disabled:
-            disabled.append(_compat.compiler_disable(method, reason="symadj runs its ODE solve eagerly"))
+            disabled.append(internals.compiler_disable(method, reason="symadj runs its ODE solve eagerly"))
         return disabled[0](*args, **kwargs)
 
     return call
@@ -111,7 +111,7 @@ class TorchBackend(EagerBackend):
 
     def split_state(self, y0):
         leaves, split, rebuild = super().split_state(y0)
-        if any(isinstance(x, torch.Tensor) and _compat.is_batched(x) for x in leaves):
+        if any(isinstance(x, torch.Tensor) and internals.is_batched(x) for x in leaves):
             raise InvalidArgumentError(
                 "y0 is batched by torch.func.vmap, which cannot run a solve: its loop branches on the state's values "
                 "(step acceptance, non-finite checks). Put the batch in the state instead: "
@@ -161,8 +161,8 @@ class TorchBackend(EagerBackend):
             # outputs of every mode lead to the refusing node (its cotangent is zero).
             params.append(ts)
         device_type = y0.device.type
-        autocast = ((device_type, _compat.autocast_dtype(device_type))
-                    if _compat.autocast_enabled(device_type) else None)
+        autocast = ((device_type, internals.autocast_dtype(device_type))
+                    if internals.autocast_enabled(device_type) else None)
         return TorchField(call_with_args(func, args), layout, params, explicit=adjoint_params is not None,
                           autocast=autocast, names=_parameter_names(func, adjoint_params))
 
@@ -191,14 +191,14 @@ class TorchBackend(EagerBackend):
 
     def accumulate(self, totals, increments):
         if totals:  # one fused kernel per device and dtype instead of one per parameter tensor
-            _compat.foreach_add_(totals, increments)
+            internals.foreach_add_(totals, increments)
         return totals
 
     def vjp(self, fn, y, params, cotangent):
         known = getattr(_SOLVING, "known", None)
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
-            marker = None if known is None or known.walked else _compat.sequence_nr_now()
+            marker = None if known is None or known.walked else internals.sequence_nr_now()
             out = fn(y, params)
             if known is not None:
                 known.check(out, y, marker)
@@ -218,7 +218,7 @@ class TorchBackend(EagerBackend):
         tensor requiring grad that func (or an event function) reads in any evaluation of
         the forward solve: it runs first, under :class:`_Reads`, and the node is made after
         it with what was found (appended to ``params``, which the residuals hold)."""
-        if _compat.functorch_level() is not None:
+        if internals.functorch_level() is not None:
             raise GradientNotSupportedError(
                 "the symplectic, checkpoint and adjoint modes compute their gradient with torch.autograd, which "
                 "torch.func transforms (grad, vjp, jacrev, hessian) cannot run inside; use loss.backward() or "
@@ -228,7 +228,7 @@ class TorchBackend(EagerBackend):
         params = list(params)
         # (A solve inside func's evaluation in an outer forward solve runs without gradients:
         # the outer solve's mode, still on torch's stack, sees what its func reads.)
-        reads = _Reads(params, _compat.sequence_nr_now()) if torch.is_grad_enabled() else None
+        reads = _Reads(params, internals.sequence_nr_now()) if torch.is_grad_enabled() else None
         with _solving(reads=reads), torch.no_grad(), _without_autocast():
             # The real parameters, not detached copies: the backward VJPs differentiate
             # with respect to the very tensors func uses.
@@ -269,7 +269,7 @@ class _Solve(torch.autograd.Function):
             )
         node = ctx.node
         node.known.check_versions()
-        node.known.reads.marker = _compat.sequence_nr_now()
+        node.known.reads.marker = internals.sequence_nr_now()
         with _solving(known=node.known, reads=node.known.reads), _without_autocast():
             y0_bar, params_bar = node.backward(node.residuals, outputs_cotangent)
         return (None, y0_bar, *params_bar)
@@ -376,11 +376,11 @@ class _Reads(TorchFunctionMode):
 
     def _read(self, func: Any, x: torch.Tensor, out: Any) -> None:
         node = x.grad_fn
-        if node is not None and _compat.sequence_nr(node) >= self.marker:
+        if node is not None and internals.sequence_nr(node) >= self.marker:
             return  # made during the solve (or its backward pass), by func or the solver
         if id(x) in self.inside or id(x) in self.found or func in _UNDIFFERENTIATED:
             return
-        if _compat.is_transformed(x):  # made inside func by a torch.func transform it runs
+        if internals.is_transformed(x):  # made inside func by a torch.func transform it runs
             return
         if any(o.is_floating_point() or o.is_complex() for o in _tensors_in(out)):
             self.found[id(x)] = x
@@ -412,17 +412,17 @@ class _Known:
 
     def __init__(self, params: Sequence[torch.Tensor], reads: _Reads | None) -> None:
         self.params = params
-        self.versions = [_compat.version(p) for p in params]
+        self.versions = [internals.version(p) for p in params]
         self.explicit = reads is not None and reads.explicit  # adjoint_params given
         self.names = {} if reads is None else reads.names
-        self.reads = _Reads(params, _compat.sequence_nr_now())  # its marker is set anew as a backward pass begins
+        self.reads = _Reads(params, internals.sequence_nr_now())  # its marker is set anew as a backward pass begins
         self.walked = False
         self._leaves = {id(p) for p in params if p.grad_fn is None}
         self._edges = {(p.grad_fn, p.output_nr) for p in params if p.grad_fn is not None}
 
     def check_versions(self) -> None:
         for index, (p, before) in enumerate(zip(self.params, self.versions)):
-            if _compat.version(p) != before:
+            if internals.version(p) != before:
                 raise ParameterModifiedError(
                     f"{self._name(index)}, {_describe(p)}, was changed in place between the forward pass and "
                     f"the backward pass (optimizer.step() or zero_() before loss.backward(), an in-place update "
@@ -494,7 +494,7 @@ def _without_autocast() -> Any:
     """torch.autocast switched off for the solver's own arithmetic (func turns it back on)."""
     with contextlib.ExitStack() as stack:
         for device_type in AUTOCAST_DEVICES:
-            if _compat.autocast_enabled(device_type):
+            if internals.autocast_enabled(device_type):
                 stack.enter_context(torch.autocast(device_type, enabled=False))
         yield
 
@@ -549,7 +549,7 @@ def _graph_inputs(output: torch.Tensor, leaves: set[int], edges: set[tuple[Any, 
                 missing.append(_describe(leaf))
         elif edge in edges:
             continue
-        elif _compat.sequence_nr(node) < marker:
+        elif internals.sequence_nr(node) < marker:
             missing.append(f"made by {node.name()}")
         elif node not in expanded:
             expanded.add(node)

@@ -1,5 +1,5 @@
 """Issue 27, torch: every private torch API the backend uses is named in one module
-(backends/symadj_torch/_compat.py) and exists in the installed torch; the version-dependent
+(backends/symadj_torch/_torch_internals.py) and exists in the installed torch; the version-dependent
 ones fall back on the declared floor (torch 2.1)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import types
 import pytest
 
 torch = pytest.importorskip("torch")
-from symadj_torch import _compat  # noqa: E402
+from symadj_torch import _torch_internals as internals  # noqa: E402
 
 import symadj  # noqa: E402
 
-BACKEND = pathlib.Path(_compat.__file__).parent
+BACKEND = pathlib.Path(internals.__file__).parent
 F64 = torch.float64
 
 
@@ -28,42 +28,42 @@ def _owner(path: str):
         return getattr(importlib.import_module(module), attribute)
 
 
-@pytest.mark.parametrize("owner, name", sorted(_compat.PRIVATE))
+@pytest.mark.parametrize("owner, name", sorted(internals.PRIVATE))
 def test_each_private_attribute_exists_in_the_installed_torch(owner, name):
     assert hasattr(_owner(owner), name), (
         f"{owner}.{name} is gone from torch {torch.__version__}; symadj's torch backend uses it for: "
-        f"{_compat.PRIVATE[(owner, name)]}. Replace it in backends/symadj_torch/_compat.py"
+        f"{internals.PRIVATE[(owner, name)]}. Replace it in backends/symadj_torch/_torch_internals.py"
     )
 
 
 def test_the_functions_behind_them_still_work():
     x = torch.ones(2, requires_grad=True)
-    before = _compat.version(x)
+    before = internals.version(x)
     with torch.no_grad():
         x.add_(1.0)
-    assert _compat.version(x) == before + 1
-    first = _compat.sequence_nr_now()
-    assert _compat.sequence_nr((x * 2).grad_fn) > first
+    assert internals.version(x) == before + 1
+    first = internals.sequence_nr_now()
+    assert internals.sequence_nr((x * 2).grad_fn) > first
     totals = [torch.zeros(2)]
-    _compat.foreach_add_(totals, [torch.ones(2)])
+    internals.foreach_add_(totals, [torch.ones(2)])
     assert totals[0].tolist() == [1.0, 1.0]
-    assert _compat.functorch_level() is None
-    assert torch.func.vmap(lambda v: torch.tensor(_compat.is_batched(v)))(torch.ones(3)).all()
-    assert not _compat.is_batched(torch.ones(3))
+    assert internals.functorch_level() is None
+    assert torch.func.vmap(lambda v: torch.tensor(internals.is_batched(v)))(torch.ones(3)).all()
+    assert not internals.is_batched(torch.ones(3))
 
 
-def test_no_private_torch_use_outside_the_compat_module():
+def test_no_private_torch_use_outside_the_internals_module():
     private = re.compile(r"torch\._[A-Za-z]|\._version\b|\._sequence_nr\b|_foreach_")
     for path in BACKEND.glob("*.py"):
-        if path.name == "_compat.py":
+        if path.name == "_torch_internals.py":
             continue
         uses = [line for line in path.read_text().splitlines()
                 if private.search(line) and "torch._dynamo" not in line]
-        assert not uses, f"{path.name} uses private torch APIs outside _compat.py: {uses}"
+        assert not uses, f"{path.name} uses private torch APIs outside _torch_internals.py: {uses}"
 
 
 class _OldTorch:
-    """torch as _compat sees it, with some attributes as an older torch had them (patching
+    """torch as the internals module sees it, with some attributes as an older torch had them (patching
     torch itself would change torch's own internals too)."""
 
     def __init__(self, **changed):
@@ -85,8 +85,8 @@ def test_compiler_disable_without_the_reason_keyword(monkeypatch):
         seen.append(fn)
         return fn
 
-    monkeypatch.setattr(_compat, "torch", _OldTorch(compiler=types.SimpleNamespace(disable=old_disable)))
-    wrapped = _compat.compiler_disable(lambda: 3, reason="why")
+    monkeypatch.setattr(internals, "torch", _OldTorch(compiler=types.SimpleNamespace(disable=old_disable)))
+    wrapped = internals.compiler_disable(lambda: 3, reason="why")
     assert wrapped() == 3 and len(seen) == 1
 
 
@@ -99,12 +99,12 @@ def test_autocast_queries_before_torch_2_4(monkeypatch):
             raise TypeError("is_autocast_enabled() takes 0 positional arguments but 1 was given")
         return torch.is_autocast_enabled("cuda")
 
-    monkeypatch.setattr(_compat, "torch", _OldTorch(is_autocast_enabled=old_enabled, get_autocast_dtype=None))
+    monkeypatch.setattr(internals, "torch", _OldTorch(is_autocast_enabled=old_enabled, get_autocast_dtype=None))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert _compat.autocast_enabled("cpu")
-        assert not _compat.autocast_enabled("cuda")
-        assert not _compat.autocast_enabled("mps")
-        assert _compat.autocast_dtype("cpu") == torch.bfloat16
+        assert internals.autocast_enabled("cpu")
+        assert not internals.autocast_enabled("cuda")
+        assert not internals.autocast_enabled("mps")
+        assert internals.autocast_dtype("cpu") == torch.bfloat16
         # A solve under autocast still runs its own arithmetic in the state's precision.
         y0 = torch.ones(1, 2, dtype=torch.float32)
         net = torch.nn.Linear(2, 2)
@@ -112,4 +112,4 @@ def test_autocast_queries_before_torch_2_4(monkeypatch):
         assert ys.dtype == torch.float32
         ys.sum().backward()
     assert net.weight.grad is not None
-    assert not _compat.autocast_enabled("cpu")
+    assert not internals.autocast_enabled("cpu")

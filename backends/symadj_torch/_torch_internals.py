@@ -1,7 +1,7 @@
 """Every private or version-dependent torch API the torch backend uses, in one place.
 
 Each entry of :data:`PRIVATE` names a private attribute, why the backend needs it and which
-public API is lacking; ``tests/test_torch_compat.py`` fails loudly when one disappears from
+public API is lacking; ``tests/test_torch_internals.py`` fails loudly when one disappears from
 the installed torch. The functions below are the only code of the backend that touches
 them, or that depends on the torch version (the declared floor is torch 2.1).
 """

@@ -2,7 +2,7 @@
 
 Public names first: they exist, under these names, on every JAX from the declared floor
 (0.4.30) to the newest tested. Then the private ones, which JAX may drop in any release:
-each is imported here and nowhere else, and ``tests/test_jax_compat.py`` checks that every
+each is imported here and nowhere else, and ``tests/test_jax_internals.py`` checks that every
 name in :data:`PRIVATE` still exists, so that a JAX release removing one fails loudly.
 """
 
@@ -37,7 +37,7 @@ def memory_space(kind: str) -> Any:
     return jax.sharding.SingleDeviceSharding(jax.devices()[0], memory_kind=memory_kind)
 
 
-# Private names, by module: what tests/test_jax_compat.py checks exists.
+# Private names, by module: what tests/test_jax_internals.py checks exists.
 PRIVATE = {
     # Whether JAX is tracing nothing now. No public query answers it on every supported JAX
     # (jax.core.unsafe_am_i_under_a_jit_DO_NOT_USE is newer than the floor and answers for jit
@@ -52,7 +52,7 @@ try:
 except ImportError as exc:  # pragma: no cover - a JAX that dropped it
     raise ImportError(
         f"symadj's JAX backend needs jax._src.core.trace_state_clean, which JAX {jax.__version__} "
-        f"no longer has (see backends/symadj_jax/_compat.py); use a JAX symadj supports, or report it"
+        f"no longer has (see backends/symadj_jax/_jax_internals.py); use a JAX symadj supports, or report it"
     ) from exc
 
 __all__ = ["PRIVATE", "ClosedJaxpr", "Tracer", "jaxpr_as_fun", "memory_space", "trace_state_clean"]

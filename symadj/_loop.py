@@ -1,7 +1,7 @@
 """The integration loop, written against a backend's primitives.
 
 The loop reads: attempt a step, let the controller decide, and on acceptance record the
-step and evaluate the outputs inside it (see ``symadj/_outputs.py``: with a continuous
+step and evaluate the outputs inside it (see ``symadj/_interpolant.py`` and ``symadj/_landing.py``: with a continuous
 extension, outputs are interpolated; steps land only on the final time, ``step_t`` and
 ``jump_t``). A step from t_n of size h_n ends at t_n + h_n, computed once, so every later
 use of that time (stage times, the next step's FSAL derivative, the backward pass) sees
@@ -19,10 +19,11 @@ from ._backend import Backend
 from ._callbacks import StepCallbacks
 from ._checkpoints import AllSteps, CheckpointPolicy
 from ._complex import itemsize, real_dtype
-from ._engine import Nudge, VectorField, rk_advance_evaluations, rk_step_with_stages, stage_nudge, stage_time
+from ._rk_step import Nudge, VectorField, rk_advance_evaluations, rk_step_with_stages, stage_nudge, stage_time
 from ._events import Events
 from ._options import SolverOptions
-from ._outputs import Interpolant, at_jump, count_reached, interpolates, landing_times
+from ._interpolant import Interpolant, interpolates
+from ._landing import at_jump, count_reached, landing_times
 from ._progress import Progress
 from ._solution import Schedule, Stats, Status
 from ._stepsize import controller_for

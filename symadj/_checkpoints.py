@@ -19,18 +19,16 @@ import abc
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend, Buffer
 from ._complex import itemsize
 from ._solution import Schedule
+from ._walk import BackwardStep, BackwardSteps, FromState, FromStoredStages, WalkState
 from .errors import InvalidArgumentError
 
-StepAdjoint = Callable[[Any, Any, Any, Any, list, Any], tuple[Any, list]]
-StepAdjointFor = Callable[[bool], StepAdjoint]
-Advance = Callable[[Any, Any, Any], Any]
 
 
 class CheckpointPolicy(abc.ABC):
@@ -90,15 +88,15 @@ class CheckpointPolicy(abc.ABC):
 
     # -- backward -------------------------------------------------------------
     @abc.abstractmethod
-    def walk(self, backend: Backend, xp: Any, trajectory: Any, outputs: Any,
-             params: Sequence[Any], step_adjoint: StepAdjointFor, advance: Advance) -> tuple[Any, list]:
-        """λ at ``t[0]`` and the parameter cotangents: the accepted steps walked in reverse.
+    def walk(self, backend: Backend, xp: Any, trajectory: Any, outputs: Any, start: WalkState,
+             steps: BackwardSteps) -> WalkState:
+        """The walk's state at ``t[0]`` (λ there, the parameters' cotangents): the accepted
+        steps walked in reverse from ``start``.
 
         ``outputs`` is the outputs' cotangent (:class:`symadj._output_cotangents.OutputsCotangent`);
-        ``step_adjoint(from_stages)`` gives ``(t_n, h_n, value_n, λ_{n+1}, θ̄, outputs of
-        step n) -> (λ_n, θ̄)``, taking the step's state (or, ``from_stages``, its stacked
-        stage states) as ``value_n``; ``advance(t_n, h_n, y_n)`` is y_{n+1}, recomputed
-        exactly as the forward pass computed it.
+        ``steps.taking(source)`` reverses one step, its stage states coming from ``source``
+        (:class:`FromState` where the walk reads the step's state, :class:`FromStoredStages`
+        where it reads the stage states this policy stored); ``steps.advance`` recomputes a step.
         """
 
     def __repr__(self) -> str:
@@ -133,10 +131,11 @@ class AllSteps(CheckpointPolicy):
     def costs(self, backend, buffer, n_steps, value_bytes, stages_bytes, scalar_bytes, evals_per_step):
         return n_steps * ((stages_bytes if self.stages else value_bytes) + 2 * scalar_bytes), 0, self.schedule
 
-    def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
+    def walk(self, backend, xp, trajectory, outputs, start, steps):
+        source = FromStoredStages(steps.stored) if self.stages else FromState()
         return walk_every_step(backend, xp, trajectory, trajectory.states,
-                               lambda buffer, n: self.read(backend, buffer, n, outputs.first), outputs, params,
-                               step_adjoint(self.stages))
+                               lambda buffer, n: self.read(backend, buffer, n, outputs.first), outputs, start,
+                               steps.taking(source))
 
 @dataclass(frozen=True, repr=False)
 class Offload(AllSteps):
@@ -266,11 +265,10 @@ class Revolve(CheckpointPolicy):
         peak, advanced = revolve_counts(backend, n_steps, self.budget)
         return peak * value_bytes + n_steps * 2 * scalar_bytes, advanced * evals_per_step, self.schedule
 
-    def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
+    def walk(self, backend, xp, trajectory, outputs, start, steps):
         held = _held_after_forward(backend, trajectory.n_steps, self.budget)
         return revolve_walk(backend, xp, trajectory, trajectory.states, held,
-                            _positions(backend, self.budget, 1), outputs, params, step_adjoint(False), advance,
-                            self.budget)
+                            _positions(backend, self.budget, 1), outputs, start, steps, self.budget)
 
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -505,30 +503,29 @@ class Auto(CheckpointPolicy):
         schedule = backend.select(thinned, int(Schedule.THINNED), int(Schedule.STEPS))
         return peak * value_bytes + scalars, advanced * evals_per_step, schedule
 
-    def walk(self, backend, xp, trajectory, outputs, params, step_adjoint, advance):
+    def walk(self, backend, xp, trajectory, outputs, start, steps):
         store = trajectory.states
         if store.stacks is not None:
-            return walk_every_step(backend, xp, trajectory, store.stacks, _read, outputs, params,
-                                   step_adjoint(True))
+            return walk_every_step(backend, xp, trajectory, store.stacks, _read, outputs, start,
+                                   steps.taking(FromStoredStages(steps.stored)))
 
         if backend.staged_loops and store.positions is None:
-            return walk_every_step(backend, xp, trajectory, store.states, _read, outputs, params,
-                                   step_adjoint(False))
+            return walk_every_step(backend, xp, trajectory, store.states, _read, outputs, start,
+                                   steps.taking(FromState()))
         if backend.staged_loops:
             # One walk for every case (a second would double the compiled program): where nothing
             # was dropped each step reverses at once from its own kept state. The kept states stay
             # read-only (a write would copy them); recomputed ones go to slots of the walk's own.
             order, positions, count, spare = self._staged_stack(backend, store, outputs.first)
             scratch = backend.buffer(spare + 1, outputs.first)
-            return revolve_walk(backend, xp, trajectory, scratch, count, positions, outputs, params,
-                                step_adjoint(False), advance, spare, kept=(store.states, order))
+            return revolve_walk(backend, xp, trajectory, scratch, count, positions, outputs, start, steps, spare,
+                                kept=(store.states, order))
         if int(store.stride) == 1:  # nothing was dropped: slot n holds step n
-            return walk_every_step(backend, xp, trajectory, store.states, _read, outputs, params,
-                                   step_adjoint(False))
+            return walk_every_step(backend, xp, trajectory, store.states, _read, outputs, start,
+                                   steps.taking(FromState()))
         slots = store.states.capacity
         return revolve_walk(backend, xp, trajectory, store.states, store.count,
-                            _positions(backend, slots, store.stride), outputs, params, step_adjoint(False), advance,
-                            slots)
+                            _positions(backend, slots, store.stride), outputs, start, steps, slots)
 
     def __repr__(self) -> str:
         return "Auto()" if self.memory is None else f"Auto(memory={_size(self.memory)!r})"
@@ -735,8 +732,8 @@ def revolve_counts(backend: Backend, n_steps: Any, budget: Any, held: Any = None
 
 
 def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: Any, positions: Any, outputs: Any,
-                 params: Sequence[Any], step_adjoint: StepAdjoint, advance: Advance, budget: Any,
-                 kept: tuple[Any, Any] | None = None) -> tuple[Any, list]:
+                 start: WalkState, steps: BackwardSteps, budget: Any, kept: tuple[Any, Any] | None = None
+                 ) -> WalkState:
     """The backward walk of :class:`Revolve`: at most ``budget`` states, segments recomputed,
     starting from ``held`` checkpoints at steps ``positions`` (a stack: entry i at step
     ``positions[i]``), whose states are in ``slots`` (entry i in slot i).
@@ -746,7 +743,8 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: A
     (entry i in slot i − the entries still held below it); ``budget`` then counts the slots
     of ``slots`` but its last, which takes the writes a step does not need (see :func:`revolve`).
     """
-    times, steps = trajectory.times, trajectory.steps
+    times, sizes = trajectory.times, trajectory.steps
+    step_adjoint = steps.taking(FromState())
 
     def read(slots: Any, entry: Any, base: Any) -> Any:
         if kept is None:
@@ -759,7 +757,7 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: A
 
     def forward(slots: Any, p: Any, target: Any, entry: Any, base: Any) -> tuple[Any, Any]:
         def step(n: Any, y: Any) -> Any:
-            return advance(times.read(n), steps.read(n), y)
+            return steps.advance(times.read(n), sizes.read(n), y)
 
         return slots, backend.fori_loop(p, target, step, read(slots, entry, base))
 
@@ -767,16 +765,13 @@ def revolve_walk(backend: Backend, xp: Any, trajectory: Any, slots: Any, held: A
         return slots.write(slot, y)
 
     def reverse(state: tuple, n: Any, y: Any) -> tuple:
-        k, lam, params_bar = state
+        k, walk = state
         in_step, k = outputs.of_step(n, k)
-        lam, params_bar = step_adjoint(times.read(n), steps.read(n), y, lam,
-                                       params_bar, in_step)
-        return k, lam, params_bar
+        return k, step_adjoint(times.read(n), sizes.read(n), y, walk, in_step)
 
-    state = (outputs.last_index, xp.zeros_like(outputs.first), [xp.zeros_like(p) for p in params])
-    _, (_, lam, params_bar) = revolve(backend, trajectory.n_steps, held, positions, budget, kept is not None, slots,
-                                      state, RevolveActions(forward, push, reverse))
-    return lam + outputs.first, params_bar
+    _, (_, walked) = revolve(backend, trajectory.n_steps, held, positions, budget, kept is not None, slots,
+                             (outputs.last_index, start), RevolveActions(forward, push, reverse))
+    return walked._replace(lam=walked.lam + outputs.first)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -787,11 +782,9 @@ def _read(buffer: Buffer, index: Any) -> Any:
 
 
 def walk_every_step(backend: Backend, xp: Any, trajectory: Any, states: Any, read: Callable[[Any, Any], Any],
-                    outputs: Any, params: Sequence[Any], step_adjoint: StepAdjoint) -> tuple[Any, list]:
+                    outputs: Any, start: WalkState, step_adjoint: BackwardStep) -> WalkState:
     """The backward walk over ``states``, which holds every accepted step's value
     (``read(states, n)`` gives step n's)."""
-    lam = xp.zeros_like(outputs.first)
-    params_bar = [xp.zeros_like(p) for p in params]
     n_steps = trajectory.n_steps
 
     def fetch(n: Any) -> Any:
@@ -799,20 +792,19 @@ def walk_every_step(backend: Backend, xp: Any, trajectory: Any, states: Any, rea
         return read(states, backend.select(n > 0, n, 0))
 
     def body(i: Any, carry: tuple) -> tuple:
-        lam, params_bar, k, y = carry
+        walk, k, y = carry
         n = n_steps - 1 - i
         # Started one step ahead, so that a transfer from host memory overlaps this step.
         y_ahead = fetch(n - 1)
         in_step, k = outputs.of_step(n, k)
-        lam, params_bar = step_adjoint(trajectory.times.read(n),
-                                       trajectory.steps.read(n), y, lam, params_bar, in_step)
-        return lam, params_bar, k, y_ahead
+        walk = step_adjoint(trajectory.times.read(n), trajectory.steps.read(n), y, walk, in_step)
+        return walk, k, y_ahead
 
     # An eager buffer holds exactly the recorded steps, possibly none (a failed solve); a
     # staged one has every slot, and the loop carries a value of the entries' shape.
     first = fetch(n_steps - 1) if backend.staged_loops or bool(n_steps > 0) else None
-    lam, params_bar, _, _ = backend.fori_loop(0, n_steps, body, (lam, params_bar, outputs.last_index, first))
-    return lam + outputs.first, params_bar
+    walked, _, _ = backend.fori_loop(0, n_steps, body, (start, outputs.last_index, first))
+    return walked._replace(lam=walked.lam + outputs.first)
 
 
 def _bytes_of(backend: Backend, x: Any) -> int:

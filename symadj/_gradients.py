@@ -14,20 +14,22 @@ from dataclasses import InitVar, dataclass, fields, replace
 from typing import Any
 
 from ._backend import Backend, Field
-from ._checkpoints import Auto, CheckpointPolicy, StepAdjoint, as_checkpoint_policy
+from ._checkpoints import Auto, CheckpointPolicy, as_checkpoint_policy
 from ._array_api import device_of
 from ._complex import cast as complex_cast
 from ._complex import magnitude, real_product
-from ._rk_step import rk_advance, rk_stages, rk_step_with_stages, stage_nudge, stage_time
+from ._rk_step import rk_advance, rk_step_with_stages
 from ._loop import Problem, integrate
 from ._options import SolverOptions
-from ._interpolant import Interpolant, dense_stages
+from ._interpolant import Interpolant
 from ._output_cotangents import OutputsCotangent
 from ._plugins import registry
 from ._progress import phase
 from ._solution import Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
+from ._symplectic_step import SymplecticStep, adjoint_stages, cond_with_ends
+from ._walk import BackwardStep, StageSource, WalkState
 from ._walk_checks import RecomputingStep, WalkChecks, check_recomputation_choice
 from .errors import (
     GradientNotSupportedError,
@@ -158,53 +160,46 @@ class _RecordingMode(GradientMode):
         object.__setattr__(self, "checkpoints", policy.for_mode(self.name))
 
     def _solve(self, backend, problem, field, y0, times=None):
-        xp, tab, policy = problem.xp, problem.tableau, self.checkpoints
-        policy.check(backend, problem.options.max_steps)
-        interpolant = backward_interpolant(problem)
-        kept_stages = adjoint_stages(tab, interpolant)
+        self.checkpoints.check(backend, problem.options.max_steps)
+        stored = adjoint_stages(problem.tableau, backward_interpolant(problem))
 
         def forward(y0, params):
             outputs, stats, trajectory = integrate(backend, problem, field.with_params(params), y0, record=True,
-                                                   checkpoints=policy, active_stages=kept_stages, params=params)
+                                                   checkpoints=self.checkpoints, active_stages=stored, params=params)
             return outputs, stats, (trajectory, params)
 
         def backward(residuals, outputs_cotangent):
             trajectory, params = residuals
-            bound = field.with_params(params)
-            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self, trajectory.final)
-            events, record = problem.events, trajectory.events
-            event_outputs, event_params_bar = None, []
-            if events is not None:
-                outputs_cotangent, event_outputs, event_params_bar = events.cotangents(
-                    backend, xp, events.bound(params), params, record, outputs_cotangent, problem.ts,
-                    _direction(problem), record.rate)
-
-            def step(from_stages: bool) -> StepAdjoint:
-                adjoint = self.step_adjoint(backend, problem, bound, params, from_stages=from_stages)
-                if events is not None and events.per_row:
-                    adjoint = _frozen_rows_step(problem, record, adjoint)
-                return checks.steps(_reporting_steps(backend, problem, adjoint))
-
-            outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
-                                       self.interpolated_stages(tab, interpolant), event_outputs)
-
-            def advance(t, h, y):
-                y_new = rk_advance(xp, bound, tab, t, h, y, nudge=problem.stage_nudge(y.dtype))
-                if events is None or not events.per_row:
-                    return y_new
-                return xp.where(events.frozen(xp, record, t, _direction(problem), y), y, y_new)
-
-            with phase(problem.progress and problem.progress.backward, backend) as end:
-                y0_bar, walked_params = policy.walk(backend, xp, trajectory, outputs,
-                                                    checks.params(params, problem.ts), step,
-                                                    advance)
-                params_bar = checks.report(walked_params, trajectory.n_steps, incoming, y0_bar)
-                end.steps, end.after = trajectory.n_steps, y0_bar
-            if event_params_bar:
-                params_bar = backend.accumulate(params_bar, event_params_bar)
-            return y0_bar, params_bar
+            return self._walk_back(backend, problem, field.with_params(params), params, trajectory, outputs_cotangent)
 
         return backend.custom_vjp(forward, backward, y0, field.params)
+
+    def _walk_back(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any], trajectory: Any,
+                   outputs_cotangent: Any) -> tuple[Any, list]:
+        """The backward pass: the cotangents of ``y0`` and of ``params`` from the outputs'
+        ``outputs_cotangent``, the recorded steps walked in reverse as the checkpoint policy says."""
+        xp, tab, interpolant = problem.xp, problem.tableau, backward_interpolant(problem)
+        checks = WalkChecks(backend, xp, self, trajectory.final)
+        events, record = problem.events, trajectory.events
+        event_outputs, event_params_bar = None, []
+        incoming = outputs_cotangent
+        if events is not None:
+            outputs_cotangent, event_outputs, event_params_bar = events.cotangents(
+                backend, xp, events.bound(params), params, record, outputs_cotangent, problem.ts,
+                _direction(problem), record.rate)
+        outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
+                                   self.interpolated_stages(tab, interpolant), event_outputs)
+        steps = _ModeSteps(self, backend, problem, field, params, record, checks,
+                           adjoint_stages(tab, interpolant))
+        start = WalkState(xp.zeros_like(outputs.first), [xp.zeros_like(p) for p in params], checks.start(problem.ts))
+        with phase(problem.progress and problem.progress.backward, backend) as end:
+            walked = self.checkpoints.walk(backend, xp, trajectory, outputs, start, steps)
+            checks.report(walked, incoming)
+            end.steps, end.after = trajectory.n_steps, walked.lam
+        params_bar = walked.params_bar
+        if event_params_bar:
+            params_bar = backend.accumulate(params_bar, event_params_bar)
+        return walked.lam, params_bar
 
     def interpolated_stages(self, tab: Tableau, interpolant: Interpolant | None) -> tuple[int, ...]:
         """The stages whose cotangents from interpolated outputs (and event states) the step adjoint takes."""
@@ -212,11 +207,11 @@ class _RecordingMode(GradientMode):
 
     @abc.abstractmethod
     def step_adjoint(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
-                     from_stages: bool = False) -> RecomputingStep:
-        """``(t_n, h_n, y_n, λ_{n+1}, θ̄, outputs) -> (λ_n, θ̄, (y_n, y_{n+1}))`` for one
-        accepted step, with ``outputs`` the :class:`OutputCotangents` of the outputs in it
-        (with ``from_stages``, the stacked stage states of the step in place of y_n) and
-        y_{n+1} as the step's recomputation gives it (``(None, None)`` if it cannot)."""
+                     source: StageSource) -> RecomputingStep:
+        """``(t_n, h_n, value_n, λ_{n+1}, θ̄, outputs) -> (λ_n, θ̄, (y_n, y_{n+1}))`` for one
+        accepted step, with ``outputs`` the :class:`OutputCotangents` of the outputs in it,
+        ``value_n`` what the walk read for the step (y_n, or its stage states: ``source``
+        says) and y_{n+1} as the step's recomputation gives it (``(None, None)`` if it cannot)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -238,10 +233,9 @@ class Symplectic(_RecordingMode):
 
     name = "symplectic"
 
-    def step_adjoint(self, backend, problem, field, params, from_stages=False):
-        return symplectic_step(backend, problem.xp, problem.tableau, field, params, from_stages,
-                               backward_interpolant(problem), problem.options.perturb,
-                               recompute_ends=self.recomputation != "off")
+    def step_adjoint(self, backend, problem, field, params, source):
+        return SymplecticStep(backend, problem.tableau, field, params, source, backward_interpolant(problem),
+                              problem.options.perturb, recompute_ends=self.recomputation != "off")
 
     def interpolated_stages(self, tab, interpolant):
         return adjoint_stages(tab, interpolant) if interpolant is not None else ()
@@ -264,10 +258,11 @@ class Checkpoint(_RecordingMode):
 
     name = "checkpoint"
 
-    def step_adjoint(self, backend, problem, field, params, from_stages=False):
+    def step_adjoint(self, backend, problem, field, params, source):
         xp, tab, interpolant = problem.xp, problem.tableau, backward_interpolant(problem)
 
-        def step(t, h, y, lam, params_bar, outputs):
+        def step(t, h, value, lam, params_bar, outputs):
+            y = source.start(value)
             lam = lam + outputs.at_end
 
             def plain(carry):
@@ -439,6 +434,32 @@ def _frozen_rows_step(problem: Problem, record: Any, adjoint: RecomputingStep) -
     return step
 
 
+class _ModeSteps:
+    """A recording mode's backward steps for one walk (:class:`symadj._walk.BackwardSteps`):
+    its step adjoint, taking the stage source the policy gives, reporting to the backward
+    meter, holding rows frozen by per-row events, and checked by the walk checks."""
+
+    def __init__(self, mode: _RecordingMode, backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
+                 record: Any, checks: WalkChecks, stored: tuple[int, ...]) -> None:
+        self.mode, self.backend, self.problem, self.field, self.params = mode, backend, problem, field, params
+        self.record, self.checks, self.stored = record, checks, stored
+        self.frozen_rows = problem.events is not None and problem.events.per_row
+
+    def taking(self, source: StageSource) -> BackwardStep:
+        adjoint = self.mode.step_adjoint(self.backend, self.problem, self.field, self.params, source)
+        if self.frozen_rows:
+            adjoint = _frozen_rows_step(self.problem, self.record, adjoint)
+        return self.checks.steps(_reporting_steps(self.backend, self.problem, adjoint))
+
+    def advance(self, t: Any, h: Any, y: Any) -> Any:
+        problem = self.problem
+        xp = problem.xp
+        y_new = rk_advance(xp, self.field, problem.tableau, t, h, y, nudge=problem.stage_nudge(y.dtype))
+        if not self.frozen_rows:
+            return y_new
+        return xp.where(problem.events.frozen(xp, self.record, t, _direction(problem), y), y, y_new)
+
+
 def _time_cotangents(backend: Backend, problem: Problem, field: Field, outputs: Any, outputs_cotangent: Any,
                      lam0: Any) -> Any:
     """dL/dt_k = g_k·f(t_k, y_k) for k ≥ 1 and dL/dt_0 = −(λ(t_0) − g_0)·f(t_0, y_0) (real
@@ -513,135 +534,6 @@ def backward_interpolant(problem: Problem) -> Interpolant | None:
     if problem.n_outputs <= 2 and problem.events is None and not problem.options.jump_t:
         return None
     return problem.interpolant
-
-
-def adjoint_stages(tab: Tableau, interpolant: Interpolant | None) -> tuple[int, ...]:
-    """The stages the symplectic step takes products at: those the partner scheme uses and,
-    with interpolated outputs, those the interpolant weighs."""
-    return dense_stages(tab) if interpolant is not None else tuple(
-        i for i in range(tab.stages) if tab.adjoint.active[i])
-
-
-def symplectic_step(backend: Backend, xp: Any, tab: Tableau, field: Field, params: Sequence[Any],
-                    from_stages: bool = False, interpolant: Interpolant | None = None,
-                    perturb: bool = False, recompute_ends: bool = True) -> RecomputingStep:
-    """One backward step of the partner scheme on (λ, θ̄), in cotangent scaling.
-
-    κ_i = h (B_i e_i λ' + D_i + Σ_{j>i} B_i Â_ij / B_j μ_j),  (μ_i, p_i) = VJP of f at stage i
-    with cotangent κ_i,  λ_n = λ' + G + Σ μ_i,  θ̄ += Σ p_i, where the outputs ḡ_m
-    interpolated inside the step give D_i = Σ_m b_i(θ_m) ḡ_m and G = Σ_m ḡ_m (both zero
-    in a step without them). Stages that receive no cotangent are skipped: a stage only
-    the interpolant weighs (the FSAL stage) only in steps holding outputs.
-    With ``from_stages`` the step takes the stacked states of :func:`adjoint_stages` (kept
-    by ``checkpoints="stages"``) in place of y_n and recomputes nothing. ``perturb``:
-    ``options['perturb']``, stage times as the forward pass took them. With
-    ``recompute_ends``, the step's end state is also formed from the stage evaluations, for
-    the recomputation check.
-
-    The stages are a loop, not unrolled: a compiler then holds one stage's activations
-    and parameter cotangents at a time instead of scheduling all of them at once.
-    """
-    adjoint, coeffs = tab.adjoint, tab.floats
-    plain = tuple(i for i in range(tab.stages) if adjoint.active[i])
-    kept = adjoint_stages(tab, interpolant)
-    ends_recomputed = recompute_ends and plain[0] == 0 and kept[0] == 0
-    coefficients_on: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-
-    def coefficients(stages: tuple[int, ...], like: Any) -> tuple[Any, Any, Any]:
-        """The partner's input weights and couplings, and the weights b_i, in ``like``'s
-        dtype and memory, made once: a copy to the device at every step would stall the
-        backward walk on it. (A staged backend makes them per trace: an array kept across
-        traces would leak.)"""
-        key = (stages, str(like.dtype), str(device_of(like)))
-        if key not in coefficients_on or backend.staged_loops:
-            coefficients_on[key] = tuple(xp.asarray(values, dtype=like.dtype, device=device_of(like)) for values in (
-                [adjoint.input_weight[i] for i in stages],
-                [[adjoint.coupling[i][j] for j in stages] for i in stages],
-                [coeffs.b[i] for i in stages],
-            ))
-        return coefficients_on[key]
-
-    def over(stages: tuple[int, ...], t, h, stage_states, lam, params_bar, dense=None):
-        """The partner step over ``stages``, whose states are stacked in ``stage_states``;
-        and the step's end state y_n + h Σ b_i f(Y_i) from the stages' evaluations (every
-        stage of nonzero weight is among ``stages``), ``None`` without stage 0."""
-        nudge = stage_nudge(xp, perturb, stage_states.dtype, t.dtype)
-        times = xp.stack([stage_time(t, h, coeffs.c[i], nudge) for i in stages])
-        input_weights, couplings, weights = coefficients(stages, stage_states)
-        h_state = xp.astype(h, stage_states.dtype)
-        count = len(stages)
-
-        def stage(k, carry):
-            mus, derivatives, lam_new, params_bar = carry
-            p = count - 1 - k
-            weighted = input_weights[p] * lam if dense is None else input_weights[p] * lam + dense[p]
-            cotangent = h_state * (weighted + xp.tensordot(couplings[p], mus.stack(count), axes=1))
-
-            def evaluate(y, params):
-                return field.with_params(params)(times[p], y)
-
-            derivative, mu, stage_bar = backend.vjp(evaluate, stage_states[p], params, cotangent)
-            mus = mus.write(p, mu)
-            if ends_recomputed:
-                derivatives = derivatives.write(p, derivative)
-            return mus, derivatives, lam_new + mu, backend.accumulate(params_bar, stage_bar)
-
-        mus = backend.buffer_of(xp.zeros_like(stage_states))
-        derivatives = backend.buffer_of(xp.zeros_like(stage_states)) if ends_recomputed else None
-        _, derivatives, lam_new, params_bar = backend.fori_loop(0, count, stage, (mus, derivatives, lam, params_bar))
-        if not ends_recomputed:
-            return lam_new, params_bar, (None, None)
-        start = stage_states[0]
-        return lam_new, params_bar, (start, start + h_state * xp.tensordot(weights, derivatives.stack(count), axes=1))
-
-    def stacked(stages: tuple[int, ...], states: Any) -> Any:
-        return xp.stack([states[i] for i in stages])
-
-    def step(t, h, y, lam, params_bar, outputs):
-        lam = lam + outputs.at_end
-        nudge = stage_nudge(xp, perturb, y.dtype, t.dtype)
-
-        def without_outputs(carry):
-            states, _ = rk_stages(xp, field, tab, t, h, y, None, plain[-1] + 1, nudge)
-            return over(plain, t, h, stacked(plain, states), *carry)
-
-        def with_outputs(carry):
-            lam, params_bar = carry
-            states, _ = rk_stages(xp, field, tab, t, h, y, None, kept[-1] + 1, nudge)
-            lam, params_bar, ends = over(kept, t, h, stacked(kept, states), lam, params_bar, outputs.dense)
-            return lam + outputs.direct, params_bar, ends
-
-        if interpolant is None:
-            return without_outputs((lam, params_bar))
-        ends_like = (y, y) if ends_recomputed else (None, None)
-        return cond_with_ends(backend, outputs.has_dense, with_outputs, without_outputs, (lam, params_bar), ends_like)
-
-    def from_stage_states(t, h, stage_states, lam, params_bar, outputs):
-        lam = lam + outputs.at_end
-
-        def without_outputs(carry):
-            rows = [kept.index(i) for i in plain]
-            return over(plain, t, h, stacked(rows, stage_states), *carry)
-
-        def with_outputs(carry):
-            lam, params_bar = carry
-            lam, params_bar, ends = over(kept, t, h, stage_states, lam, params_bar, outputs.dense)
-            return lam + outputs.direct, params_bar, ends
-
-        if interpolant is None:
-            return without_outputs((lam, params_bar))
-        start = stage_states[kept.index(0)] if ends_recomputed else None
-        return cond_with_ends(backend, outputs.has_dense, with_outputs, without_outputs, (lam, params_bar),
-                              (start, start))
-
-    return from_stage_states if from_stages else step
-
-
-def cond_with_ends(backend: Backend, pred: Any, on_true: Callable, on_false: Callable, carry: tuple,
-                   ends_like: Any) -> Any:
-    """``backend.cond`` for branches that take ``(λ, θ̄)`` and return ``(λ, θ̄, ends)``: the
-    carry a staged backend needs has the structure of what they return."""
-    return backend.cond(pred, lambda c: on_true(c[:2]), lambda c: on_false(c[:2]), (*carry, ends_like))
 
 
 def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params: Sequence[Any],

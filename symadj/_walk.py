@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ._rk_step import Nudge, VectorField, rk_stages
 from ._tableau import Tableau
@@ -72,8 +72,20 @@ class FromStoredStages(StageSource):
 #: ``step(t_n, h_n, value_n, state, outputs of step n) -> state`` (``state`` a :class:`WalkState`).
 BackwardStep = Callable[[Any, Any, Any, WalkState, Any], WalkState]
 
-#: The mode's backward steps taking their stages from the policy's :class:`StageSource`.
-StepsTaking = Callable[[StageSource], BackwardStep]
-
 #: ``advance(t_n, h_n, y_n) -> y_{n+1}``, recomputed exactly as the forward pass computed it.
 Advance = Callable[[Any, Any, Any], Any]
+
+
+class BackwardSteps(Protocol):
+    """A mode's backward steps, before the policy has said where their stages come from."""
+
+    #: The stages whose states a policy that keeps stage states stores for each step (ascending).
+    stored: tuple[int, ...]
+
+    def taking(self, source: StageSource) -> BackwardStep:
+        """The step, taking its stage states from ``source``."""
+        ...
+
+    def advance(self, t: Any, h: Any, y: Any) -> Any:
+        """y_{n+1} from y_n, recomputed exactly as the forward pass computed it."""
+        ...

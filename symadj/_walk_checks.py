@@ -12,18 +12,20 @@ kept with the trajectory. A few passes over the state a step, judged once after 
 (one host synchronisation, or one run-time check in a compiled program).
 
 An eager backend keeps each step's figures in lists (a handful of operations a step); a
-staged backend carries them through the walk's loop as extra cotangent entries, which every
-checkpoint policy's walk carries without knowing of them.
+staged backend carries them through the walk's loop in the walk state's ``checks``
+(:class:`symadj._walk.WalkState`), which every checkpoint policy's walk passes along without
+looking inside.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._backend import Backend
 from ._array_api import device_of
+from ._walk import BackwardStep, WalkState
 from .errors import InvalidArgumentError, NonFiniteError, RecomputationError, RecomputationWarning
 
 #: What ``recomputation=`` of :class:`symadj.Symplectic`/:class:`symadj.Checkpoint` accepts.
@@ -49,8 +51,8 @@ def check_recomputation_choice(value: str) -> str:
 
 
 class WalkChecks:
-    """The checks of one backward walk: :meth:`params` for the walk's ``params``, :meth:`steps`
-    around its step adjoint, :meth:`report` after it."""
+    """The checks of one backward walk: :meth:`start` for the walk state's ``checks``,
+    :meth:`steps` around its step adjoint, :meth:`report` after it."""
 
     def __init__(self, backend: Backend, xp: Any, mode: Any, final: Any) -> None:
         """``final``: the state the forward pass's last accepted step reached, which the
@@ -66,22 +68,23 @@ class WalkChecks:
         self.final = final
         self.next_start: Any = final
 
-    def params(self, params: Sequence[Any], times: Any) -> list:
-        """The walk's ``params`` (it only makes zeros like them): with the carried record's
-        entries on a staged backend."""
+    def start(self, times: Any) -> Any:
+        """The walk state's ``checks`` at the start of the walk: the carried figures on a
+        staged backend (in the dtype of ``times``), nothing on an eager one."""
         if not self.carried:
-            return list(params)
-        return [*params, *(self.xp.zeros((), dtype=times.dtype) for _ in _Carried._fields), self.final]
+            return ()
+        zero = self.xp.zeros((), dtype=times.dtype)
+        return _Running(_Carried(*(zero for _ in _Carried._fields)), self.final)
 
-    def steps(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
+    def steps(self, adjoint: RecomputingStep) -> BackwardStep:
         """``adjoint`` as the walks call it, its figures kept."""
         return self._carrying(adjoint) if self.carried else self._listing(adjoint)
 
-    def _listing(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
+    def _listing(self, adjoint: RecomputingStep) -> BackwardStep:
         xp = self.xp
 
-        def step(t, h, y, lam, params_bar, outputs):
-            lam, params_bar, (start, end) = adjoint(t, h, y, lam, params_bar, outputs)
+        def step(t, h, y, walk, outputs):
+            lam, params_bar, (start, end) = adjoint(t, h, y, walk.lam, walk.params_bar, outputs)
             self.times.append(t)
             self.sizes.append(h)
             self.finite.append(xp.all(xp.isfinite(lam)))
@@ -91,16 +94,16 @@ class WalkChecks:
                 self.scales.append(scale)
                 # A copy: the walk may hand out views into storage that it overwrites later.
                 self.next_start = xp.asarray(start, copy=True)
-            return lam, params_bar
+            return walk._replace(lam=lam, params_bar=params_bar)
 
         return step
 
-    def _carrying(self, adjoint: RecomputingStep) -> Callable[..., tuple[Any, list]]:
+    def _carrying(self, adjoint: RecomputingStep) -> BackwardStep:
         xp, compare, final = self.xp, self.compare, self.final
 
-        def step(t, h, y, lam, params_bar, outputs):
-            *bars, carried, next_start = _split_carried(params_bar)
-            lam, bars, (start, end) = adjoint(t, h, y, lam, bars, outputs)
+        def step(t, h, y, walk, outputs):
+            carried, next_start = walk.checks
+            lam, params_bar, (start, end) = adjoint(t, h, y, walk.lam, walk.params_bar, outputs)
             bad = ~xp.all(xp.isfinite(lam))
             first_bad = bad & (carried.nonfinite == 0)
             carried = carried._replace(nonfinite=carried.nonfinite + xp.astype(bad, t.dtype),
@@ -118,22 +121,19 @@ class WalkChecks:
                                            mismatch_h=xp.where(first, h, carried.mismatch_h),
                                            worst=xp.where(mismatch & (ulps > carried.worst), ulps, carried.worst))
                 next_start = start
-            return lam, [*bars, *carried, next_start]
+            return WalkState(lam, params_bar, _Running(carried, next_start))
 
         return step
 
-    def report(self, walked_params: list, n_steps: Any, incoming: Any, y0_bar: Any) -> list:
-        """The parameters' cotangents (the carried entries taken off); raise
-        :class:`NonFiniteError` if the walk made NaN or infinite cotangents from finite ones
-        (a cotangent that came in non-finite is the caller's, passed on as backprop would);
-        raise or warn, as the mode says, if steps were recomputed differently."""
+    def report(self, walked: WalkState, incoming: Any) -> None:
+        """Raise :class:`NonFiniteError` if the walk made NaN or infinite cotangents from
+        finite ones ``incoming`` (a cotangent that came in non-finite is the caller's, passed
+        on as backprop would); raise or warn, as the mode says, if steps were recomputed
+        differently."""
         xp, backend, mode = self.xp, self.backend, self.mode
-        if self.carried:
-            *params_bar, carried, _ = _split_carried(walked_params)
-        else:
-            params_bar, carried = walked_params, self._summary(incoming)
-        results_finite = xp.all(xp.isfinite(y0_bar))
-        for bar in params_bar:
+        carried = walked.checks.figures if self.carried else self._summary(incoming)
+        results_finite = xp.all(xp.isfinite(walked.lam))
+        for bar in walked.params_bar:
             results_finite = results_finite & xp.all(xp.isfinite(bar))
         ok = ~xp.all(xp.isfinite(incoming)) | ((carried.nonfinite == 0) & results_finite)
         backend.check(ok, lambda *figures: _nonfinite_error(mode, _Carried(*figures)), *carried)
@@ -143,7 +143,6 @@ class WalkChecks:
                           *carried)
         elif mode.recomputation == "warn":
             backend.host_callback(lambda *figures: _warn_of_mismatch(mode, _Carried(*figures)), *carried)
-        return params_bar
 
     def _summary(self, like: Any) -> _Carried:
         """The listed figures in the carried record's form (a few operations for the whole walk)."""
@@ -181,10 +180,12 @@ class _Carried(NamedTuple):
     worst: Any
 
 
-def _split_carried(params_bar: list) -> list:
-    """``[*θ̄, record, next_start]`` of a staged walk's cotangent entries."""
-    count = len(_Carried._fields)
-    return [*params_bar[:-count - 1], _Carried(*params_bar[-count - 1:-1]), params_bar[-1]]
+class _Running(NamedTuple):
+    """What a staged walk carries for its checks: the figures so far, and the start state of
+    the step walked last (the end state the next step walked must recompute)."""
+
+    figures: _Carried
+    next_start: Any
 
 
 def _gap_and_scale(xp: Any, start: Any, end: Any, forward_end: Any) -> tuple[Any, Any]:

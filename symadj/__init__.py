@@ -25,7 +25,8 @@ from ._checkpoints import (
 from ._events import Event
 from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic, as_gradient_mode
 from ._options import SolverOptions
-from ._plugins import BackendStatus, hookimpl, registry
+from ._plugins import BackendStatus, registry
+from .hookspecs import hookimpl
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (

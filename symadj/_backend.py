@@ -34,6 +34,9 @@ class BackendInfo:
         array_modules: top-level module names of the array types it handles.
         load: returns the :class:`Backend`; called once, on first use.
         priority: when several backends handle a type, the highest wins.
+        modules: the public ``symadj`` modules this plugin implements, as pairs
+            (``"torchdiffeq"`` for ``symadj.torchdiffeq``, the plugin's module that holds
+            its contents): ``import symadj.torchdiffeq`` imports that module then.
 
     Examples:
         >>> import symadj
@@ -52,6 +55,7 @@ class BackendInfo:
     array_modules: tuple[str, ...]
     load: Callable[[], Backend]
     priority: int = 0
+    modules: tuple[tuple[str, str], ...] = ()
 
 
 class Field(abc.ABC):

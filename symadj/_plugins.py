@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -22,8 +23,8 @@ import tomllib
 
 from . import hookspecs
 from ._backend import Backend, BackendInfo
+from ._bench_case import BenchCaseInfo
 from ._tableau import Tableau
-from .bench.cases import BenchCaseInfo
 from .errors import (
     BackendUnavailableError,
     DuplicateNameError,
@@ -34,18 +35,6 @@ from .errors import (
 )
 
 ENTRY_POINT_GROUP = "symadj"
-hookimpl = pluggy.HookimplMarker("symadj")
-"""The marker for a plugin's hook implementations (hooks: ``symadj.hookspecs``).
-
-Examples:
-    >>> import symadj
-    >>> @symadj.hookimpl
-    ... def symadj_register_tableaux():
-    ...     return [symadj.Tableau("my_heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
-    ...                            b=["1/4", "0", "3/4"], order=3)]
-    >>> [tableau.name for tableau in symadj_register_tableaux()]
-    ['my_heun3']
-"""
 
 # Used only when symadj runs from a source tree that was never installed (no entry points).
 _BUILTIN_PLUGINS = {
@@ -264,6 +253,27 @@ class Registry:
                 )
             self._backend_objects[name] = backend
             return backend
+
+    def plugin_module(self, public: str) -> ModuleType:
+        """The plugin module that holds the contents of ``symadj.<public>`` (see
+        :attr:`BackendInfo.modules`), imported.
+
+        Raises:
+            BackendUnavailableError: no plugin implements it, or its array library is missing.
+        """
+        self._ensure_loaded()
+        with self._lock:
+            infos = [info for info in self._backends.values() if public in dict(info.modules)]
+        if not infos:
+            raise BackendUnavailableError(
+                f"symadj.{public} comes from a backend plugin, and no installed plugin provides it"
+            )
+        info = infos[0]
+        if not _importable(info.library):
+            raise BackendUnavailableError(
+                f"symadj.{public} needs {info.library}, which is not installed: pip install '{info.extra}'"
+            )
+        return importlib.import_module(dict(info.modules)[public])
 
     def list_backends(self) -> list[BackendStatus]:
         self._ensure_loaded()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._plugins import hookimpl
+from .hookspecs import hookimpl
 
 
 def shipped_tableaux_dir() -> Path:

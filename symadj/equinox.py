@@ -6,6 +6,10 @@ Examples:
     'NeuralODE'
 """
 
-from symadj_jax.equinox import NeuralODE
+from ._plugins import registry
+
+# The backend plugin that declares symadj.equinox (BackendInfo.modules) holds its contents.
+_contents = registry.plugin_module("equinox")
+NeuralODE = _contents.NeuralODE
 
 __all__ = ["NeuralODE"]

@@ -2,7 +2,7 @@
 
 Plugins are modules or objects registered under the entry-point group ``symadj``
 (``[project.entry-points.symadj]`` in a package's ``pyproject.toml``), whose
-functions are marked with :data:`symadj.hookimpl`.
+functions are marked with :data:`hookimpl` (also ``symadj.hookimpl``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,22 @@ import pluggy
 
 if TYPE_CHECKING:
     from ._backend import BackendInfo
+    from ._bench_case import BenchCaseInfo
     from ._tableau import Tableau
-    from .bench.cases import BenchCaseInfo
 
 hookspec = pluggy.HookspecMarker("symadj")
+hookimpl = pluggy.HookimplMarker("symadj")
+"""The marker for a plugin's hook implementations (hooks: ``symadj.hookspecs``).
+
+Examples:
+    >>> import symadj
+    >>> @symadj.hookimpl
+    ... def symadj_register_tableaux():
+    ...     return [symadj.Tableau("my_heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
+    ...                            b=["1/4", "0", "3/4"], order=3)]
+    >>> [tableau.name for tableau in symadj_register_tableaux()]
+    ['my_heun3']
+"""
 
 
 @hookspec

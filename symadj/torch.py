@@ -6,6 +6,10 @@ Examples:
     'NeuralODE'
 """
 
-from symadj_torch.modules import NeuralODE
+from ._plugins import registry
+
+# The backend plugin that declares symadj.torch (BackendInfo.modules) holds its contents.
+_contents = registry.plugin_module("torch")
+NeuralODE = _contents.NeuralODE
 
 __all__ = ["NeuralODE"]

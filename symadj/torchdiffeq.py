@@ -14,6 +14,13 @@ Examples:
     (0.36788, 0.36788)
 """
 
-from symadj_torch.torchdiffeq import METHODS, odeint, odeint_adjoint, odeint_event
+from ._plugins import registry
+
+# The backend plugin that declares symadj.torchdiffeq (BackendInfo.modules) holds its contents.
+_contents = registry.plugin_module("torchdiffeq")
+METHODS = _contents.METHODS
+odeint = _contents.odeint
+odeint_adjoint = _contents.odeint_adjoint
+odeint_event = _contents.odeint_event
 
 __all__ = ["METHODS", "odeint", "odeint_adjoint", "odeint_event"]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The core's modules by layer, lowest first: a module imports from its own layer or below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "_array_api", "_solution", "_callbacks", "_order", "_options", "_complex"),
+    ("errors", "_array_api", "_solution", "_callbacks", "_order", "_options", "_complex", "_bench_case"),
     ("_tableau", "_state", "_backend", "_progress", "hookspecs"),
     ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin"),
     ("_walk", "_symplectic_step", "_events", "_checkpoints", "_output_cotangents", "_walk_checks", "_loop"),

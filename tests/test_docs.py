@@ -21,7 +21,7 @@ EXAMPLES = sorted(path for path in (ROOT / "docs" / "examples").glob("*.py") if 
 PUBLIC_MODULES = [
     "symadj", "symadj._api", "symadj._backend", "symadj._gradients", "symadj._options",
     "symadj._plugins", "symadj._solution", "symadj._state", "symadj._tableau", "symadj.backend", "symadj.errors",
-    "symadj.hookspecs", "symadj._checkpoints", "symadj.bench.cases", "symadj.bench.problems", "symadj.testing",
+    "symadj.hookspecs", "symadj._checkpoints", "symadj._bench_case", "symadj.bench.problems", "symadj.testing",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -64,7 +64,7 @@ def test_public_names_have_documented_examples(name):
     obj = getattr(symadj, name)
     if name == "hookimpl":
         # A pluggy marker instance cannot carry __doc__; its docstring follows the assignment.
-        assert "symadj._plugins.hookimpl" in {t.name for t in attribute_docstrings(sys.modules["symadj._plugins"])}
+        assert "symadj.hookspecs.hookimpl" in {t.name for t in attribute_docstrings(sys.modules["symadj.hookspecs"])}
         return
     doc = inspect.getdoc(obj) or ""
     assert "Examples:" in doc and ">>>" in doc, f"symadj.{name} has no Examples: section (Google style)"

@@ -209,3 +209,20 @@ def test_every_hookspec_is_documented():
     assert specs
     for name in specs:
         assert f"`{name}`" in docs, f"hook {name} is not documented in docs/plugins.md"
+
+
+def test_public_modules_come_from_the_plugin_that_declares_them(monkeypatch):
+    implementation = types.ModuleType("my_plugin_wrappers")
+    implementation.Wrapper = object
+    monkeypatch.setitem(__import__("sys").modules, "my_plugin_wrappers", implementation)
+
+    def info(library):
+        return symadj.BackendInfo("mine", library=library, extra="symadj-mine", array_modules=(), load=lambda: None,
+                                  modules=(("wrappers", "my_plugin_wrappers"),))
+
+    assert _registry(monkeypatch, _plugin("p", backends=[info("numpy")])).plugin_module("wrappers") is implementation
+    missing = _registry(monkeypatch, _plugin("p", backends=[info("no_such_array_library")]))
+    with pytest.raises(symadj.BackendUnavailableError, match=r"symadj.wrappers needs no_such_array_library.*symadj-mine"):
+        missing.plugin_module("wrappers")
+    with pytest.raises(symadj.BackendUnavailableError, match="no installed plugin provides it"):
+        _registry(monkeypatch, _plugin("p", backends=[])).plugin_module("wrappers")

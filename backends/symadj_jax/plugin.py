@@ -14,7 +14,8 @@ def _load():
 
 @hookimpl
 def symadj_register_backends() -> list[BackendInfo]:
-    return [BackendInfo("jax", library="jax", extra="symadj[jax]", array_modules=("jax", "jaxlib"), load=_load)]
+    return [BackendInfo("jax", library="jax", extra="symadj[jax]", array_modules=("jax", "jaxlib"), load=_load,
+                        modules=(("equinox", "symadj_jax.equinox"),))]
 
 
 @hookimpl

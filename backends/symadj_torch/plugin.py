@@ -14,7 +14,8 @@ def _load():
 
 @hookimpl
 def symadj_register_backends() -> list[BackendInfo]:
-    return [BackendInfo("torch", library="torch", extra="symadj[torch]", array_modules=("torch",), load=_load)]
+    return [BackendInfo("torch", library="torch", extra="symadj[torch]", array_modules=("torch",), load=_load,
+                        modules=(("torch", "symadj_torch.modules"), ("torchdiffeq", "symadj_torch.torchdiffeq")))]
 
 
 @hookimpl

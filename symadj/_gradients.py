@@ -42,11 +42,11 @@ from .errors import (
 class GradientMode(abc.ABC):
     """How gradients of a solve are computed. Pass an instance or its name to ``gradient=``.
 
-    The modes are :class:`Symplectic` (``"symplectic"``, the default), :class:`Checkpoint`
-    (``"checkpoint"``), :class:`Backprop` (``"backprop"``) and :class:`Adjoint`
-    (``"adjoint"``); a name is turned into its object at once. All treat step sizes as
-    constants; the exact modes give the gradient of the discrete solve. A mode is a frozen
-    dataclass: equal to another of its kind with the same settings, and hashable.
+    The modes are :class:`Symplectic` (``"symplectic"``, the default),
+    :class:`CheckpointedBackprop` (``"checkpoint"``), :class:`Backprop` (``"backprop"``) and
+    :class:`ContinuousAdjoint` (``"adjoint"``); a name is turned into its object at once. All
+    treat step sizes as constants; the exact modes give the gradient of the discrete solve. A
+    mode is a frozen dataclass: equal to another of its kind with the same settings, and hashable.
 
     Raises:
         UnknownNameError: (from :func:`symadj.solve`) ``gradient=`` names no mode.
@@ -63,7 +63,7 @@ class GradientMode(abc.ABC):
         ...     return func.weight.grad.clone()
         >>> exact = weight_grad("backprop")
         >>> all(torch.allclose(weight_grad(mode), exact, rtol=1e-10, atol=0)
-        ...     for mode in ("symplectic", symadj.Checkpoint()))
+        ...     for mode in ("symplectic", symadj.CheckpointedBackprop()))
         True
     """
 
@@ -248,7 +248,7 @@ class Symplectic(_RecordingMode):
 
 
 @dataclass(frozen=True, repr=False)
-class Checkpoint(_RecordingMode):
+class CheckpointedBackprop(_RecordingMode):
     """Per-step checkpoints (ACA, Zhuang et al. 2020): exact gradient, memory O(N·|y| + s·L).
 
     Backward, each step is recomputed with a graph and backpropagated through: it holds
@@ -305,7 +305,7 @@ class Checkpoint(_RecordingMode):
 
 
 @dataclass(frozen=True, repr=False)
-class Adjoint(GradientMode):
+class ContinuousAdjoint(GradientMode):
     """The continuous adjoint (Chen et al. 2018), solved backward with its own tolerances.
 
     Not exact for the discrete solve; memory O(|y| + L). ``rtol``/``atol``/``options``
@@ -322,7 +322,7 @@ class Adjoint(GradientMode):
     Examples:
         >>> import torch, symadj
         >>> y0 = torch.ones(2, requires_grad=True)
-        >>> mode = symadj.Adjoint(rtol=1e-6, atol=1e-8, options={"norm": "seminorm"})
+        >>> mode = symadj.ContinuousAdjoint(rtol=1e-6, atol=1e-8, options={"norm": "seminorm"})
         >>> symadj.odeint(lambda t, y: -y, y0, [0.0, 1.0], gradient=mode)[-1].sum().backward()
         >>> [round(g, 5) for g in y0.grad.tolist()]
         [0.36788, 0.36788]
@@ -455,7 +455,7 @@ def _time_cotangents(backend: Backend, problem: Problem, field: Field, outputs: 
 
 
 _GRADIENT_MODES: dict[str, type[GradientMode]] = {
-    mode.name: mode for mode in (Symplectic, Checkpoint, Backprop, Adjoint)
+    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint)
 }
 
 
@@ -475,7 +475,7 @@ def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
     Examples:
         >>> import symadj
         >>> type(symadj.as_gradient_mode("checkpoint")).__name__
-        'Checkpoint'
+        'CheckpointedBackprop'
     """
     if isinstance(mode, GradientMode):
         return mode
@@ -645,7 +645,7 @@ def cond_with_ends(backend: Backend, pred: Any, on_true: Callable, on_false: Cal
 
 
 def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params: Sequence[Any],
-                       outputs: Any, outputs_cotangent: Any, mode: Adjoint) -> tuple[Any, list]:
+                       outputs: Any, outputs_cotangent: Any, mode: ContinuousAdjoint) -> tuple[Any, list]:
     """Solve the augmented system (y, λ, θ̄) backward between output times (Chen et al. 2018).
 
     The augmented state is one array in the dtype that y and the parameters promote to (a
@@ -725,7 +725,7 @@ def _unreached_outputs(status: Any, t_final: Any, reached: Any, ts: Any) -> Grad
     )
 
 
-def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: Adjoint) -> Exception:
+def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: ContinuousAdjoint) -> Exception:
     """The error of a failed backward segment of :func:`continuous_adjoint`, from run-time values."""
     status = Status(int(stats.status))
     start, end, reached = float(times[0]), float(times[1]), float(stats.t_final)
@@ -735,8 +735,9 @@ def _backward_failure(stats: Stats, times: Any, options: SolverOptions, mode: Ad
     if status is Status.MAX_STEPS:
         return MaxStepsError(
             f"{where}: max_steps={options.max_steps} step attempts were not enough ({source}); raise it "
-            f"with adjoint_options={{'max_steps': {2 * options.max_steps}}} (or symadj.Adjoint(options=...)), "
-            f"loosen adjoint_rtol/adjoint_atol, or use gradient='symplectic', which needs no backward solve"
+            f"with adjoint_options={{'max_steps': {2 * options.max_steps}}} "
+            f"(or symadj.ContinuousAdjoint(options=...)), loosen adjoint_rtol/adjoint_atol, or use "
+            f"gradient='symplectic', which needs no backward solve"
         )
     if status is Status.STEP_UNDERFLOW:
         return StepSizeUnderflowError(

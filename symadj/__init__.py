@@ -24,8 +24,10 @@ from ._checkpoints import (
     as_checkpoint_policy,
     parse_bytes,
 )
+from ._continuous_adjoint import ContinuousAdjoint
 from ._events import Event
-from ._gradients import Backprop, CheckpointedBackprop, ContinuousAdjoint, GradientMode, Symplectic, as_gradient_mode
+from ._gradient_names import as_gradient_mode
+from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, hookimpl, registry
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status

@@ -17,7 +17,9 @@ from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype
 from ._rk_step import stage_nudge, stage_time
 from ._events import Event, Events, as_events
-from ._gradients import Backprop, ContinuousAdjoint, GradientMode, as_gradient_mode, with_checkpoints
+from ._continuous_adjoint import ContinuousAdjoint
+from ._gradient_names import as_gradient_mode
+from ._gradients import Backprop, GradientMode, with_checkpoints
 from ._loop import Problem
 from ._options import SolverOptions
 from ._interpolant import interpolates

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import symadj
-from symadj._gradients import GradientMode, as_gradient_mode
+from symadj import GradientMode, as_gradient_mode
 
 MODES = [symadj.Backprop, symadj.Symplectic, symadj.CheckpointedBackprop, symadj.ContinuousAdjoint]
 SETTINGS = [

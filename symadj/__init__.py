@@ -9,6 +9,8 @@ Examples:
 
 from __future__ import annotations
 
+import warnings
+
 from . import backend as backend  # the public module of backend plugins
 from ._api import odeint, solve
 from ._backend import Backend, BackendInfo, Buffer, EagerBackend, Field
@@ -22,8 +24,10 @@ from ._checkpoints import (
     as_checkpoint_policy,
     parse_bytes,
 )
+from ._continuous_adjoint import ContinuousAdjoint
 from ._events import Event
-from ._gradients import Adjoint, Backprop, Checkpoint, GradientMode, Symplectic, as_gradient_mode
+from ._gradient_names import as_gradient_mode
+from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, registry
 from .hookspecs import hookimpl
@@ -196,11 +200,25 @@ def plugin_errors() -> list[str]:
     return list(registry.errors)
 
 
+#: Public names renamed after 0.1, kept for a release: the old name gives the new class, with a warning.
+_RENAMED = {"Checkpoint": "CheckpointedBackprop", "Adjoint": "ContinuousAdjoint"}
+
+
+def __getattr__(name: str) -> type:
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(f"symadj.{name} is deprecated: the class is now named symadj.{new} "
+                      f"(gradient={globals()[new].name!r} is unchanged)", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
-    "Adjoint", "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
+    "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
     "Buffer", "EagerBackend",
     "Event", "EventOutcome",
-    "Checkpoint", "CheckpointPolicy", "DuplicateNameError", "Field", "GradientMode", "GradientNotSupportedError",
+    "CheckpointPolicy", "CheckpointedBackprop", "ContinuousAdjoint", "DuplicateNameError", "Field", "GradientMode",
+    "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "ParameterModifiedError",
     "PluginLoadWarning", "RecomputationError", "RecomputationWarning", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",

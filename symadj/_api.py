@@ -17,7 +17,9 @@ from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype
 from ._rk_step import stage_nudge, stage_time
 from ._events import Event, Events, as_events
-from ._gradients import Adjoint, Backprop, GradientMode, as_gradient_mode, with_checkpoints
+from ._continuous_adjoint import ContinuousAdjoint
+from ._gradient_names import as_gradient_mode
+from ._gradients import Backprop, GradientMode, with_checkpoints
 from ._loop import Problem
 from ._options import SolverOptions
 from ._interpolant import interpolates
@@ -164,14 +166,14 @@ def solve(
         # The gradient modes bind func and the event functions with one parameter list.
         field, *event_fields = chosen.share_params([field, *events.fields])
         events = dataclasses.replace(events, fields=tuple(event_fields))
-        if events.per_row and isinstance(mode, Adjoint):
+        if events.per_row and isinstance(mode, ContinuousAdjoint):
             raise GradientNotSupportedError(
                 "per-row events (event functions returning one value per row) need an exact gradient mode: "
                 "gradient='symplectic' (default), 'checkpoint' or 'backprop'; gradient='adjoint' supports "
                 "an event function returning one value for the whole state"
             )
     callbacks, adjoint_callbacks = StepCallbacks.of(func), StepCallbacks.of(func, adjoint=True)
-    if adjoint_callbacks is not None and not isinstance(mode, Adjoint):
+    if adjoint_callbacks is not None and not isinstance(mode, ContinuousAdjoint):
         warnings.warn(f"func's *_adjoint callbacks run in the backward solves of gradient='adjoint'; "
                       f"gradient={mode.name!r} has none, so they are not called", SymadjWarning, stacklevel=2)
     problem = Problem(xp, tableau, ts, rtol, atol, solver_options, events, as_progress(progress, ts),
@@ -353,13 +355,13 @@ def _gradient_mode(gradient: Any, rtol: Any, atol: Any, options: Any) -> Gradien
                                       ("adjoint_options", options)) if value is not None]
     if not given:
         return mode
-    if not isinstance(mode, Adjoint):
+    if not isinstance(mode, ContinuousAdjoint):
         raise InvalidArgumentError(
             f"{', '.join(given)} apply to gradient='adjoint' only, not gradient={mode.name!r}"
         )
     if isinstance(gradient, GradientMode):
-        raise InvalidArgumentError(f"{', '.join(given)}: set them on the Adjoint object instead")
-    return Adjoint(rtol=rtol, atol=atol, options=options)
+        raise InvalidArgumentError(f"{', '.join(given)}: set them on the ContinuousAdjoint object instead")
+    return ContinuousAdjoint(rtol=rtol, atol=atol, options=options)
 
 
 def _arrays_in(y0: Any) -> list[Any]:

@@ -35,7 +35,7 @@ class CheckpointPolicy(abc.ABC):
     """What the forward pass keeps for the backward pass of ``"symplectic"``/``"checkpoint"``.
 
     Pass an instance or its name as ``checkpoints=`` to :func:`symadj.solve`/:func:`symadj.odeint`,
-    or to :class:`symadj.Symplectic`/:class:`symadj.Checkpoint`: :class:`Auto` (``"auto"``,
+    or to :class:`symadj.Symplectic`/:class:`symadj.CheckpointedBackprop`: :class:`Auto` (``"auto"``,
     the default, a memory budget), :class:`AllSteps` (``"all"``), :class:`Offload`
     (``"offload"``), :class:`Stages` (``"stages"``) and :class:`Revolve` (``"revolve:K"``).
     Every policy gives the same gradient; they trade memory for time.

@@ -28,7 +28,7 @@ from ._array_api import device_of
 from ._walk import BackwardStep, WalkState
 from .errors import InvalidArgumentError, NonFiniteError, RecomputationError, RecomputationWarning
 
-#: What ``recomputation=`` of :class:`symadj.Symplectic`/:class:`symadj.Checkpoint` accepts.
+#: What ``recomputation=`` of :class:`symadj.Symplectic`/:class:`symadj.CheckpointedBackprop` accepts.
 RECOMPUTATION_CHOICES = ("raise", "warn", "off")
 
 # A recomputed end state may differ from the forward one by the rounding of a sum taken

@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_tableau", "_state", "_backend", "_progress", "hookspecs"),
     ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin"),
     ("_walk", "_symplectic_step", "_events", "_checkpoints", "_output_cotangents", "_walk_checks", "_loop"),
-    ("_gradients",),
+    ("_gradients", "_continuous_adjoint", "_gradient_names"),
     ("_api", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
     ("_cli", "__main__", "bench", "testing"),
 )

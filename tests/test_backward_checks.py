@@ -67,7 +67,7 @@ ONE_STEP = torch.tensor([0.0, 1.0], dtype=torch.float64)
 POLICIES = ["auto", "all", "stages", "revolve:1", "revolve:3", "offload"]
 #: Every exact mode with every checkpoint policy it takes.
 EXACT_POLICIES = [symadj.Symplectic(checkpoints=p) for p in POLICIES] + [
-    symadj.Checkpoint(checkpoints=p) for p in POLICIES if p != "stages"]
+    symadj.CheckpointedBackprop(checkpoints=p) for p in POLICIES if p != "stages"]
 
 
 @pytest.mark.parametrize("mode", EXACT_POLICIES, ids=repr)
@@ -121,14 +121,14 @@ def test_warn_and_off_choose_what_happens():
     net = dropout_net()
     y0 = torch.ones(8, 2, dtype=torch.float64)
     with pytest.warns(RecomputationWarning, match="recomputed 10 of the 10 steps"):
-        grad = gradient_of(lambda t, y: net(y), y0, symadj.Checkpoint(recomputation="warn"), **FIXED)
+        grad = gradient_of(lambda t, y: net(y), y0, symadj.CheckpointedBackprop(recomputation="warn"), **FIXED)
     assert torch.isfinite(grad).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gradient_of(lambda t, y: net(y), y0, symadj.Symplectic(recomputation="off"), **FIXED)
     assert symadj.Symplectic(recomputation="warn") != symadj.Symplectic()
-    assert repr(symadj.Checkpoint(checkpoints="all", recomputation="off")) == (
-        "Checkpoint(checkpoints=AllSteps(), recomputation='off')")
+    assert repr(symadj.CheckpointedBackprop(checkpoints="all", recomputation="off")) == (
+        "CheckpointedBackprop(checkpoints=AllSteps(), recomputation='off')")
     with pytest.raises(symadj.InvalidArgumentError, match="recomputation must be one of 'raise', 'warn', 'off'"):
         symadj.Symplectic(recomputation="ignore")
 

@@ -27,7 +27,8 @@ def test_sizes_parse_and_name_the_argument():
 
 def test_auto_is_the_default_of_the_exact_modes():
     assert symadj.Symplectic().checkpoints == Auto()
-    assert symadj.Checkpoint().checkpoints == Auto(stage_states=False)  # stage states serve the symplectic adjoint only
+    # stage states serve the symplectic adjoint only
+    assert symadj.CheckpointedBackprop().checkpoints == Auto(stage_states=False)
     assert repr(symadj.Symplectic()) == "Symplectic()"
     assert symadj.Symplectic(memory="2GiB").checkpoints == Auto(memory=2 * 2**30)
     assert symadj.as_checkpoint_policy("auto:64MiB") == Auto(memory="64MiB")

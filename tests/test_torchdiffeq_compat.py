@@ -131,11 +131,12 @@ def _nan_adjoint_before(t, y):
 
 
 @pytest.mark.parametrize(("func", "mode", "error", "message"), [
-    (lambda t, y: -y * (1 + 3 * t), symadj.Adjoint(options={"max_steps": 3}), symadj.MaxStepsError,
+    (lambda t, y: -y * (1 + 3 * t), symadj.ContinuousAdjoint(options={"max_steps": 3}), symadj.MaxStepsError,
      r"backward \(adjoint\) solve of gradient='adjoint', from t=1 back to t=0\.4, stopped at t=.*"
      r"max_steps=3 step attempts were not enough \(set by adjoint_options\); raise it with "
      r"adjoint_options=\{'max_steps': 6\}"),
-    (lambda t, y: -_ScaledGradient.apply(y, 1e4), symadj.Adjoint(options={"first_step": 0.3, "min_step": 0.1}),
+    (lambda t, y: -_ScaledGradient.apply(y, 1e4),
+     symadj.ContinuousAdjoint(options={"first_step": 0.3, "min_step": 0.1}),
      symadj.StepSizeUnderflowError, r"backward \(adjoint\) solve .* fell below min_step=0\.1.*adjoint_options"),
     (_nan_adjoint_before, "adjoint", symadj.NonFiniteError,
      r"backward \(adjoint\) solve .*from t=1 back to t=0\.4, stopped at t=0\.7.*became NaN or infinite"),
@@ -153,7 +154,7 @@ def test_failing_adjoint_backward_solve_raises_under_jax_jit():
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)
     jnp = jax.numpy
-    mode = symadj.Adjoint(options={"max_steps": 3})
+    mode = symadj.ContinuousAdjoint(options={"max_steps": 3})
 
     def loss(y0):
         return jnp.sum(symadj.odeint(lambda t, y: -y * (1 + 3 * t), y0, jnp.array([0.0, 0.4, 1.0]), gradient=mode))

@@ -128,7 +128,7 @@ def test_adjoint_backward_solve_takes_its_own_method():
         used.append(torch.is_grad_enabled())
         return torch.tanh(net(y))
 
-    ys = symadj.odeint(func, y0, ts, gradient=symadj.Adjoint(method="rk4", options={"step_size": 0.25}))
+    ys = symadj.odeint(func, y0, ts, gradient=symadj.ContinuousAdjoint(method="rk4", options={"step_size": 0.25}))
     used.clear()
     ys[-1].sum().backward()
     # rk4 with four steps: 4 evaluations each (VJPs under enable_grad), plus the one at the start.

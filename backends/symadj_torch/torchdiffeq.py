@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from symadj import (
-    Adjoint,
+    ContinuousAdjoint,
     GradientMode,
     InvalidArgumentError,
     MaxStepsError,
@@ -160,10 +160,10 @@ def odeint_adjoint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-
     if gradient is None:
         gradient = _default_adjoint_gradient(func, adjoint_options)
     mode = as_gradient_mode(gradient)
-    if isinstance(mode, Adjoint) and not isinstance(gradient, GradientMode):
+    if isinstance(mode, ContinuousAdjoint) and not isinstance(gradient, GradientMode):
         mode = _continuous_adjoint(func, y0, t, method, options, adjoint_rtol, adjoint_atol, adjoint_method,
                                    adjoint_options, adjoint_params)
-    elif not isinstance(mode, Adjoint):
+    elif not isinstance(mode, ContinuousAdjoint):
         unused = [name for name, value in (("adjoint_rtol", adjoint_rtol), ("adjoint_atol", adjoint_atol),
                                            ("adjoint_method", adjoint_method), ("adjoint_options", adjoint_options))
                   if value is not None]
@@ -429,8 +429,8 @@ def _combined_event(event_fn: Callable[..., Any], t0: Any, y0: Any) -> Callable[
 
 def _continuous_adjoint(func: Any, y0: Any, t: Any, method: str | None, options: Mapping[str, Any] | None,
                         rtol: Any, atol: Any, adjoint_method: str | None, adjoint_options: Mapping[str, Any] | None,
-                        adjoint_params: Sequence[Any] | None) -> Adjoint:
-    """torchdiffeq's backward solve settings as a symadj :class:`Adjoint`."""
+                        adjoint_params: Sequence[Any] | None) -> ContinuousAdjoint:
+    """torchdiffeq's backward solve settings as a symadj :class:`ContinuousAdjoint`."""
     if adjoint_options is None and options is not None:
         if adjoint_method is not None and adjoint_method != method:
             raise InvalidArgumentError("adjoint_method differs from method, so options cannot serve the backward "
@@ -446,7 +446,7 @@ def _continuous_adjoint(func: Any, y0: Any, t: Any, method: str | None, options:
                                           adjoint_method or method, replace(state, single=True), func, y0, t)
         if norm is not None and backward.adaptive:
             translated["norm"] = norm if isinstance(norm, str) else _adjoint_norm(norm, state, adjoint_params)
-    return Adjoint(rtol=rtol, atol=atol, options=translated, method=backward)
+    return ContinuousAdjoint(rtol=rtol, atol=atol, options=translated, method=backward)
 
 
 def _adjoint_norm(norm: Callable[[Any], Any], state: _State, adjoint_params: Sequence[Any] | None

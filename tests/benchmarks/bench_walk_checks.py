@@ -47,7 +47,7 @@ def torch_case(mode_name):
                               torch.nn.Linear(64, 8)).double()
     y0 = torch.randn(64, 8, dtype=torch.float64)
     t = torch.linspace(0.0, 10.0, 50, dtype=torch.float64)
-    cls = symadj.Symplectic if mode_name == "symplectic" else symadj.Checkpoint
+    cls = symadj.Symplectic if mode_name == "symplectic" else symadj.CheckpointedBackprop
 
     def run(recomputation):
         sol = symadj.solve(lambda t, y: net(y), y0, t, rtol=1e-6, atol=1e-6,
@@ -70,7 +70,7 @@ def jax_case(mode_name):
     params = [(jnp.asarray(rng.normal(size=s) / np.sqrt(s[0])), jnp.zeros(s[1])) for s in sizes]
     y0 = jnp.asarray(rng.normal(size=(64, 8)))
     t = jnp.linspace(0.0, 10.0, 50)
-    cls = symadj.Symplectic if mode_name == "symplectic" else symadj.Checkpoint
+    cls = symadj.Symplectic if mode_name == "symplectic" else symadj.CheckpointedBackprop
 
     def field(t, y, params):
         for i, (w, b) in enumerate(params):

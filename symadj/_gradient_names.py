@@ -1,0 +1,37 @@
+"""The gradient modes by name: ``gradient="symplectic"`` and the others become mode objects at once."""
+
+from __future__ import annotations
+
+from ._continuous_adjoint import ContinuousAdjoint
+from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
+from .errors import UnknownNameError
+
+_GRADIENT_MODES: dict[str, type[GradientMode]] = {
+    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint)
+}
+
+
+def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
+    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``) into
+    its :class:`GradientMode`; instances pass through.
+
+    Args:
+        mode: a :class:`GradientMode` or its name.
+
+    Returns:
+        The gradient mode object.
+
+    Raises:
+        UnknownNameError: an unknown name, listing the known ones.
+
+    Examples:
+        >>> import symadj
+        >>> type(symadj.as_gradient_mode("checkpoint")).__name__
+        'CheckpointedBackprop'
+    """
+    if isinstance(mode, GradientMode):
+        return mode
+    try:
+        return _GRADIENT_MODES[mode]()
+    except (KeyError, TypeError):
+        raise UnknownNameError("gradient", mode, _GRADIENT_MODES) from None

@@ -11,6 +11,7 @@ pairing, element by element, and the plain product for real states.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._array_api import is_array
@@ -64,3 +65,8 @@ def itemsize(xp: Any, dtype: Any) -> int:
     """Bytes per element of ``dtype`` (a complex number holds two of its real parts)."""
     parts = 2 if is_complex(xp, dtype) else 1
     return parts * xp.finfo(dtype).bits // 8
+
+
+def bytes_of(xp: Any, x: Any) -> int:
+    """Bytes the array ``x`` holds."""
+    return math.prod(x.shape) * itemsize(xp, x.dtype)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from ._backend import Backend
 from ._callbacks import StepCallbacks
 from ._checkpoints import AllSteps, CheckpointPolicy
-from ._events import Events, EventSearch
+from ._events import EventCarry, Events, EventSearch
 from ._interpolant import Interpolant, interpolates
 from ._landing import ControlState, LandingControl, landing_control
 from ._observers import CallbacksObserver, Observer, ProgressObserver, Proposal, events_observer
@@ -65,6 +65,8 @@ class Problem:
 
 
 class Counts(NamedTuple):
+    """The loop's tallies: accepted and rejected attempts, evaluations of f."""
+
     n_accepted: Any
     n_rejected: Any
     n_fevals: Any
@@ -82,7 +84,7 @@ class LoopState(NamedTuple):
     control: ControlState  # the step-size side's
     outputs: OutputsState | None = None  # the outputs writer's
     recording: Recording | None = None  # the recorder's
-    events: Any = None  # the events observer's EventCarry
+    events: EventCarry | None = None  # the events observer's
 
 
 def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, record: bool,

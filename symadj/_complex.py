@@ -68,5 +68,5 @@ def itemsize(xp: Any, dtype: Any) -> int:
 
 
 def bytes_of(xp: Any, x: Any) -> int:
-    """Bytes an array ``x`` of a floating dtype holds."""
+    """Bytes the array ``x`` holds."""
     return math.prod(x.shape) * itemsize(xp, x.dtype)

@@ -27,11 +27,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._backend import Backend, Field
 from ._array_api import device_of, is_array
+from ._backend import Backend, Field
 from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype, real_part, real_product
 from ._interpolant import Interpolant
+from ._rk_step import AcceptedStep
 from ._state import StateLayout
 from .errors import InvalidArgumentError
 
@@ -73,6 +74,25 @@ class EventOutputs(NamedTuple):
     fired: Any
     step: Any
     theta: Any
+
+
+class EventSearch(NamedTuple):
+    """What locating an event inside an accepted step takes besides the step: the bound
+    event functions, the continuous extension, the direction of integration, and whether
+    the event time must carry its derivative (``differentiable``: autodiff through the solve)."""
+
+    fields: tuple[Field, ...]
+    interpolant: Interpolant
+    direction: Any
+    differentiable: bool
+
+
+class _Crossing(NamedTuple):
+    """Which event elements changed sign in a step (``crossed``), and g at its two ends."""
+
+    crossed: Any
+    before: Any
+    after: Any
 
 
 @dataclass(frozen=True)
@@ -219,26 +239,26 @@ class Events:
         """The rows stopped before a step from ``t`` (where a fired event lies at or before it)."""
         return self.rows(xp, record.fired & (direction * (t - record.t) >= 0), like)
 
-    def after_step(self, backend: Backend, xp: Any, fields: Sequence[Field], carry: EventCarry,
-                   interpolant: Interpolant, index: Any, t: Any, h: Any, y: Any, y_new: Any,
-                   derivatives: Sequence[Any], direction: Any, differentiable: bool) -> EventCarry:
-        """Check the accepted step from ``t`` for sign changes, and record where they are."""
-        values = self.values(xp, fields, t + h, y_new)
+    def after_step(self, backend: Backend, xp: Any, search: EventSearch, carry: EventCarry,
+                   step: AcceptedStep) -> EventCarry:
+        """Check the accepted ``step`` for sign changes, and record where they are."""
+        values = self.values(xp, search.fields, step.t + step.h, step.y_new)
         before = carry.values
         rising, falling = (before < 0) & (values >= 0), (before > 0) & (values <= 0)
-        crossed = xp.stack([(rising[j] if direction >= 0 else False) | (falling[j] if direction <= 0 else False)
-                            for j, direction in enumerate(self.directions)]) & ~carry.record.fired
+        crossed = xp.stack([(rising[j] if sense >= 0 else False) | (falling[j] if sense <= 0 else False)
+                            for j, sense in enumerate(self.directions)]) & ~carry.record.fired
+        crossing = _Crossing(crossed, before, values)
 
         def locate(record: EventRecord) -> EventRecord:
-            return self._locate(backend, xp, fields, record, crossed, before, values, interpolant, index, t, h, y,
-                                derivatives, direction, differentiable)
+            return self._locate(backend, xp, search, record, crossing, step)
 
         record = backend.cond(xp.any(crossed), locate, lambda record: record, carry.record)
         return EventCarry(values, record)
 
-    def _locate(self, backend: Backend, xp: Any, fields: Sequence[Field], record: EventRecord, crossed: Any,
-                before: Any, after: Any, interpolant: Interpolant, index: Any, t: Any, h: Any, y: Any,
-                derivatives: Sequence[Any], direction: Any, differentiable: bool) -> EventRecord:
+    def _locate(self, backend: Backend, xp: Any, search: EventSearch, record: EventRecord, crossing: _Crossing,
+                step: AcceptedStep) -> EventRecord:
+        fields, interpolant = search.fields, search.interpolant
+        t, h, y, derivatives = step.t, step.h, step.y, step.derivatives
         fixed_y = backend.stop_gradient(y)
         fixed_k = [backend.stop_gradient(k) for k in derivatives]
 
@@ -248,36 +268,39 @@ class Events:
                           t.dtype)
                 for j, field in enumerate(fields)])
 
-        theta = find_zero(backend, xp, g_at, backend.stop_gradient(before), backend.stop_gradient(after), crossed)
+        crossed = crossing.crossed
+        theta = find_zero(backend, xp, g_at, backend.stop_gradient(crossing.before),
+                          backend.stop_gradient(crossing.after), crossed)
         earliest = xp.where(crossed, theta, xp.full_like(theta, 2.0))
         which = xp.astype(xp.argmin(earliest, axis=0), xp.int32)
         theta = xp.min(earliest, axis=0)
-        if differentiable:
-            theta = self._differentiable_root(backend, xp, fields, theta, which, interpolant, t, h, y, derivatives)
+        if search.differentiable:
+            theta = self._differentiable_root(backend, xp, search, theta, which, step)
         new = xp.any(crossed, axis=0)
         tau = t + theta * h
         # An event a rounding away from the step's start still lies inside the step.
-        tau = xp.where(tau == t, xp.nextafter(t, t + direction), tau)
+        tau = xp.where(tau == t, xp.nextafter(t, t + search.direction), tau)
         state = self.interpolate(xp, interpolant, theta, h, y, derivatives)
         rate = self.rate(xp, interpolant, theta, derivatives)
         new_rows = self.rows(xp, new, y)
         return EventRecord(
             fired=record.fired | new, which=xp.where(new, which, record.which), t=xp.where(new, tau, record.t),
             theta=xp.where(new, theta, record.theta),
-            step=xp.where(new, xp.zeros_like(record.step) + index, record.step),
+            step=xp.where(new, xp.zeros_like(record.step) + step.index, record.step),
             state=xp.where(new_rows, state, record.state), rate=xp.where(new_rows, rate, record.rate),
         )
 
-    def _differentiable_root(self, backend: Backend, xp: Any, fields: Sequence[Field], theta: Any, which: Any,
-                             interpolant: Interpolant, t: Any, h: Any, y: Any, derivatives: Sequence[Any]) -> Any:
+    def _differentiable_root(self, backend: Backend, xp: Any, search: EventSearch, theta: Any, which: Any,
+                             step: AcceptedStep) -> Any:
         """θ* with the derivative the implicit function theorem gives it, its value unchanged:
         θ* − (G − stop(G)) / stop(∂G/∂θ), for autodiff through the solve (``backprop``)."""
         fixed = backend.stop_gradient
+        fields, interpolant, t, h = search.fields, search.interpolant, step.t, step.h
         chosen = self.one_hot(xp, which, len(fields), fixed(theta))
         tau = t + fixed(theta) * h
-        state = self.interpolate(xp, interpolant, fixed(theta), h, y, derivatives)
+        state = self.interpolate(xp, interpolant, fixed(theta), h, step.y, step.derivatives)
         g = xp.sum(chosen * self.values(xp, fields, tau, state), axis=0)
-        rate = fixed(self.rate(xp, interpolant, fixed(theta), derivatives))
+        rate = fixed(self.rate(xp, interpolant, fixed(theta), step.derivatives))
         dt_g, dy_g, _ = self.gradient(backend, xp, fields, (), chosen, tau, fixed(state))
         g_theta = (dt_g + xp.astype(self.row_sum(xp, real_product(backend, xp, dy_g, rate)), t.dtype)) * h
         return fixed(theta) - (g - fixed(g)) / xp.where(g_theta == 0, xp.ones_like(g_theta), g_theta)
@@ -291,20 +314,12 @@ class Events:
                     derivatives: Sequence[Any]) -> Any:
         """u(θ) = y + h Σ b_i(θ) k_i, with θ event-shaped (one θ per row for per-row events)."""
         weights = interpolant.weights(xp, theta, interpolant.stages, y.dtype)
-        return y + xp.astype(h, y.dtype) * self._combine(xp, interpolant, weights, y, derivatives)
+        return y + xp.astype(h, y.dtype) * interpolant.combine(xp, weights, derivatives, y.ndim - len(self.shape))
 
     def rate(self, xp: Any, interpolant: Interpolant, theta: Any, derivatives: Sequence[Any]) -> Any:
         """u'(θ)/h = Σ b_i'(θ) k_i."""
         weights = interpolant.derivative_weights(xp, theta, interpolant.stages, derivatives[0].dtype)
-        return self._combine(xp, interpolant, weights, derivatives[0], derivatives)
-
-    def _combine(self, xp: Any, interpolant: Interpolant, weights: Any, like: Any, derivatives: Sequence[Any]) -> Any:
-        """Σ_i w_i k_i over the interpolant's stages, with weights (*shape, stages) applied row by row."""
-        total = None
-        for position, i in enumerate(interpolant.stages):
-            term = self.rows(xp, weights[..., position], like) * derivatives[i]
-            total = term if total is None else total + term
-        return total
+        return interpolant.combine(xp, weights, derivatives, derivatives[0].ndim - len(self.shape))
 
     def gradient(self, backend: Backend, xp: Any, fields: Sequence[Field], params: Sequence[Any], cotangent: Any,
                  tau: Any, state: Any) -> tuple[Any, Any, list[Any]]:

@@ -61,14 +61,22 @@ class Interpolant:
 
     def evaluate(self, xp: Any, theta: Any, h: Any, y: Any, derivatives: Sequence[Any]) -> Any:
         """y + h Σ_i b_i(θ) k_i, for θ of any shape (the result has θ's shape, then y's)."""
-        stages = self.stages
-        weights = self.weights(xp, theta, stages, y.dtype)
-        shape = (*theta.shape, *(1,) * y.ndim)
+        weights = self.weights(xp, theta, self.stages, y.dtype)
+        return y + xp.astype(h, y.dtype) * self.combine(xp, weights, derivatives, y.ndim)
+
+    def combine(self, xp: Any, weights: Any, derivatives: Any, trailing: int) -> Any:
+        """Σ_i w_i k_i over :attr:`stages`: ``weights`` has any leading shape, then one entry per
+        stage; each w_i gets ``trailing`` unit axes to broadcast against k_i. ``derivatives`` is
+        a list indexed by stage, or an array stacked as (*leading, stages, ...) whose stage axis
+        holds :attr:`stages` in order (summed along that axis)."""
+        leading = weights.shape[:-1]
+        if not isinstance(derivatives, (list, tuple)):
+            return xp.sum(xp.reshape(weights, (*weights.shape, *(1,) * trailing)) * derivatives, axis=len(leading))
         total = None
-        for position, i in enumerate(stages):
-            term = xp.reshape(weights[..., position], shape) * derivatives[i]
+        for position, i in enumerate(self.stages):
+            term = xp.reshape(weights[..., position], (*leading, *(1,) * trailing)) * derivatives[i]
             total = term if total is None else total + term
-        return y + xp.astype(h, y.dtype) * total
+        return total
 
 
 def dense_stages(tab: Tableau) -> tuple[int, ...]:

@@ -9,12 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._complex import real_dtype
 from ._tableau import Tableau
 
 VectorField = Callable[[Any, Any], Any]
+
+
+class AcceptedStep(NamedTuple):
+    """A step the integration loop accepted, as its observers see it: step ``index``, from
+    ``t`` with size ``h``, from ``y`` to ``y_new``."""
+
+    index: Any
+    t: Any
+    h: Any
+    y: Any
+    y_new: Any
+    derivatives: list  # k_0..k_{s-1}
+    stages: list  # the stage states Y_0..Y_{s-1}
+    t_end: Any  # t + h, computed once
+    reached: Any  # the time outputs are taken up to: the landing time if the step landed
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from typing import Any, NamedTuple
 
 from ._array_api import device_of
 from ._complex import magnitude
-from ._rk_step import combine
 from ._options import SolverOptions
+from ._rk_step import combine
+from ._solution import Status
 from ._tableau import Tableau
 
 
@@ -149,6 +150,12 @@ class StepController(abc.ABC):
         """Accept or reject a step of size ``h`` from ``y`` to ``y_new``; the size of the next attempt.
         ``planned`` is the size the step had before it was shortened to land on a time."""
 
+    @abc.abstractmethod
+    def rejected_status(self, xp: Any, backend: Any, options: SolverOptions, t: Any, decision: Decision,
+                        finite: Any, status: Any) -> Any:
+        """The solve's status after the attempt from ``t`` was rejected: ``status`` while it may
+        go on, else why it failed (``finite``: whether the attempt's state was finite)."""
+
 
 @dataclass(frozen=True)
 class ConstantSteps(StepController):
@@ -164,6 +171,9 @@ class ConstantSteps(StepController):
 
     def decide(self, xp, backend, problem, h, y, y_new, derivatives, finite, previous_ratio, planned):
         return Decision(finite, previous_ratio, planned)
+
+    def rejected_status(self, xp, backend, options, t, decision, finite, status):
+        return int(Status.NONFINITE)
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,13 @@ class ErrorControl(StepController):
             # does. Its planned size is compared, as stretching it onto a landing time may pass the floor.
             accept = accept | (finite & (xp.abs(backend.stop_gradient(planned)) <= options.step_floor))
         return Decision(accept, ratio, next_h)
+
+    def rejected_status(self, xp, backend, options, t, decision, finite, status):
+        # A NaN step size (from a NaN derivative at the start) fails at once, not after max_steps.
+        too_small = ~xp.isfinite(decision.next_h) | (xp.abs(decision.next_h) < options.min_step) | (
+            t + decision.next_h == t)
+        failure = backend.select(finite, int(Status.STEP_UNDERFLOW), int(Status.NONFINITE))
+        return backend.select(too_small, failure, status)
 
 
 def controller_for(tab: Any, options: SolverOptions) -> StepController:

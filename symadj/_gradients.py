@@ -25,7 +25,7 @@ from ._interpolant import Interpolant, dense_stages
 from ._output_cotangents import OutputsCotangent
 from ._plugins import registry
 from ._progress import phase
-from ._solution import Stats, Status
+from ._solution import SolveOutputs, Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
 from ._walk_checks import RecomputingStep, WalkChecks, check_recomputation_choice
@@ -168,15 +168,15 @@ class _RecordingMode(GradientMode):
                                                    checkpoints=policy, active_stages=kept_stages, params=params)
             return outputs, stats, (trajectory, params)
 
-        def backward(residuals, outputs_cotangent):
+        def backward(residuals, cotangents):
             trajectory, params = residuals
             bound = field.with_params(params)
-            incoming, checks = outputs_cotangent, WalkChecks(backend, xp, self, trajectory.final)
+            incoming, checks = cotangents.joined(xp), WalkChecks(backend, xp, self, trajectory.final)
             events, record = problem.events, trajectory.events
-            event_outputs, event_params_bar = None, []
+            outputs_cotangent, event_outputs, event_params_bar = cotangents.ys, None, []
             if events is not None:
                 outputs_cotangent, event_outputs, event_params_bar = events.cotangents(
-                    backend, xp, events.bound(params), params, record, outputs_cotangent, problem.ts,
+                    backend, xp, events.bound(params), params, record, cotangents, problem.ts,
                     _direction(problem), record.rate)
 
             def step(from_stages: bool) -> StepAdjoint:
@@ -345,9 +345,9 @@ class Adjoint(GradientMode):
             params = inputs[1:] if timed else inputs
             outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False,
                                           params=params)
-            return outputs, stats, (outputs, inputs, stats.events, stats.status, stats.t_final, stats.n_outputs)
+            return outputs, stats, (outputs.ys, inputs, stats.events, stats.status, stats.t_final, stats.n_outputs)
 
-        def backward(residuals, outputs_cotangent):
+        def backward(residuals, cotangents):
             outputs, inputs, record, status, t_final, reached = residuals
             params = inputs[1:] if timed else inputs
             # A solve stopped early (throw=False) left its later outputs NaN: the backward solves,
@@ -357,10 +357,10 @@ class Adjoint(GradientMode):
             if backend.staged_loops:  # the check fires at run time: no backward solve may fail before it
                 outputs = problem.xp.where(finished, outputs, problem.xp.zeros_like(outputs))
             bound = field.with_params(params)
-            adjoint_problem, event_params_bar = problem, []
+            adjoint_problem, outputs_cotangent, event_params_bar = problem, cotangents.ys, []
             if problem.events is not None:
-                adjoint_problem, outputs, outputs_cotangent, event_cotangent, event_params_bar = _event_segments(
-                    backend, problem, bound, params, record, outputs, outputs_cotangent)
+                adjoint_problem, outputs_cotangent, event_cotangent, event_params_bar = _event_segments(
+                    backend, problem, bound, params, record, cotangents)
                 lam, params_bar = continuous_adjoint(backend, adjoint_problem, bound, params, outputs,
                                                      event_cotangent, self)
             else:
@@ -398,25 +398,25 @@ def _reporting_steps(backend: Backend, problem: Problem, adjoint: RecomputingSte
 
 
 def _event_segments(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], record: Any,
-                    outputs: Any, outputs_cotangent: Any) -> tuple[Problem, Any, Any, Any, list]:
+                    cotangents: SolveOutputs) -> tuple[Problem, Any, Any, list]:
     """The continuous adjoint of a solve stopped by an event (one for the whole state): the
     output times at and after τ move onto τ (segments of length zero), the event state's
     cotangent ū joins the first of them, with ẏ = f(τ, y*) in the implicit function theorem.
 
-    Returns the backward problem, the outputs, their own cotangents, those with ū added,
-    and the parameters' cotangents through g."""
+    Returns the backward problem, the outputs' own cotangents, those with ū added, and
+    the parameters' cotangents through g."""
     xp, events, ts = problem.xp, problem.events, problem.ts
     n, direction = problem.n_outputs, _direction(problem)
     rate = field(record.t, record.state)
     own, event_outputs, params_bar = events.cotangents(backend, xp, events.bound(params), params, record,
-                                                       outputs_cotangent, ts, direction, rate)
+                                                       cotangents, ts, direction, rate)
     after = record.fired & (direction * (ts - record.t) >= 0)
     first = after & ~xp.concat([xp.zeros((1,), dtype=xp.bool, device=device_of(ts)), after[:-1]])
     expand = (n, *(1,) * record.state.ndim)
     with_event = own + xp.where(xp.reshape(first, expand), event_outputs.cotangent, xp.zeros_like(own))
     moved = Problem(xp, problem.tableau, xp.where(after, record.t, ts), problem.rtol, problem.atol, problem.options,
                     progress=problem.progress, adjoint_callbacks=problem.adjoint_callbacks)
-    return moved, outputs[:n, ...], own, with_event, params_bar
+    return moved, own, with_event, params_bar
 
 
 def _direction(problem: Problem) -> Any:
@@ -698,7 +698,7 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
                                                      progress=backward_solves, callbacks=callbacks),
                                     augmented, z0, record=False)
             backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
-            _, lam, *params_bar = layout.unflatten(xp, z[-1])
+            _, lam, *params_bar = layout.unflatten(xp, z.ys[-1])
             return cast(lam, state_dtype), [cast(bar, p.dtype) for bar, p in zip(params_bar, params)]
 
         # Output times moved onto an event time leave segments of length zero.

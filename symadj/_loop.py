@@ -25,7 +25,7 @@ from ._options import SolverOptions
 from ._interpolant import Interpolant, interpolates
 from ._landing import at_jump, count_reached, landing_times
 from ._progress import Progress
-from ._solution import Schedule, Stats, Status
+from ._solution import Schedule, SolveOutputs, Stats, Status
 from ._stepsize import controller_for
 from ._tableau import Tableau
 
@@ -113,7 +113,7 @@ class _Carry(NamedTuple):
 
 def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, record: bool,
               differentiable: bool = False, checkpoints: CheckpointPolicy | None = None,
-              active_stages: tuple[int, ...] = (), params: Any = None) -> tuple[Any, Stats, Trajectory | None]:
+              active_stages: tuple[int, ...] = (), params: Any = None) -> tuple[SolveOutputs, Stats, Trajectory | None]:
     """Solve from ``ts[0]`` through every output time.
 
     Returns the outputs stacked along a leading axis (NaN where not reached), the
@@ -121,8 +121,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     the ``checkpoints`` policy says (default: every state); a policy that keeps stage
     states keeps those listed in ``active_stages``. ``differentiable`` asks the backend
     for a loop its autodiff can reverse. With events (``problem.events``, evaluated with
-    ``params`` when given) the outputs are followed by the event state and time
-    (:meth:`Events.packed`) and the solve stops once every event element has fired.
+    ``params`` when given) the outputs come with the event state and time
+    (:class:`SolveOutputs`) and the solve stops once every event element has fired.
     Each accepted step is reported to ``problem.progress.forward`` (opened and closed by
     the caller), and each attempt to ``problem.callbacks``.
     """
@@ -272,11 +272,10 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     if events is not None:
         finished = finished | xp.all(carry.events.record.fired)
     status = backend.select(finished, int(Status.SUCCESS), carry.status)
-    outputs = writer.finish(carry, y0)
+    outputs = SolveOutputs(writer.finish(carry, y0))
     event_record = None
     if events is not None:
-        outputs, event_record = events.finish(xp, carry.events.record, outputs, ts, direction)
-        outputs = events.packed(xp, outputs, event_record)
+        outputs, event_record = events.finish(xp, carry.events.record, outputs.ys, ts, direction)
     checkpoint_bytes, extra_fevals, schedule = 0, 0, int(Schedule.NONE)
     if record:
         checkpoint_bytes, extra_fevals, schedule = policy.costs(

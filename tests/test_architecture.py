@@ -17,8 +17,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_tableau", "_state", "_backend", "_progress", "hookspecs"),
     ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin"),
     ("_walk", "_events", "_checkpoints", "_output_cotangents", "_walk_checks", "_loop"),
-    ("_gradients",),
-    ("_api", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
+    ("_gradients", "_time_gradients"),
+    ("_api", "_arguments", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
     ("_cli", "__main__", "bench", "testing"),
 )
 #: Packages of the plugins and of the benchmark, which the core (every layer but the last) never imports.

@@ -30,7 +30,6 @@ from ._gradient_names import as_gradient_mode
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, registry
-from .hookspecs import hookimpl
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (
@@ -51,6 +50,7 @@ from .errors import (
     TableauError,
     UnknownNameError,
 )
+from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

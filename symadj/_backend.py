@@ -259,7 +259,8 @@ class Backend(abc.ABC):
     - **storage**: :meth:`buffer`\\*, :meth:`buffer_of`\\*, :meth:`host_buffer`,
       :meth:`check_host_storage`, :meth:`to_host`, :meth:`to_device`, :meth:`accumulate`;
     - **autodiff** (only where :attr:`differentiable`): :meth:`requires_grad`,
-      :meth:`stop_gradient`, :meth:`vjp`, :meth:`custom_vjp`.
+      :meth:`stop_gradient`, :meth:`vjp`, :meth:`custom_vjp`, :meth:`time_terms`,
+      :meth:`deferred_time_terms`.
 
     An eager library (one that runs Python loops as they come: NumPy, PyTorch) subclasses
     :class:`EagerBackend`, which writes the control flow and storage for it: a forward-only
@@ -478,12 +479,18 @@ class Backend(abc.ABC):
         """Zero-valued terms carrying the gradient with respect to the output times:
         ``rates_of(fixed) * shift`` along the first axis, where ``shift`` (times − their
         constant copy) is zero and ``rates_of`` gives f(t_k, y_k) for the outputs ``fixed``
-        (constants). The rates cost a field evaluation per output: the default evaluates them
-        at once; a backend that learns only in the backward pass whether the times are
-        differentiated may evaluate them there, and only then (JAX does).
+        (constants). The rates cost a field evaluation per output, spent here, at once:
+        forward-mode autodiff may go through these terms (``gradient="backprop"``).
         """
         xp = self.namespace()
         return rates_of(fixed) * xp.reshape(shift, (-1, *(1,) * (fixed.ndim - 1)))
+
+    def deferred_time_terms(self, rates_of: Callable[[Any], Any], fixed: Any, shift: Any) -> Any:
+        """:meth:`time_terms` for a solve that no forward-mode autodiff goes through: a
+        backend that learns only in the backward pass whether the times are differentiated
+        may evaluate the rates there, and only then (JAX does). :meth:`time_terms` by default.
+        """
+        return self.time_terms(rates_of, fixed, shift)
 
     def vjp(self, fn: Callable[[Any, Params], Any], y: Any, params: Params, cotangent: Any
             ) -> tuple[Any, Any, list[Any]]:
@@ -500,6 +507,12 @@ class Backend(abc.ABC):
         ``forward(y0, params) -> (outputs, aux, residuals)`` runs without recording a
         graph; ``backward(residuals, outputs_cotangent) -> (y0_cotangent, params_cotangents)``
         runs when gradients are requested. Returns ``(outputs, aux)``.
+
+        ``outputs`` is an array or a tuple (a ``NamedTuple`` too) of arrays and ``None``:
+        the engine gives the outputs, event state and event time of a solve as one
+        ``NamedTuple``, the event entries ``None`` without events. ``outputs_cotangent``
+        has the structure of ``outputs``: ``None`` where it holds ``None``, zeros for an
+        output the caller's gradient does not reach.
 
         ``params`` is a list; a backend that finds, while ``forward`` runs, more arrays that
         need gradients (torch: every tensor func and the event functions read) appends them

@@ -30,7 +30,6 @@ from ._walk import BackwardStep, BackwardSteps, FromState, FromStoredStages, Wal
 from .errors import InvalidArgumentError
 
 
-
 class CheckpointPolicy(abc.ABC):
     """What the forward pass keeps for the backward pass of ``"symplectic"``/``"checkpoint"``.
 

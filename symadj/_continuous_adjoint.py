@@ -22,7 +22,7 @@ from ._loop import Problem, integrate
 from ._options import SolverOptions
 from ._plugins import registry
 from ._progress import phase
-from ._solution import Stats, Status
+from ._solution import SolveOutputs, Stats, Status
 from ._state import StateLayout
 from ._tableau import Tableau
 from .errors import GradientNotSupportedError, MaxStepsError, NonFiniteError, StepSizeUnderflowError
@@ -69,9 +69,9 @@ class ContinuousAdjoint(GradientMode):
             params = inputs[1:] if timed else inputs
             outputs, stats, _ = integrate(backend, problem, field.with_params(params), y0, record=False,
                                           params=params)
-            return outputs, stats, (outputs, inputs, stats.events, stats.status, stats.t_final, stats.n_outputs)
+            return outputs, stats, (outputs.ys, inputs, stats.events, stats.status, stats.t_final, stats.n_outputs)
 
-        def backward(residuals, outputs_cotangent):
+        def backward(residuals, cotangents):
             outputs, inputs, record, status, t_final, reached = residuals
             params = inputs[1:] if timed else inputs
             # A solve stopped early (throw=False) left its later outputs NaN: the backward solves,
@@ -82,10 +82,11 @@ class ContinuousAdjoint(GradientMode):
                 outputs = problem.xp.where(finished, outputs, problem.xp.zeros_like(outputs))
             bound = field.with_params(params)
             # The cotangents the backward solves take at the output times: with an event's added.
+            outputs_cotangent = cotangents.ys
             adjoint_problem, backward_cotangent, event_params_bar = problem, outputs_cotangent, []
             if problem.events is not None:
-                adjoint_problem, outputs, outputs_cotangent, backward_cotangent, event_params_bar = _event_segments(
-                    backend, problem, bound, params, record, outputs, outputs_cotangent)
+                adjoint_problem, outputs_cotangent, backward_cotangent, event_params_bar = _event_segments(
+                    backend, problem, bound, params, record, cotangents)
             lam, params_bar = continuous_adjoint(backend, adjoint_problem, bound, params, outputs, backward_cotangent,
                                                  self)
             if event_params_bar:
@@ -148,7 +149,7 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
                                                      progress=backward_solves, callbacks=callbacks),
                                     augmented, z0, record=False)
             backend.check_status(stats, lambda stats, times: _backward_failure(stats, times, options, mode), times)
-            _, lam, *params_bar = layout.unflatten(xp, z[-1])
+            _, lam, *params_bar = layout.unflatten(xp, z.ys[-1])
             return cast(lam, state_dtype), [cast(bar, p.dtype) for bar, p in zip(params_bar, params)]
 
         # Output times moved onto an event time leave segments of length zero.
@@ -163,25 +164,25 @@ def continuous_adjoint(backend: Backend, problem: Problem, field: Field, params:
 
 
 def _event_segments(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], record: Any,
-                    outputs: Any, outputs_cotangent: Any) -> tuple[Problem, Any, Any, Any, list]:
+                    cotangents: SolveOutputs) -> tuple[Problem, Any, Any, list]:
     """The continuous adjoint of a solve stopped by an event (one for the whole state): the
     output times at and after τ move onto τ (segments of length zero), the event state's
     cotangent ū joins the first of them, with ẏ = f(τ, y*) in the implicit function theorem.
 
-    Returns the backward problem, the outputs, their own cotangents, those with ū added,
-    and the parameters' cotangents through g."""
+    Returns the backward problem, the outputs' own cotangents, those with ū added, and
+    the parameters' cotangents through g."""
     xp, events, ts = problem.xp, problem.events, problem.ts
     n, direction = problem.n_outputs, _direction(problem)
     rate = field(record.t, record.state)
     own, event_outputs, params_bar = events.cotangents(backend, xp, events.bound(params), params, record,
-                                                       outputs_cotangent, ts, direction, rate)
+                                                       cotangents, ts, direction, rate)
     after = record.fired & (direction * (ts - record.t) >= 0)
     first = after & ~xp.concat([xp.zeros((1,), dtype=xp.bool, device=device_of(ts)), after[:-1]])
     expand = (n, *(1,) * record.state.ndim)
     with_event = own + xp.where(xp.reshape(first, expand), event_outputs.cotangent, xp.zeros_like(own))
     moved = Problem(xp, problem.tableau, xp.where(after, record.t, ts), problem.rtol, problem.atol, problem.options,
                     progress=problem.progress, adjoint_callbacks=problem.adjoint_callbacks)
-    return moved, outputs[:n, ...], own, with_event, params_bar
+    return moved, own, with_event, params_bar
 
 
 def _time_cotangents(backend: Backend, problem: Problem, field: Field, outputs: Any, outputs_cotangent: Any,

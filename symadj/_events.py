@@ -33,6 +33,7 @@ from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype, real_part, real_product
 from ._interpolant import Interpolant
 from ._rk_step import AcceptedStep
+from ._solution import SolveOutputs
 from ._state import StateLayout
 from .errors import InvalidArgumentError
 
@@ -340,13 +341,19 @@ class Events:
         dt_g = xp.astype(real_part(xp, xp.reshape(z_bar[size:], self.shape)), tau.dtype)
         return dt_g, xp.reshape(z_bar[:size], state.shape), params_bar
 
-    def finish(self, xp: Any, record: EventRecord, outputs: Any, ts: Any, direction: Any) -> tuple[Any, EventRecord]:
-        """Outputs at and after each row's event hold its event state; rows that never
-        fired get the last output as their event state."""
+    def finish(self, xp: Any, record: EventRecord, outputs: Any, ts: Any, direction: Any
+               ) -> tuple[SolveOutputs, EventRecord]:
+        """The solve's outputs, event state and time: outputs at and after each row's event
+        hold its event state; rows that never fired get the last output as their event
+        state. The time is taken in the state's dtype (:class:`SolveOutputs`)."""
         last = outputs[-1, ...]
         record = record._replace(state=xp.where(self.rows(xp, record.fired, last), record.state, last))
         after = self._after(xp, record, ts, direction)
-        return xp.where(self._output_rows(xp, after, last), record.state, outputs), record
+        ys = xp.where(self._output_rows(xp, after, last), record.state, outputs)
+        # Copies: an autograd library marks the arrays a solve returns, and the record is kept unmarked.
+        dtype = record.state.dtype
+        state, time = xp.astype(record.state, dtype, copy=True), xp.astype(record.t, dtype, copy=True)
+        return SolveOutputs(ys, state, time), record
 
     def held_still(self, xp: Any, record: EventRecord, rates: Any, ts: Any, direction: Any) -> Any:
         """``rates`` (one per output) zero where an output holds its row's event state."""
@@ -361,22 +368,17 @@ class Events:
     def _output_rows(self, xp: Any, x: Any, like: Any) -> Any:
         return xp.reshape(x, (x.shape[0], *self.shape, *(1,) * (like.ndim - len(self.shape))))
 
-    def packed(self, xp: Any, outputs: Any, record: EventRecord) -> Any:
-        """The outputs, then the event state and the event time (as a state-shaped slot, in
-        the state's dtype: the slot carries its gradient, :func:`symadj.solve` its value)."""
-        time_slot = xp.zeros_like(record.state) + self.rows(xp, xp.astype(record.t, record.state.dtype), record.state)
-        return xp.concat([outputs, record.state[None, ...], time_slot[None, ...]])
-
     # -- backward -----------------------------------------------------------
 
     def cotangents(self, backend: Backend, xp: Any, fields: Sequence[Field], params: Sequence[Any],
-                   record: EventRecord, cotangent: Any, ts: Any, direction: Any, rate: Any
+                   record: EventRecord, cotangent: SolveOutputs, ts: Any, direction: Any, rate: Any
                    ) -> tuple[Any, EventOutputs, list[Any]]:
-        """Turn the cotangent of the packed outputs into the outputs' own (those at or after
-        an event moved onto it), the event states' as interpolated outputs, and the
-        parameters' through g. ``rate`` is ẏ at the events (the extension's, or f's)."""
+        """Turn the cotangent of the solve's outputs, event state and time into the outputs'
+        own (those at or after an event moved onto it), the event states' as interpolated
+        outputs, and the parameters' through g. ``rate`` is ẏ at the events (the
+        extension's, or f's)."""
         n = ts.shape[0]
-        outputs_bar, state_bar, time_bar = cotangent[:n, ...], cotangent[n, ...], cotangent[n + 1, ...]
+        outputs_bar, state_bar, time_bar = cotangent
         last = outputs_bar[-1, ...]
         after = self._output_rows(xp, self._after(xp, record, ts, direction), last)
         fired_rows = self.rows(xp, record.fired, last)
@@ -387,8 +389,7 @@ class Events:
         is_last = xp.reshape(xp.arange(n, device=device_of(ts)) == n - 1, (n, *(1,) * last.ndim))
         outputs_bar = outputs_bar + xp.where(is_last & ~fired_rows, state_bar, zero)
         state_bar = xp.where(fired_rows, state_bar, xp.zeros_like(state_bar))
-        time_bar = xp.where(record.fired, complex_cast(xp, self.row_sum(xp, time_bar), ts.dtype),
-                            xp.zeros_like(record.t))
+        time_bar = xp.where(record.fired, complex_cast(xp, time_bar, ts.dtype), xp.zeros_like(record.t))
 
         chosen = self.one_hot(xp, record.which, len(fields), record.t) * xp.astype(record.fired, record.t.dtype)
         dt_g, dy_g, _ = self.gradient(backend, xp, fields, (), chosen, record.t, record.state)

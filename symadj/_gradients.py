@@ -16,14 +16,14 @@ from typing import Any
 
 from ._backend import Backend, Field
 from ._checkpoints import Auto, CheckpointPolicy, as_checkpoint_policy
-from ._rk_step import rk_advance, rk_step_with_stages
-from ._loop import Problem, integrate
 from ._interpolant import Interpolant
+from ._loop import Problem, integrate
 from ._output_cotangents import OutputsCotangent
 from ._progress import phase
-from ._solution import Stats
-from ._tableau import Tableau
+from ._rk_step import rk_advance, rk_step_with_stages
+from ._solution import SolveOutputs, Stats
 from ._symplectic_step import SymplecticStep, adjoint_stages, cond_with_ends
+from ._tableau import Tableau
 from ._walk import BackwardStep, StageSource, WalkState
 from ._walk_checks import RecomputingStep, WalkChecks, check_recomputation_choice
 from .errors import InvalidArgumentError
@@ -156,24 +156,24 @@ class _RecordingMode(GradientMode):
                                                    checkpoints=self.checkpoints, active_stages=stored, params=params)
             return outputs, stats, (trajectory, params)
 
-        def backward(residuals, outputs_cotangent):
+        def backward(residuals, cotangents):
             trajectory, params = residuals
-            return self._walk_back(backend, problem, field.with_params(params), params, trajectory, outputs_cotangent)
+            return self._walk_back(backend, problem, field.with_params(params), params, trajectory, cotangents)
 
         return backend.custom_vjp(forward, backward, y0, field.params)
 
     def _walk_back(self, backend: Backend, problem: Problem, field: Field, params: Sequence[Any], trajectory: Any,
-                   outputs_cotangent: Any) -> tuple[Any, list]:
+                   cotangents: SolveOutputs) -> tuple[Any, list]:
         """The backward pass: the cotangents of ``y0`` and of ``params`` from the outputs'
-        ``outputs_cotangent``, the recorded steps walked in reverse as the checkpoint policy says."""
+        ``cotangents``, the recorded steps walked in reverse as the checkpoint policy says."""
         xp, tab, interpolant = problem.xp, problem.tableau, backward_interpolant(problem)
         checks = WalkChecks(backend, xp, self, trajectory.final)
         events, record = problem.events, trajectory.events
-        event_outputs, event_params_bar = None, []
-        incoming = outputs_cotangent
+        outputs_cotangent, event_outputs, event_params_bar = cotangents.ys, None, []
+        incoming = cotangents.joined(xp)
         if events is not None:
             outputs_cotangent, event_outputs, event_params_bar = events.cotangents(
-                backend, xp, events.bound(params), params, record, outputs_cotangent, problem.ts,
+                backend, xp, events.bound(params), params, record, cotangents, problem.ts,
                 _direction(problem), record.rate)
         outputs = OutputsCotangent(backend, xp, trajectory, outputs_cotangent, interpolant,
                                    self.interpolated_stages(tab, interpolant), event_outputs)

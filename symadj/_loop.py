@@ -28,7 +28,7 @@ from ._output_writers import OutputsState, StagedOutputs, outputs_writer
 from ._progress import Progress
 from ._recorder import Recorder, Recording, Trajectory
 from ._rk_step import AcceptedStep, Nudge, VectorField, rk_step_with_stages, stage_nudge
-from ._solution import Schedule, Stats, Status
+from ._solution import Schedule, SolveOutputs, Stats, Status
 from ._tableau import Tableau
 
 __all__ = ["Problem", "Trajectory", "integrate"]
@@ -89,7 +89,8 @@ class LoopState(NamedTuple):
 
 def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, record: bool,
               differentiable: bool = False, checkpoints: CheckpointPolicy | None = None,
-              active_stages: tuple[int, ...] = (), params: Any = None) -> tuple[Any, Stats, Trajectory | None]:
+              active_stages: tuple[int, ...] = (), params: Any = None
+              ) -> tuple[SolveOutputs, Stats, Trajectory | None]:
     """Solve from ``ts[0]`` through every output time.
 
     Returns the outputs stacked along a leading axis (NaN where not reached), the
@@ -97,8 +98,8 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     the ``checkpoints`` policy says (default: every state); a policy that keeps stage
     states keeps those listed in ``active_stages``. ``differentiable`` asks the backend
     for a loop its autodiff can reverse. With events (``problem.events``, evaluated with
-    ``params`` when given) the outputs are followed by the event state and time
-    (:meth:`Events.packed`) and the solve stops once every event element has fired.
+    ``params`` when given) the outputs come with the event state and time
+    (:class:`SolveOutputs`) and the solve stops once every event element has fired.
     Each accepted step is reported to ``problem.progress.forward`` (opened and closed by
     the caller), and each attempt to ``problem.callbacks``.
     """
@@ -112,11 +113,10 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     loop = _Loop(backend, problem, f, control, observers, problem.stage_nudge(y0.dtype))
     state = backend.while_loop(loop.running, loop.attempt, loop.start(y0), max_iterations=problem.options.max_steps,
                                differentiable=differentiable)
-    outputs = writer.finish(state.outputs, y0)
+    outputs = SolveOutputs(writer.finish(state.outputs, y0))
     event_record = None
     if problem.events is not None:
-        outputs, event_record = problem.events.finish(xp, state.events.record, outputs, ts, direction)
-        outputs = problem.events.packed(xp, outputs, event_record)
+        outputs, event_record = problem.events.finish(xp, state.events.record, outputs.ys, ts, direction)
     costs, trajectory = (0, 0, int(Schedule.NONE)), None
     if recorder is not None:
         costs, trajectory = recorder.finish(state, y0, event_record)

@@ -146,6 +146,24 @@ class Stats(NamedTuple):
         return f"Stats({fields})"
 
 
+class SolveOutputs(NamedTuple):
+    """The differentiable result of a solve, as it crosses :meth:`Backend.custom_vjp`: the
+    outputs ``ys`` (leading time axis) and, with events, the event state y* (state-shaped)
+    and the event time τ (event-shaped, in the state's dtype: its cotangent has the
+    precision of the others; :func:`symadj.solve` moves it onto the full-precision time
+    of the event record). The event entries are ``None`` without events."""
+
+    ys: Any
+    event_state: Any = None
+    event_time: Any = None
+
+    def joined(self, xp: Any) -> Any:
+        """Its arrays as one (``ys`` itself without events), to check them all at once."""
+        if self.event_state is None:
+            return self.ys
+        return xp.concat([xp.reshape(x, (-1,)) for x in self])
+
+
 class EventOutcome(NamedTuple):
     """Where the events of a solve fired (:attr:`Solution.event`).
 

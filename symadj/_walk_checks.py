@@ -23,8 +23,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._backend import Backend
 from ._array_api import device_of
+from ._backend import Backend
 from ._walk import BackwardStep, WalkState
 from .errors import InvalidArgumentError, NonFiniteError, RecomputationError, RecomputationWarning
 

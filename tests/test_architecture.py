@@ -18,8 +18,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin"),
     ("_walk", "_symplectic_step", "_events", "_checkpoints", "_output_cotangents", "_walk_checks", "_observers",
      "_output_writers", "_recorder", "_loop"),
-    ("_gradients", "_continuous_adjoint", "_gradient_names"),
-    ("_api", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
+    ("_gradients", "_continuous_adjoint", "_gradient_names", "_time_gradients"),
+    ("_api", "_arguments", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
     ("_cli", "__main__", "bench", "testing"),
 )
 #: Packages of the plugins and of the benchmark, which the core (every layer but the last) never imports.

@@ -17,8 +17,8 @@ import tomllib
 
 from symadj import Tableau, TableauError
 from symadj._cli import main
-from symadj._tableaux_plugin import shipped_tableaux_dir
 from symadj._tableau import INEXACT_TOLERANCE, DenseOutput
+from symadj._tableaux_plugin import shipped_tableaux_dir
 
 FILES = sorted(shipped_tableaux_dir().glob("*.toml"))
 

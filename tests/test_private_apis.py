@@ -1,5 +1,6 @@
-"""symadj and its backends use only public jax/torch APIs, except in the one compat module each
-backend keeps (``backends/symadj_torch/_torch_internals.py``, ``backends/symadj_jax/_jax_internals.py``), which names every private use in one place so
+"""symadj and its backends use only public jax/torch APIs, except in the one internals module
+each backend keeps (``backends/symadj_torch/_torch_internals.py``,
+``backends/symadj_jax/_jax_internals.py``), which names every private use in one place so
 that a release that moves one fails loudly there rather than changing behaviour silently."""
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def _sources() -> list[Path]:
 def test_no_private_jax_or_torch_api_outside_the_backends_internals_modules():
     hits = [f"{path.relative_to(ROOT)}:{line}: {what}: {text}"
             for path in _sources() for line, what, text in private_uses(path.read_text())]
-    assert not hits, ("private jax/torch APIs outside the backends' internals modules (use a public API, or move the use "
-                      "into the backend's internals module with a test that fails when it disappears):\n" + "\n".join(hits))
+    assert not hits, ("private jax/torch APIs outside the backends' internals modules (use a public API, or move "
+                      "the use into the backend's internals module with a test that fails when it disappears):\n"
+                      + "\n".join(hits))
 
 
 def test_the_scan_covers_the_core_and_every_backend_but_not_the_internals_modules():

@@ -220,7 +220,8 @@ def test_public_modules_come_from_the_plugin_that_declares_them(monkeypatch):
         return symadj.BackendInfo("mine", library=library, extra="symadj-mine", array_modules=(), load=lambda: None,
                                   modules=(("wrappers", "my_plugin_wrappers"),))
 
-    assert _registry(monkeypatch, _plugin("p", backends=[info("numpy")])).plugin_module("wrappers") is implementation
+    found = _registry(monkeypatch, _plugin("p", backends=[info("numpy")])).plugin_module("wrappers")
+    assert found is implementation
     missing = _registry(monkeypatch, _plugin("p", backends=[info("no_such_array_library")]))
     with pytest.raises(symadj.BackendUnavailableError, match=r"symadj.wrappers needs no_such_array_library.*symadj-mine"):
         missing.plugin_module("wrappers")

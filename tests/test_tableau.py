@@ -12,8 +12,8 @@ from conftest import SHIPPED
 import symadj
 from symadj import Tableau, TableauError
 from symadj._order import order_condition_residuals, rooted_trees
-from symadj._tableaux_plugin import shipped_tableaux_dir
 from symadj._tableau import derive_partner
+from symadj._tableaux_plugin import shipped_tableaux_dir
 
 FILES = sorted(shipped_tableaux_dir().glob("*.toml"))
 

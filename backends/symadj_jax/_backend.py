@@ -348,7 +348,7 @@ class JaxBackend(Backend):
         solve.defvjp(solve_fwd, solve_bwd)
         return solve(y0, params, (forward_consts, backward_consts))
 
-    def time_terms(self, rates_of, fixed, shift):
+    def deferred_time_terms(self, rates_of, fixed, shift):
         # The rates cost a field evaluation per output, and are needed only where the times are
         # differentiated, which JAX tells the backward pass alone (symbolic zeros): evaluated there.
         rates_fn, consts = jax.closure_convert(rates_of, fixed)

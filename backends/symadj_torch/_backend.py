@@ -235,16 +235,36 @@ class TorchBackend(EagerBackend):
             outputs, stats, residuals = forward(y0.detach(), params)
         if reads is not None:
             params.extend(reads.new_params())
-        node = _Node(backward, residuals, outputs, _Known(params, reads))
-        return _Solve.apply(node, y0, *params), stats
+        flat, rebuild = _flattened(outputs)
+        node = _Node(backward, residuals, flat, rebuild, _Known(params, reads))
+        return rebuild(_Solve.apply(node, y0, *params)), stats
+
+
+def _flattened(outputs: Any) -> tuple[tuple[torch.Tensor, ...], Callable[[Sequence[Any]], Any]]:
+    """The tensors of ``outputs`` (a tensor, or a tuple or NamedTuple of tensors and ``None``)
+    as an ``autograd.Function`` returns them, and a function putting such tensors back in
+    that structure (``None`` where it has ``None``)."""
+    if isinstance(outputs, torch.Tensor):
+        return (outputs,), lambda flat: flat[0]
+    present = [x is not None for x in outputs]
+    make = getattr(type(outputs), "_make", type(outputs))
+
+    def rebuild(flat: Sequence[Any]) -> Any:
+        tensors = iter(flat)
+        return make([next(tensors) if here else None for here in present])
+
+    return tuple(x for x in outputs if x is not None), rebuild
 
 
 class _Node:
     """What the autograd node of a solve holds: the backward function and its residuals,
-    the forward's outputs, and the parameters as the backward pass must find them."""
+    the forward's outputs (flat, with the function restoring their structure), and the
+    parameters as the backward pass must find them."""
 
-    def __init__(self, backward: Callable, residuals: Any, outputs: torch.Tensor, known: _Known) -> None:
-        self.backward, self.residuals, self.outputs, self.known = backward, residuals, outputs, known
+    def __init__(self, backward: Callable, residuals: Any, outputs: tuple[torch.Tensor, ...],
+                 rebuild: Callable[[Sequence[Any]], Any], known: _Known) -> None:
+        self.backward, self.residuals, self.known = backward, residuals, known
+        self.outputs, self.rebuild = outputs, rebuild
 
 
 class _Solve(torch.autograd.Function):
@@ -261,7 +281,8 @@ class _Solve(torch.autograd.Function):
         inputs[0].outputs = None  # the node's output holds them now
 
     @staticmethod
-    def backward(ctx, outputs_cotangent):
+    def backward(ctx, *outputs_cotangents):
+        # Unused outputs come with zero cotangents (materialized: torch's default).
         if torch.is_grad_enabled():
             raise GradientNotSupportedError(
                 "create_graph=True (higher-order gradients) needs gradient='backprop'; the "
@@ -271,7 +292,7 @@ class _Solve(torch.autograd.Function):
         node.known.check_versions()
         node.known.reads.marker = internals.sequence_nr_now()
         with _solving(known=node.known, reads=node.known.reads), _without_autocast():
-            y0_bar, params_bar = node.backward(node.residuals, outputs_cotangent)
+            y0_bar, params_bar = node.backward(node.residuals, node.rebuild(outputs_cotangents))
         return (None, y0_bar, *params_bar)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._backend import Backend
 from ._callbacks import StepCallbacks
-from ._checkpoints import CheckpointPolicy
+from ._checkpoint_policies import CheckpointPolicy
 from ._array_api import device_of, is_array, namespace_of
 from ._complex import cast as complex_cast
 from ._complex import is_complex, real_dtype

@@ -14,7 +14,7 @@ from dataclasses import InitVar, dataclass, fields, replace
 from typing import Any
 
 from ._backend import Backend, Field
-from ._checkpoints import Auto, CheckpointPolicy, as_checkpoint_policy
+from ._checkpoint_policies import Auto, CheckpointPolicy, as_checkpoint_policy
 from ._array_api import device_of
 from ._complex import cast as complex_cast
 from ._complex import magnitude, real_product

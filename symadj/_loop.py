@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from ._backend import Backend
 from ._callbacks import StepCallbacks
-from ._checkpoints import AllSteps, CheckpointPolicy
+from ._checkpoint_policies import AllSteps, CheckpointPolicy
 from ._complex import itemsize, real_dtype
 from ._rk_step import Nudge, VectorField, rk_advance_evaluations, rk_step_with_stages, stage_nudge, stage_time
 from ._events import Events

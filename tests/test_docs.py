@@ -21,7 +21,8 @@ EXAMPLES = sorted(path for path in (ROOT / "docs" / "examples").glob("*.py") if 
 PUBLIC_MODULES = [
     "symadj", "symadj._api", "symadj._backend", "symadj._gradients", "symadj._options",
     "symadj._plugins", "symadj._solution", "symadj._state", "symadj._tableau", "symadj.backend", "symadj.errors",
-    "symadj.hookspecs", "symadj._checkpoints", "symadj.bench.cases", "symadj.bench.problems", "symadj.testing",
+    "symadj.hookspecs", "symadj._checkpoint_policies", "symadj._sizes", "symadj.bench.cases", "symadj.bench.problems",
+    "symadj.testing",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

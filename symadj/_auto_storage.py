@@ -5,6 +5,7 @@ around it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -29,7 +30,8 @@ def _slots(memory: int, state_bytes: int, least: int) -> int:
     return slots
 
 
-def _held_and_recomputed(backend: Backend, stride: Any, n_steps: Any, recomputed: Any) -> tuple[Any, Any, Any]:
+def _held_and_recomputed(backend: Backend, stride: Any, n_steps: Any,
+                         recomputed: Callable[[], tuple[Any, Any]]) -> tuple[Any, Any, Any]:
     """The states held at peak, the steps recomputed and the :class:`Schedule`: every step's
     state where nothing was dropped (``stride`` 1), else what ``recomputed()`` counts."""
     thinned = stride > 1

@@ -14,7 +14,7 @@ import warnings
 from . import backend as backend  # the public module of backend plugins
 from ._api import odeint, solve
 from ._backend import Backend, BackendInfo, Buffer, EagerBackend, Field
-from ._checkpoints import (
+from ._checkpoint_policies import (
     AllSteps,
     Auto,
     CheckpointPolicy,

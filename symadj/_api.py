@@ -28,7 +28,7 @@ from ._arguments import (
 from ._array_api import is_array
 from ._backend import Backend, Field
 from ._callbacks import StepCallbacks
-from ._checkpoints import CheckpointPolicy
+from ._checkpoint_policies import CheckpointPolicy
 from ._complex import cast as complex_cast
 from ._continuous_adjoint import ContinuousAdjoint
 from ._events import Event, Events, as_events

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 from ._array_api import device_of, is_array, namespace_of
 from ._backend import Backend
-from ._checkpoints import CheckpointPolicy
+from ._checkpoint_policies import CheckpointPolicy
 from ._complex import is_complex, real_dtype
 from ._continuous_adjoint import ContinuousAdjoint
 from ._events import Event

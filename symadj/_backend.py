@@ -430,7 +430,7 @@ class Backend(abc.ABC):
         """Raise ``error(stats, *operands)`` unless the solve succeeded (through :meth:`check`)."""
         self.check(stats.status == int(Status.SUCCESS), error, stats, *operands)
 
-    # -- storage (see symadj/_checkpoints.py) ---------------------------------------------
+    # -- storage (see symadj/_checkpoint_policies.py) -------------------------------------
     @abc.abstractmethod
     def buffer(self, capacity: int, like: Any) -> Buffer:
         """An empty :class:`Buffer` of ``capacity`` (a Python integer) entries like ``like``

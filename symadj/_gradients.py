@@ -15,7 +15,7 @@ from dataclasses import InitVar, dataclass, fields
 from typing import Any
 
 from ._backend import Backend, Field
-from ._checkpoints import Auto, CheckpointPolicy, as_checkpoint_policy
+from ._checkpoint_policies import Auto, CheckpointPolicy, as_checkpoint_policy
 from ._interpolant import Interpolant
 from ._loop import Problem, integrate
 from ._output_cotangents import OutputsCotangent

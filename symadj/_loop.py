@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from ._backend import Backend
 from ._callbacks import StepCallbacks
-from ._checkpoints import AllSteps, CheckpointPolicy
+from ._checkpoint_policies import AllSteps, CheckpointPolicy
 from ._events import EventCarry, Events, EventSearch
 from ._interpolant import Interpolant, interpolates
 from ._landing import ControlState, LandingControl, landing_control

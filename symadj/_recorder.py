@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._backend import Backend
-from ._checkpoints import CheckpointPolicy
+from ._checkpoint_policies import CheckpointPolicy
 from ._complex import bytes_of
 from ._observers import Observer
 from ._rk_step import AcceptedStep, rk_advance_evaluations

@@ -74,7 +74,7 @@ class WalkChecks:
         if not self.carried:
             return ()
         zero = self.xp.zeros((), dtype=times.dtype)
-        return _Running(_Carried(*(zero for _ in _Carried._fields)), self.final)
+        return _Running(_Figures(*(zero for _ in _Figures._fields)), self.final)
 
     def steps(self, adjoint: RecomputingStep) -> BackwardStep:
         """``adjoint`` as the walks call it, its figures kept."""
@@ -102,26 +102,16 @@ class WalkChecks:
         xp, compare, final = self.xp, self.compare, self.final
 
         def step(t, h, y, walk, outputs):
-            carried, next_start = walk.checks
+            figures, next_start = walk.checks
             lam, params_bar, (start, end) = adjoint(t, h, y, walk.lam, walk.params_bar, outputs)
-            bad = ~xp.all(xp.isfinite(lam))
-            first_bad = bad & (carried.nonfinite == 0)
-            carried = carried._replace(nonfinite=carried.nonfinite + xp.astype(bad, t.dtype),
-                                       nonfinite_t=xp.where(first_bad, t, carried.nonfinite_t),
-                                       nonfinite_h=xp.where(first_bad, h, carried.nonfinite_h),
-                                       walked=carried.walked + 1)
+            figures = figures.walked_one(xp, t, h, ~xp.all(xp.isfinite(lam)))
             if compare and start is not None:
                 # The walk starts its cotangents at zero: the first step walked takes the final state here.
-                forward_end = xp.where(carried.walked == 1, final, next_start)
+                forward_end = xp.where(figures.walked == 1, final, next_start)
                 ulps = xp.astype(_ulps(xp, *_gap_and_scale(xp, start, end, forward_end)), t.dtype)
-                mismatch = ulps > ROUNDING_ULPS
-                first = mismatch & (carried.mismatches == 0)
-                carried = carried._replace(mismatches=carried.mismatches + xp.astype(mismatch, t.dtype),
-                                           mismatch_t=xp.where(first, t, carried.mismatch_t),
-                                           mismatch_h=xp.where(first, h, carried.mismatch_h),
-                                           worst=xp.where(mismatch & (ulps > carried.worst), ulps, carried.worst))
+                figures = figures.compared_one(xp, t, h, ulps)
                 next_start = start
-            return WalkState(lam, params_bar, _Running(carried, next_start))
+            return WalkState(lam, params_bar, _Running(figures, next_start))
 
         return step
 
@@ -131,25 +121,25 @@ class WalkChecks:
         on as backprop would); raise or warn, as the mode says, if steps were recomputed
         differently."""
         xp, backend, mode = self.xp, self.backend, self.mode
-        carried = walked.checks.figures if self.carried else self._summary(incoming)
+        figures = walked.checks.figures if self.carried else self._summary(incoming)
         results_finite = xp.all(xp.isfinite(walked.lam))
         for bar in walked.params_bar:
             results_finite = results_finite & xp.all(xp.isfinite(bar))
-        ok = ~xp.all(xp.isfinite(incoming)) | ((carried.nonfinite == 0) & results_finite)
-        backend.check(ok, lambda *figures: _nonfinite_error(mode, _Carried(*figures)), *carried)
+        ok = ~xp.all(xp.isfinite(incoming)) | ((figures.nonfinite == 0) & results_finite)
+        backend.check(ok, lambda *values: _nonfinite_error(mode, _Figures(*values)), *figures)
         if mode.recomputation == "raise":
-            backend.check(carried.mismatches == 0,
-                          lambda *figures: RecomputationError(_mismatch_message(mode, _Carried(*figures))),
-                          *carried)
+            backend.check(figures.mismatches == 0,
+                          lambda *values: RecomputationError(_mismatch_message(mode, _Figures(*values))),
+                          *figures)
         elif mode.recomputation == "warn":
-            backend.host_callback(lambda *figures: _warn_of_mismatch(mode, _Carried(*figures)), *carried)
+            backend.host_callback(lambda *values: _warn_of_mismatch(mode, _Figures(*values)), *figures)
 
-    def _summary(self, like: Any) -> _Carried:
-        """The listed figures in the carried record's form (a few operations for the whole walk)."""
+    def _summary(self, like: Any) -> _Figures:
+        """The listed figures in the form a staged walk carries (a few operations for the whole walk)."""
         xp = self.xp
         if not self.times:
             zero = xp.zeros((), dtype=xp.float64, device=device_of(like))
-            return _Carried(*(zero for _ in _Carried._fields))
+            return _Figures(*(zero for _ in _Figures._fields))
         times, sizes = xp.stack(self.times), xp.stack(self.sizes)
         bad = ~xp.stack(self.finite)
         first_bad = xp.argmax(xp.astype(bad, xp.int32))
@@ -157,16 +147,16 @@ class WalkChecks:
         walked = xp.asarray(len(self.times), dtype=times.dtype, device=device_of(times))
         if not self.gaps:
             zero = xp.zeros_like(nonfinite)
-            return _Carried(nonfinite, times[first_bad], sizes[first_bad], walked, zero, zero, zero, zero)
+            return _Figures(nonfinite, times[first_bad], sizes[first_bad], walked, zero, zero, zero, zero)
         ulps = xp.astype(_ulps(xp, xp.stack(self.gaps), xp.stack(self.scales)), times.dtype)
         mismatch = ulps > ROUNDING_ULPS
         first = xp.argmax(xp.astype(mismatch, xp.int32))
-        return _Carried(nonfinite, times[first_bad], sizes[first_bad], walked,
+        return _Figures(nonfinite, times[first_bad], sizes[first_bad], walked,
                         xp.astype(xp.sum(xp.astype(mismatch, xp.int32)), times.dtype), times[first], sizes[first],
                         xp.max(xp.where(mismatch, ulps, xp.zeros_like(ulps))))
 
 
-class _Carried(NamedTuple):
+class _Figures(NamedTuple):
     """The figures of a walk: non-finite steps and the first of them (its t and h), steps
     walked, recomputation mismatches, the first of them and the worst in ulps."""
 
@@ -179,12 +169,30 @@ class _Carried(NamedTuple):
     mismatch_h: Any
     worst: Any
 
+    def walked_one(self, xp: Any, t: Any, h: Any, bad: Any) -> _Figures:
+        """These figures and the step from ``t`` of size ``h``, ``bad`` where its cotangent is not finite."""
+        first_bad = bad & (self.nonfinite == 0)
+        return self._replace(nonfinite=self.nonfinite + xp.astype(bad, t.dtype),
+                             nonfinite_t=xp.where(first_bad, t, self.nonfinite_t),
+                             nonfinite_h=xp.where(first_bad, h, self.nonfinite_h),
+                             walked=self.walked + 1)
+
+    def compared_one(self, xp: Any, t: Any, h: Any, ulps: Any) -> _Figures:
+        """These figures and the comparison of the step from ``t`` of size ``h``, whose
+        recomputed end state is ``ulps`` off the forward one."""
+        mismatch = ulps > ROUNDING_ULPS
+        first = mismatch & (self.mismatches == 0)
+        return self._replace(mismatches=self.mismatches + xp.astype(mismatch, t.dtype),
+                             mismatch_t=xp.where(first, t, self.mismatch_t),
+                             mismatch_h=xp.where(first, h, self.mismatch_h),
+                             worst=xp.where(mismatch & (ulps > self.worst), ulps, self.worst))
+
 
 class _Running(NamedTuple):
     """What a staged walk carries for its checks: the figures so far, and the start state of
     the step walked last (the end state the next step walked must recompute)."""
 
-    figures: _Carried
+    figures: _Figures
     next_start: Any
 
 
@@ -203,9 +211,9 @@ def _ulps(xp: Any, gap: Any, scale: Any) -> Any:
     return gap / (scale * info.eps + info.smallest_normal)
 
 
-def _warn_of_mismatch(mode: Any, carried: _Carried) -> None:
-    if float(carried.mismatches) > 0:
-        warnings.warn(_mismatch_message(mode, carried), RecomputationWarning, stacklevel=2)
+def _warn_of_mismatch(mode: Any, figures: _Figures) -> None:
+    if float(figures.mismatches) > 0:
+        warnings.warn(_mismatch_message(mode, figures), RecomputationWarning, stacklevel=2)
 
 
 def _interval(t: Any, h: Any) -> str:
@@ -213,9 +221,9 @@ def _interval(t: Any, h: Any) -> str:
     return f"from t={start:.6g} to t={start + size:.6g}"
 
 
-def _nonfinite_error(mode: Any, carried: _Carried) -> NonFiniteError:
-    where = (f"in the step {_interval(carried.nonfinite_t, carried.nonfinite_h)} (the first the backward walk "
-             f"met, walking from the last step)" if float(carried.nonfinite) > 0 else "in the parameters' cotangents")
+def _nonfinite_error(mode: Any, figures: _Figures) -> NonFiniteError:
+    where = (f"in the step {_interval(figures.nonfinite_t, figures.nonfinite_h)} (the first the backward walk "
+             f"met, walking from the last step)" if float(figures.nonfinite) > 0 else "in the parameters' cotangents")
     return NonFiniteError(
         f"the backward pass of gradient={mode.name!r} made NaN or infinite cotangents {where}, from finite "
         f"cotangents of the outputs and a finite forward solve: func's derivatives overflow or are undefined "
@@ -224,13 +232,13 @@ def _nonfinite_error(mode: Any, carried: _Carried) -> NonFiniteError:
     )
 
 
-def _mismatch_message(mode: Any, carried: _Carried) -> str:
+def _mismatch_message(mode: Any, figures: _Figures) -> str:
     cls = type(mode).__name__
     return (
-        f"gradient={mode.name!r}: the backward pass recomputed {int(carried.mismatches)} of the "
-        f"{int(carried.walked)} steps it compared differently from the forward pass (the first the "
-        f"backward walk met: {_interval(carried.mismatch_t, carried.mismatch_h)}; end states off by up to "
-        f"{float(carried.worst):.3g} ulps): func does not give the same value for the same (t, y) — dropout or "
+        f"gradient={mode.name!r}: the backward pass recomputed {int(figures.mismatches)} of the "
+        f"{int(figures.walked)} steps it compared differently from the forward pass (the first the "
+        f"backward walk met: {_interval(figures.mismatch_t, figures.mismatch_h)}; end states off by up to "
+        f"{float(figures.worst):.3g} ulps): func does not give the same value for the same (t, y) — dropout or "
         f"another stochastic layer in training mode, a field with hidden state, or a non-deterministic kernel — "
         f"so the gradient would be that of another solve. Put the model in eval mode (model.eval()), draw its "
         f"randomness from a seed fixed per evaluation, or use gradient='backprop', which differentiates the "

@@ -13,11 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The core's modules by layer, lowest first: a module imports from its own layer or below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "_array_api", "_solution", "_callbacks", "_order", "_options", "_complex", "_bench_case"),
+    ("errors", "_array_api", "_solution", "_callbacks", "_order", "_options", "_complex", "_bench_case", "_sizes"),
     ("_tableau", "_state", "_backend", "_progress", "hookspecs"),
-    ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin"),
-    ("_walk", "_symplectic_step", "_events", "_checkpoints", "_output_cotangents", "_walk_checks", "_observers",
-     "_output_writers", "_recorder", "_loop"),
+    ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin", "_revolve"),
+    ("_walk", "_symplectic_step", "_events", "_walks", "_auto_storage", "_checkpoint_policies", "_output_cotangents",
+     "_walk_checks", "_observers", "_output_writers", "_recorder", "_loop"),
     ("_gradients", "_continuous_adjoint", "_gradient_names", "_time_gradients"),
     ("_api", "_arguments", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
     ("_cli", "__main__", "bench", "testing"),

@@ -11,7 +11,7 @@ import pytest
 from conftest import jax_rotating_problem, torch_rotating_field
 
 import symadj
-from symadj._checkpoints import revolve_counts
+from symadj._revolve import revolve_counts
 
 END = 10.0
 TOL = 1e-8  # about 270 accepted dopri5 steps on [0, END] for the problems below

@@ -22,7 +22,8 @@ PUBLIC_MODULES = [
     "symadj", "symadj._api", "symadj._backend", "symadj._gradients", "symadj._continuous_adjoint",
     "symadj._gradient_names", "symadj._options",
     "symadj._plugins", "symadj._solution", "symadj._state", "symadj._tableau", "symadj.backend", "symadj.errors",
-    "symadj.hookspecs", "symadj._checkpoints", "symadj._bench_case", "symadj.bench.problems", "symadj.testing",
+    "symadj.hookspecs", "symadj._checkpoint_policies", "symadj._sizes", "symadj._bench_case", "symadj.bench.problems",
+    "symadj.testing",
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -1,4 +1,4 @@
-"""The revolve schedule, run once (symadj._checkpoints.revolve) for both its counts and its
+"""The revolve schedule, run once (symadj._revolve.revolve) for both its counts and its
 walk: its actions, replayed on step indices, reverse every step once in reverse order from
 states that are really held, within the budget, with the fewest forward steps there are."""
 
@@ -10,7 +10,7 @@ import pytest
 from test_checkpoints import binomial_advances, least_advances
 
 import symadj
-from symadj._checkpoints import RevolveActions, _positions, revolve, revolve_counts
+from symadj._revolve import Checkpoints, RevolveActions, revolve, revolve_counts, revolve_counts_from, stride_positions
 
 
 def replay(steps: int, slots: int) -> tuple[int, int, list[int]]:
@@ -39,7 +39,7 @@ def replay(steps: int, slots: int) -> tuple[int, int, list[int]]:
         log["reversed"].append(int(n))
         return state
 
-    revolve(backend, steps, 1, _positions(backend, slots, 1), slots, False, None, (),
+    revolve(backend, steps, Checkpoints(None, 1, stride_positions(backend, slots, 1), slots), None, (),
             RevolveActions(advance, push, reverse))
     return log["advanced"], log["peak"], log["reversed"]
 
@@ -60,5 +60,6 @@ def test_counts_are_the_replayed_schedule(slots):
         # Revolve with more steps than slots: only the initial state is kept forward.
         advanced, peak, _ = replay(steps, slots)
         assert tuple(int(x) for x in revolve_counts(backend, steps, slots)) == (slots, advanced)
-        held, counted = revolve_counts(backend, steps, slots, 1, _positions(backend, slots, 1), peak=1)
+        start = Checkpoints(None, 1, stride_positions(backend, slots, 1), slots)
+        held, counted = revolve_counts_from(backend, steps, start, peak=1)
         assert (int(held), int(counted)) == (peak, advanced), (steps, slots)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -328,11 +329,8 @@ class Auto(CheckpointPolicy):
         return self.memory if self.memory is not None else backend.default_checkpoint_memory
 
     def _storage(self, backend: Backend) -> EagerAuto | StagedAuto:
-        """The strategy that keeps this policy's states on ``backend``: the one place that
-        tells an eager backend from a staged one."""
-        if backend.staged_loops:
-            return StagedAuto(self.budget(backend))
-        return EagerAuto(self.budget(backend), self.stage_states)
+        """The strategy that keeps this policy's states on ``backend``."""
+        return _auto_storage(backend.staged_loops, self.budget(backend), self.stage_states)
 
     def keeps_stages(self, backend):
         return self._storage(backend).keeps_stages
@@ -352,6 +350,13 @@ class Auto(CheckpointPolicy):
 
     def __repr__(self) -> str:
         return "Auto()" if self.memory is None else f"Auto(memory={size_text(self.memory)!r})"
+
+
+@functools.cache
+def _auto_storage(staged: bool, memory: int, stage_states: bool) -> EagerAuto | StagedAuto:
+    """:class:`Auto`'s strategy, made once for each kind of backend and budget: the one place
+    that tells an eager backend from a staged one."""
+    return StagedAuto(memory) if staged else EagerAuto(memory, stage_states)
 
 
 _POLICIES: dict[str, type[CheckpointPolicy]] = {

@@ -512,6 +512,7 @@ def test_a_method_without_dense_output_lists_alternatives_without_verifying_ever
                         lambda: [*sources, ("broken", lambda: _FilesPlugin([broken]))])
     registry = _plugins.Registry()
     monkeypatch.setattr("symadj._api.registry", registry)
+    monkeypatch.setattr("symadj._arguments.registry", registry)
     heun = symadj.get_tableau("heun_euler")
     plain = symadj.Tableau("heun_euler_plain", c=heun.c, a=heun.a, b=heun.b, order=heun.order,
                            embedded=heun.embedded)

@@ -73,6 +73,7 @@ def test_user_file_and_code_tableaux_register_and_solve(tmp_path, monkeypatch):
     path.write_text(HEUN)
     monkeypatch.setattr(symadj, "registry", registry)
     monkeypatch.setattr("symadj._api.registry", registry)
+    monkeypatch.setattr("symadj._arguments.registry", registry)
     symadj.register_tableau(path)
     in_code = symadj.Tableau("my_ralston", c=[0, "2/3"], a=[[], ["2/3"]], b=["1/4", "3/4"], order=2)
     symadj.register_tableau(in_code)

@@ -10,6 +10,7 @@ evaluations (see ``_output_cotangents.py``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ class Interpolant:
     def of(cls, tab: Tableau) -> Interpolant | None:
         return None if tab.floats.dense is None else cls(tab.floats.dense)
 
-    @property
+    @functools.cached_property
     def stages(self) -> tuple[int, ...]:
         """The stages whose weight is not identically zero."""
         return tuple(i for i, row in enumerate(self.coefficients) if any(p != 0.0 for p in row))

@@ -25,15 +25,22 @@ def without_checks():
     """The walk as it was before the checks: step adjoints passed through, nothing carried, no verdict."""
     from symadj._walk_checks import WalkChecks
 
-    saved = WalkChecks.params, WalkChecks.steps, WalkChecks.report
-    WalkChecks.params = lambda self, params, times: list(params)
-    WalkChecks.steps = lambda self, adjoint: lambda *args: adjoint(*args)[:2]
-    WalkChecks.report = lambda self, walked, n_steps, incoming, y0_bar: walked
+    def unchecked_steps(self, adjoint):
+        def step(t, h, y, walk, outputs):
+            lam, params_bar, _ = adjoint(t, h, y, walk.lam, walk.params_bar, outputs)
+            return walk._replace(lam=lam, params_bar=params_bar)
+
+        return step
+
+    saved = WalkChecks.start, WalkChecks.steps, WalkChecks.report
+    WalkChecks.start = lambda self, times: ()
+    WalkChecks.steps = unchecked_steps
+    WalkChecks.report = lambda self, walked, incoming: None
     UNCHECKED.append(True)
     try:
         yield
     finally:
-        WalkChecks.params, WalkChecks.steps, WalkChecks.report = saved
+        WalkChecks.start, WalkChecks.steps, WalkChecks.report = saved
         UNCHECKED.pop()
 
 

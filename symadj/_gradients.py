@@ -112,7 +112,7 @@ class Backprop(GradientMode):
 
     def _solve(self, backend, problem, field, y0, times=None):
         outputs, stats, _ = integrate(backend, problem, field, y0, record=False, differentiable=True)
-        return outputs, stats
+        return outputs, stats._replace(graph_steps=stats.n_accepted)
 
 
 @dataclass(frozen=True, repr=False)

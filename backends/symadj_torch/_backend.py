@@ -6,6 +6,7 @@ import contextlib
 import functools
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from symadj import GradientNotSupportedError, InvalidArgumentError, ParameterModifiedError, SymadjWarning
-from symadj.backend import EagerBackend, Field, StateLayout, call_with_args
+from symadj.backend import EagerBackend, Field, GraphMeter, StateLayout, call_with_args
 
 from . import _torch_internals as internals
 
@@ -212,6 +213,9 @@ class TorchBackend(EagerBackend):
         grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
         return out.detach(), grads[0], grads[1:]
 
+    def graph_meter(self):
+        return _metered()
+
     @_eager
     def custom_vjp(self, forward, backward, y0, params):
         """The solve as one autograd node whose inputs are ``y0``, ``params`` and every other
@@ -238,6 +242,47 @@ class TorchBackend(EagerBackend):
         flat, rebuild = _flattened(outputs)
         node = _Node(backward, residuals, flat, rebuild, _Known(params, reads))
         return rebuild(_Solve.apply(node, y0, *params)), stats
+
+
+class _SavedBytes(GraphMeter):
+    """The bytes autograd saves, each storage counted once while a tensor saved on it lives
+    (the address of a storage freed with a rejected step's graph may come back)."""
+
+    def __init__(self) -> None:
+        self.saved = 0
+        self._seen: dict[int, weakref.ref] = {}
+        self._counted: list[tuple[int, int]] = []
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        seen = self._seen.get(key)
+        if seen is None or seen() is None:
+            self._seen[key] = weakref.ref(tensor)
+            self._counted.append((key, storage.nbytes()))
+            self.saved += storage.nbytes()
+        return tensor
+
+    def mark(self) -> int:
+        return len(self._counted)
+
+    def drop(self, mark: int) -> None:
+        while len(self._counted) > mark:
+            key, size = self._counted.pop()
+            self._seen.pop(key, None)
+            self.saved -= size
+
+
+@contextlib.contextmanager
+def _metered() -> Any:
+    """A :class:`_SavedBytes` counting what autograd saves inside the context."""
+    meter = _SavedBytes()
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, _unpacked):
+        yield meter
+
+
+def _unpacked(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 def _flattened(outputs: Any) -> tuple[tuple[torch.Tensor, ...], Callable[[Sequence[Any]], Any]]:

@@ -13,8 +13,8 @@ treated as constants by every gradient mode.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._backend import Backend
@@ -242,8 +242,8 @@ class _Loop:
 
         def accepted(state: LoopState) -> LoopState:
             t_end = state.t + h
-            step = AcceptedStep(state.counts.n_accepted - self.first_step, state.t, h, state.y, proposal.y_new, proposal.derivatives,
-                                proposal.stages, t_end, control.reached(clip, t_end))
+            step = AcceptedStep(state.counts.n_accepted - self.first_step, state.t, h, state.y, proposal.y_new,
+                                proposal.derivatives, proposal.stages, t_end, control.reached(clip, t_end))
             for observer in self.observers:
                 state = observer.accepted(state, step)
             t, dy, fresh, next_control = control.accepted(state.control, clip, decision, t_end, proposal.y_new,

@@ -87,7 +87,7 @@ def solve(
     method: str | Tableau | None = "dopri5",
     rtol: Any = 1e-7,
     atol: Any = 1e-9,
-    gradient: str | GradientMode = "symplectic",
+    gradient: str | GradientMode = "auto",
     backend: str | None = None,
     options: Mapping[str, Any] | None = None,
     args: Any = None,

@@ -12,7 +12,7 @@ import symadj
 
 def test_as_dict_holds_plain_numbers_and_names():
     torch = pytest.importorskip("torch")
-    sol = symadj.solve(lambda t, y: -y, torch.ones(3, requires_grad=True), [0.0, 1.0, 2.0])
+    sol = symadj.solve(lambda t, y: -y, torch.ones(3, requires_grad=True), [0.0, 1.0, 2.0], gradient="symplectic")
     numbers = sol.stats.as_dict()
     assert json.loads(json.dumps(numbers)) == numbers  # a logger can take it as it is
     assert numbers["status"] == "SUCCESS" and numbers["schedule"] == "STAGES"

@@ -46,7 +46,7 @@ class NeuralODE(torch.nn.Module):
     """
 
     def __init__(self, field: Callable[..., Any], t: Any, *, method: str | symadj.Tableau = "dopri5",
-                 gradient: str | symadj.GradientMode = "symplectic", rtol: float = 1e-7, atol: float = 1e-9,
+                 gradient: str | symadj.GradientMode = "auto", rtol: float = 1e-7, atol: float = 1e-9,
                  options: Mapping[str, Any] | None = None,
                  event: Callable[..., Any] | symadj.Event | Sequence[Any] | None = None, **solve_kwargs: Any) -> None:
         super().__init__()

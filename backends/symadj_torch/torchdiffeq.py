@@ -89,7 +89,7 @@ _EVENT_MAX_STEPS = 2**14
 def odeint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-7, atol: Any = 1e-9,
            method: str | None = None, options: Mapping[str, Any] | None = None,
            event_fn: Callable[[Any, Any], Any] | None = None,
-           gradient: str | GradientMode = "symplectic") -> Any:
+           gradient: str | GradientMode = "auto") -> Any:
     """torchdiffeq's ``odeint``, with exact gradients.
 
     Args:

@@ -42,7 +42,8 @@ class SolveArguments(TypedDict, total=False):
     atol: Any
     """absolute tolerance (default ``1e-9``)."""
     gradient: str | GradientMode
-    """``"symplectic"`` (default), ``"checkpoint"``, ``"backprop"``, ``"adjoint"`` or a :class:`GradientMode`."""
+    """``"auto"`` (default), ``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"`` or a
+    :class:`GradientMode`."""
     backend: str | None
     """the array backend; by default the one that handles ``y0``."""
     options: Mapping[str, Any] | None

@@ -214,7 +214,7 @@ class TorchBackend(EagerBackend):
         return out.detach(), grads[0], grads[1:]
 
     def graph_meter(self):
-        return _metered()
+        return _metered() if internals.saved_tensors_hooks_enabled() else None
 
     @_eager
     def custom_vjp(self, forward, backward, y0, params):
@@ -246,14 +246,16 @@ class TorchBackend(EagerBackend):
 
 class _SavedBytes(GraphMeter):
     """The bytes autograd saves, each storage counted once while a tensor saved on it lives
-    (the address of a storage freed with a rejected step's graph may come back)."""
+    (the address of a storage freed with a rejected step's graph may come back). Each tensor
+    goes on to the caller's hooks (``outer``), as if these were not there."""
 
-    def __init__(self) -> None:
+    def __init__(self, outer: tuple[Callable, Callable] | None) -> None:
         self.saved = 0
         self._seen: dict[int, weakref.ref] = {}
         self._counted: list[tuple[int, int]] = []
+        self._outer_pack, self.unpack = outer if outer is not None else (_unchanged, _unchanged)
 
-    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+    def pack(self, tensor: torch.Tensor) -> Any:
         storage = tensor.untyped_storage()
         key = storage.data_ptr()
         seen = self._seen.get(key)
@@ -261,7 +263,7 @@ class _SavedBytes(GraphMeter):
             self._seen[key] = weakref.ref(tensor)
             self._counted.append((key, storage.nbytes()))
             self.saved += storage.nbytes()
-        return tensor
+        return self._outer_pack(tensor)
 
     def mark(self) -> int:
         return len(self._counted)
@@ -276,12 +278,12 @@ class _SavedBytes(GraphMeter):
 @contextlib.contextmanager
 def _metered() -> Any:
     """A :class:`_SavedBytes` counting what autograd saves inside the context."""
-    meter = _SavedBytes()
-    with torch.autograd.graph.saved_tensors_hooks(meter.pack, _unpacked):
+    meter = _SavedBytes(internals.outer_saved_tensors_hooks())
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
         yield meter
 
 
-def _unpacked(tensor: torch.Tensor) -> torch.Tensor:
+def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 

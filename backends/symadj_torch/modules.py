@@ -25,7 +25,7 @@ class NeuralODE(torch.nn.Module):
             as an autonomous field ``field(y)`` (``nn.Sequential``, say).
         t: the output times (``forward`` may be given others).
         method: a tableau name or :class:`symadj.Tableau`.
-        gradient: ``"symplectic"`` (default), ``"checkpoint"``, ``"backprop"``, ``"adjoint"``
+        gradient: ``"auto"`` (default), ``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``
             or a :class:`symadj.GradientMode`.
         rtol: relative tolerance.
         atol: absolute tolerance.

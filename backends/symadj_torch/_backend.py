@@ -246,24 +246,32 @@ class TorchBackend(EagerBackend):
 
 class _SavedBytes(GraphMeter):
     """The bytes autograd saves, each storage counted once while a tensor saved on it lives
-    (the address of a storage freed with a rejected step's graph may come back). Each tensor
-    goes on to the caller's hooks (``outer``), as if these were not there."""
+    (the address of a storage freed with a rejected step's graph may come back); a view saved
+    from inside a storage counts the whole storage again (more, never less). Each tensor goes
+    on to the caller's hooks (``outer``), as if these were not there."""
 
     def __init__(self, outer: tuple[Callable, Callable] | None) -> None:
         self.saved = 0
         self._seen: dict[int, weakref.ref] = {}
         self._counted: list[tuple[int, int]] = []
-        self._outer_pack, self.unpack = outer if outer is not None else (_unchanged, _unchanged)
+        self._outer_pack, self.unpack = outer if outer is not None else (None, _unchanged)
+        # The hook runs for every tensor saved (a small network's step saves ~100): kept short.
+        self.pack = self._pack if outer is None else self._pack_on
 
-    def pack(self, tensor: torch.Tensor) -> Any:
-        storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        seen = self._seen.get(key)
+    def _pack(self, tensor: torch.Tensor) -> Any:
+        seen = self._seen.get(tensor.data_ptr())
         if seen is None or seen() is None:
-            self._seen[key] = weakref.ref(tensor)
-            self._counted.append((key, storage.nbytes()))
-            self.saved += storage.nbytes()
-        return self._outer_pack(tensor)
+            self._count(tensor)
+        return tensor
+
+    def _pack_on(self, tensor: torch.Tensor) -> Any:
+        return self._outer_pack(self._pack(tensor))
+
+    def _count(self, tensor: torch.Tensor) -> None:
+        key, size = tensor.data_ptr(), tensor.untyped_storage().nbytes()
+        self._seen[key] = weakref.ref(tensor)
+        self._counted.append((key, size))
+        self.saved += size
 
     def mark(self) -> int:
         return len(self._counted)

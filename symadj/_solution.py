@@ -44,7 +44,7 @@ class Schedule(enum.IntEnum):
     Examples:
         >>> import torch, symadj
         >>> y0 = torch.ones(2, requires_grad=True)
-        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0])
+        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0], gradient="symplectic")
         >>> symadj.Schedule(int(sol.stats.schedule)).name
         'STAGES'
     """

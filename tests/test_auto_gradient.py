@@ -210,3 +210,16 @@ def test_the_callers_saved_tensor_hooks_still_see_every_tensor():
         sol, grad = _run(symadj.AutoGradient(), rtol=1e-7, atol=1e-9)
     assert int(sol.stats.walk_steps) == int(ref.stats.n_accepted)  # no count: all walked
     _close(grad, ref_grad)
+
+
+def test_gradients_with_respect_to_the_output_times():
+    net, y0 = _problem()
+
+    def time_grads(mode):
+        t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64, requires_grad=True)
+        ys = symadj.odeint(lambda t, y: net(y), y0, t, gradient=mode, rtol=1e-7, atol=1e-9)
+        (grad,) = torch.autograd.grad(ys.pow(2).sum(), [t])
+        return grad
+
+    ref = time_grads("backprop")
+    _close(time_grads(symadj.AutoGradient(switch_step=3)), ref)

@@ -286,7 +286,7 @@ class Backend(abc.ABC):
       :meth:`check_host_storage`, :meth:`to_host`, :meth:`to_device`, :meth:`accumulate`;
     - **autodiff** (only where :attr:`differentiable`): :meth:`requires_grad`,
       :meth:`stop_gradient`, :meth:`vjp`, :meth:`custom_vjp`, :meth:`time_terms`,
-      :meth:`deferred_time_terms`.
+      :meth:`deferred_time_terms`, :meth:`graph_meter`.
 
     An eager library (one that runs Python loops as they come: NumPy, PyTorch) subclasses
     :class:`EagerBackend`, which writes the control flow and storage for it: a forward-only

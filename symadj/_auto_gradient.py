@@ -153,12 +153,16 @@ class AutoGradient(GradientMode):
         the budget the graph's ``graph_bytes`` left; its outputs after those of the graph
         (``head_ys``), and the whole solve's statistics."""
         xp, budget = problem.xp, self.budget(backend)
-        walking = self.walking(budget - graph_bytes)
-        if budget - graph_bytes <= 0:  # a forced switch past the budget
+        left = budget - graph_bytes
+        if left <= 0:  # a forced switch past the budget
             raise InvalidArgumentError(
                 f"AutoGradient(switch_step={self.switch_step}) kept {size_text(graph_bytes)} of graph, past its "
                 f"memory={size_text(budget)}: switch earlier or give more memory"
             )
+        # Rounded down to 1/64 of the budget: the checkpoint policy's storage strategy is made
+        # once per budget (a cache), which would otherwise grow with every solve's own figure.
+        quantum = max(budget // 64, 1)
+        walking = self.walking(left // quantum * quantum or left)
         walking.checkpoints.check(backend, problem.options.max_steps)
         stored = adjoint_stages(problem.tableau, backward_interpolant(problem))
         first_step = int(paused.counts.n_accepted)

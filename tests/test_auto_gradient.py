@@ -223,3 +223,8 @@ def test_gradients_with_respect_to_the_output_times():
 
     ref = time_grads("backprop")
     _close(time_grads(symadj.AutoGradient(switch_step=3)), ref)
+
+
+def test_a_forced_switch_past_the_budget_is_refused():
+    with pytest.raises(symadj.InvalidArgumentError, match="switch earlier or give more memory"):
+        _run(symadj.AutoGradient(memory=2000, switch_step=4), rtol=1e-7, atol=1e-9)

@@ -13,6 +13,7 @@ import warnings
 
 from . import backend as backend  # the public module of backend plugins
 from ._api import odeint, solve
+from ._auto_gradient import AutoGradient
 from ._backend import Backend, BackendInfo, Buffer, EagerBackend, Field
 from ._checkpoint_policies import (
     AllSteps,
@@ -214,8 +215,8 @@ def __getattr__(name: str) -> type:
 
 
 __all__ = [
-    "AllSteps", "Auto", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError", "Backprop",
-    "Buffer", "EagerBackend",
+    "AllSteps", "Auto", "AutoGradient", "Backend", "BackendInfo", "BackendStatus", "BackendUnavailableError",
+    "Backprop", "Buffer", "EagerBackend",
     "Event", "EventOutcome",
     "CheckpointPolicy", "CheckpointedBackprop", "ContinuousAdjoint", "DuplicateNameError", "Field", "GradientMode",
     "GradientNotSupportedError",

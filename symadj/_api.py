@@ -87,7 +87,7 @@ def solve(
     method: str | Tableau | None = "dopri5",
     rtol: Any = 1e-7,
     atol: Any = 1e-9,
-    gradient: str | GradientMode = "symplectic",
+    gradient: str | GradientMode = "auto",
     backend: str | None = None,
     options: Mapping[str, Any] | None = None,
     args: Any = None,
@@ -118,8 +118,9 @@ def solve(
             ``None`` means ``"dopri5"``.
         rtol: relative tolerance of the embedded error estimate (may be a traced value in JAX).
         atol: absolute tolerance of the embedded error estimate.
-        gradient: ``"symplectic"`` (exact, least memory), ``"checkpoint"``, ``"backprop"``,
-            ``"adjoint"``, or a :class:`GradientMode`.
+        gradient: ``"auto"`` (the default: exact, the fastest within a memory budget, see
+            :class:`AutoGradient`), ``"symplectic"`` (exact, least memory), ``"checkpoint"``,
+            ``"backprop"``, ``"adjoint"``, or a :class:`GradientMode`.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, ...; by default the one that handles ``y0``.
         options: solver options, see :class:`SolverOptions` (unknown names are listed).
         args: extra argument passed to ``func``; gradients flow to it (JAX).

@@ -10,13 +10,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from ._array_api import device_of, is_array, namespace_of
+from ._auto_gradient import AutoGradient
 from ._backend import Backend
 from ._checkpoint_policies import CheckpointPolicy
 from ._complex import is_complex, real_dtype
 from ._continuous_adjoint import ContinuousAdjoint
 from ._events import Event
 from ._gradient_names import as_gradient_mode
-from ._gradients import GradientMode, with_checkpoints
+from ._gradients import GradientMode, Symplectic, with_checkpoints
 from ._interpolant import interpolates
 from ._options import SolverOptions
 from ._plugins import registry
@@ -41,7 +42,8 @@ class SolveArguments(TypedDict, total=False):
     atol: Any
     """absolute tolerance (default ``1e-9``)."""
     gradient: str | GradientMode
-    """``"symplectic"`` (default), ``"checkpoint"``, ``"backprop"``, ``"adjoint"`` or a :class:`GradientMode`."""
+    """``"auto"`` (default), ``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"`` or a
+    :class:`GradientMode`."""
     backend: str | None
     """the array backend; by default the one that handles ``y0``."""
     options: Mapping[str, Any] | None
@@ -76,7 +78,11 @@ def gradient_mode_of(arguments: SolveArguments) -> GradientMode:
     gradient = arguments["gradient"]
     mode = _with_adjoint_settings(gradient, arguments["adjoint_rtol"], arguments["adjoint_atol"],
                                   arguments["adjoint_options"])
-    return with_checkpoints(mode, arguments["checkpoints"], isinstance(gradient, GradientMode))
+    checkpoints = arguments["checkpoints"]
+    if isinstance(mode, AutoGradient) and checkpoints is not None and not isinstance(gradient, GradientMode):
+        # A checkpoint policy is the symplectic mode's; "auto" by name gives way to it.
+        return Symplectic(checkpoints=checkpoints)
+    return with_checkpoints(mode, checkpoints, isinstance(gradient, GradientMode))
 
 
 def _with_adjoint_settings(gradient: Any, rtol: Any, atol: Any, options: Any) -> GradientMode:

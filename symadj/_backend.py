@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,6 +246,31 @@ class StackedBuffer(Buffer):
         return self.xp.concat([filled, self.xp.stack([fill] * (self._capacity - count))])
 
 
+class GraphMeter(abc.ABC):
+    """The bytes a library's autodiff saves for its backward pass, counted while the meter is
+    open (:meth:`Backend.graph_meter`): each array saved once, however many operations save it.
+
+    Examples:
+        >>> from symadj.backend import GraphMeter
+        >>> class Counted(GraphMeter):
+        ...     saved = 0
+        ...     def mark(self): return self.saved
+        ...     def drop(self, mark): self.saved = mark
+        >>> meter = Counted(); meter.saved = 96; meter.drop(64); meter.saved
+        64
+    """
+
+    saved: int
+
+    @abc.abstractmethod
+    def mark(self) -> Any:
+        """A point in the count, for :meth:`drop`."""
+
+    @abc.abstractmethod
+    def drop(self, mark: Any) -> None:
+        """Forget what was saved since ``mark`` (a graph that was let go: a rejected step's)."""
+
+
 class Backend(abc.ABC):
     """The contract an array library's plugin fulfils: what the generic engine asks of it.
 
@@ -260,7 +286,7 @@ class Backend(abc.ABC):
       :meth:`check_host_storage`, :meth:`to_host`, :meth:`to_device`, :meth:`accumulate`;
     - **autodiff** (only where :attr:`differentiable`): :meth:`requires_grad`,
       :meth:`stop_gradient`, :meth:`vjp`, :meth:`custom_vjp`, :meth:`time_terms`,
-      :meth:`deferred_time_terms`.
+      :meth:`deferred_time_terms`, :meth:`graph_meter`.
 
     An eager library (one that runs Python loops as they come: NumPy, PyTorch) subclasses
     :class:`EagerBackend`, which writes the control flow and storage for it: a forward-only
@@ -500,6 +526,12 @@ class Backend(abc.ABC):
         ``fn`` does not use gets a zero cotangent, never ``None``.
         """
         raise NotImplementedError(f"backend {self.name!r} has no vector-Jacobian products")
+
+    def graph_meter(self) -> AbstractContextManager[GraphMeter] | None:
+        """A context that counts the bytes the library's autodiff saves inside it (a
+        :class:`GraphMeter`), for ``gradient="auto"``; ``None`` (the default) where the
+        backend cannot count them: ``"auto"`` then runs ``"symplectic"``."""
+        return None
 
     def custom_vjp(self, forward: Callable, backward: Callable, y0: Any, params: Params) -> tuple[Any, Any]:
         """Wrap a solve into the library's autodiff.

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from ._auto_gradient import AutoGradient
 from ._continuous_adjoint import ContinuousAdjoint
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from .errors import UnknownNameError
 
 _GRADIENT_MODES: dict[str, type[GradientMode]] = {
-    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint)
+    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint, AutoGradient)
 }
 
 
 def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
-    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``) into
+    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``, ``"auto"``) into
     its :class:`GradientMode`; instances pass through.
 
     Args:

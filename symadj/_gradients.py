@@ -32,9 +32,10 @@ from .errors import InvalidArgumentError
 class GradientMode(abc.ABC):
     """How gradients of a solve are computed. Pass an instance or its name to ``gradient=``.
 
-    The modes are :class:`Symplectic` (``"symplectic"``, the default),
-    :class:`CheckpointedBackprop` (``"checkpoint"``), :class:`Backprop` (``"backprop"``) and
-    :class:`ContinuousAdjoint` (``"adjoint"``); a name is turned into its object at once. All
+    The modes are :class:`AutoGradient` (``"auto"``, the default), :class:`Symplectic`
+    (``"symplectic"``), :class:`CheckpointedBackprop` (``"checkpoint"``), :class:`Backprop`
+    (``"backprop"``) and :class:`ContinuousAdjoint` (``"adjoint"``); a name is turned into
+    its object at once. All
     treat step sizes as constants; the exact modes give the gradient of the discrete solve. A
     mode is a frozen dataclass: equal to another of its kind with the same settings, and hashable.
 
@@ -112,7 +113,7 @@ class Backprop(GradientMode):
 
     def _solve(self, backend, problem, field, y0, times=None):
         outputs, stats, _ = integrate(backend, problem, field, y0, record=False, differentiable=True)
-        return outputs, stats
+        return outputs, stats._replace(graph_steps=stats.n_accepted)
 
 
 @dataclass(frozen=True, repr=False)
@@ -208,7 +209,7 @@ class Symplectic(_RecordingMode):
 
     Backward, each step's stages are recomputed without a graph, then the adjoint is
     integrated with the tableau's symplectic partner, one vector–Jacobian product per stage.
-    The default mode; equal to :class:`Backprop` up to rounding.
+    Equal to :class:`Backprop` up to rounding; the default's (:class:`AutoGradient`) walk.
 
     Examples:
         >>> import torch, symadj

@@ -13,6 +13,7 @@ treated as constants by every gradient mode.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,7 +32,7 @@ from ._rk_step import AcceptedStep, Nudge, VectorField, rk_step_with_stages, sta
 from ._solution import Schedule, SolveOutputs, Stats, Status
 from ._tableau import Tableau
 
-__all__ = ["Problem", "Trajectory", "integrate"]
+__all__ = ["LoopRun", "Problem", "Trajectory", "integrate"]
 
 
 @dataclass(frozen=True)
@@ -103,24 +104,73 @@ def integrate(backend: Backend, problem: Problem, f: VectorField, y0: Any, *, re
     Each accepted step is reported to ``problem.progress.forward`` (opened and closed by
     the caller), and each attempt to ``problem.callbacks``.
     """
-    xp, ts = problem.xp, problem.ts
-    direction = xp.sign(ts[-1] - ts[0])
-    writer = outputs_writer(backend, problem, direction, differentiable)
     recorder = Recorder(backend, problem, checkpoints if checkpoints is not None else AllSteps(), active_stages) \
         if record else None
-    observers = _observers(backend, problem, writer, recorder, direction, differentiable, params)
-    control = landing_control(backend, problem, f, y0, direction)
-    loop = _Loop(backend, problem, f, control, observers, problem.stage_nudge(y0.dtype))
-    state = backend.while_loop(loop.running, loop.attempt, loop.start(y0), max_iterations=problem.options.max_steps,
-                               differentiable=differentiable)
-    outputs = SolveOutputs(writer.finish(state.outputs, y0))
-    event_record = None
-    if problem.events is not None:
-        outputs, event_record = problem.events.finish(xp, state.events.record, outputs.ys, ts, direction)
-    costs, trajectory = (0, 0, int(Schedule.NONE)), None
-    if recorder is not None:
-        costs, trajectory = recorder.finish(state, y0, event_record)
-    return outputs, loop.stats(state, costs, event_record), trajectory
+    run = LoopRun(backend, problem, f, y0, recorder=recorder, differentiable=differentiable, params=params)
+    return run.finish(run.run(run.start(y0)), y0)
+
+
+class LoopRun:
+    """The loop of one solve, chosen once (its outputs writer, observers and step-size side),
+    run from the start or resumed from a loop state: a solve may run its first steps one
+    way and the rest another (``gradient="auto"``).
+
+    ``watchers`` are more observers, told of every step after the others; one that
+    :attr:`Observer.stops` pauses the loop, which :meth:`resume` continues. A run resumed
+    after ``first_step`` accepted steps numbers its steps from there (step ``first_step``
+    is its step 0: what it records, the outputs' and events' steps); its counts and
+    :class:`Stats` are those of the whole solve.
+    """
+
+    def __init__(self, backend: Backend, problem: Problem, f: VectorField, y0: Any, *, recorder: Recorder | None,
+                 differentiable: bool = False, params: Any = None, watchers: Sequence[Observer] = (),
+                 first_step: int = 0) -> None:
+        xp, ts = problem.xp, problem.ts
+        self.backend, self.problem, self.recorder = backend, problem, recorder
+        self.direction = xp.sign(ts[-1] - ts[0])
+        self.writer = outputs_writer(backend, problem, self.direction, differentiable)
+        observers = _observers(backend, problem, self.writer, recorder, self.direction, differentiable, params)
+        control = landing_control(backend, problem, f, y0, self.direction)
+        self.loop = _Loop(backend, problem, f, control, [*observers, *watchers], problem.stage_nudge(y0.dtype),
+                          first_step, watchers)
+        self.differentiable = differentiable
+
+    def start(self, y0: Any) -> LoopState:
+        """The state before the first attempt."""
+        return self.loop.start(y0)
+
+    def resume(self, state: LoopState) -> LoopState:
+        """``state`` (another run's, paused) as this run continues it."""
+        state = state._replace(recording=None)
+        for observer in self.loop.observers:
+            state = observer.resumed(state)
+        return state
+
+    def run(self, state: LoopState) -> LoopState:
+        """The state where the loop ends or a watcher pauses it."""
+        return self.backend.while_loop(self.loop.running, self.loop.attempt, state,
+                                       max_iterations=self.problem.options.max_steps,
+                                       differentiable=self.differentiable)
+
+    def unfinished(self, state: LoopState) -> Any:
+        """Whether the solve goes on after ``state`` (watchers aside)."""
+        return self.loop.running(state, watchers=False)
+
+    def finish(self, state: LoopState, y0: Any) -> tuple[SolveOutputs, Stats, Trajectory | None]:
+        """The outputs, the statistics and (with a recorder) the trajectory, from the last state."""
+        problem, xp = self.problem, self.problem.xp
+        outputs = SolveOutputs(self.writer.finish(state.outputs, y0))
+        event_record = None
+        if problem.events is not None:
+            outputs, event_record = problem.events.finish(xp, state.events.record, outputs.ys, problem.ts,
+                                                          self.direction)
+        costs, trajectory = (0, 0, int(Schedule.NONE)), None
+        if self.recorder is not None:
+            costs, trajectory = self.recorder.finish(state, y0, event_record)
+        stats = self.loop.stats(state, costs, event_record)
+        if trajectory is not None:
+            stats = stats._replace(walk_steps=trajectory.n_steps)
+        return outputs, stats, trajectory
 
 
 def _observers(backend: Backend, problem: Problem, writer: StagedOutputs, recorder: Recorder | None,
@@ -147,9 +197,12 @@ class _Loop:
     ``observers`` (chosen before the loop: each feature is one of them or absent)."""
 
     def __init__(self, backend: Backend, problem: Problem, f: VectorField, control: LandingControl,
-                 observers: list[Observer], stages_nudge: Nudge | None) -> None:
+                 observers: list[Observer], stages_nudge: Nudge | None, first_step: int = 0,
+                 watchers: Sequence[Observer] = ()) -> None:
         self.backend, self.xp, self.problem, self.f, self.control = backend, problem.xp, problem, f, control
         self.observers, self.stopping = observers, [observer for observer in observers if observer.stops]
+        self.first_step = first_step
+        self.pausing = [observer for observer in watchers if observer.stops]
         # Each hook is called only on the observers that override it: a small network's step
         # costs about as much as the Python around it.
         self.attempted, self.proposed, self.rejected = (
@@ -166,10 +219,11 @@ class _Loop:
             state = observer.start(state)
         return state
 
-    def running(self, state: LoopState) -> Any:
+    def running(self, state: LoopState, watchers: bool = True) -> Any:
         going = (state.outputs.next_output < self.problem.n_outputs) & (state.status == int(Status.RUNNING))
         for observer in self.stopping:
-            going = going & ~observer.stopped(state)
+            if watchers or observer not in self.pausing:
+                going = going & ~observer.stopped(state)
         return going
 
     def attempt(self, state: LoopState) -> LoopState:
@@ -188,8 +242,8 @@ class _Loop:
 
         def accepted(state: LoopState) -> LoopState:
             t_end = state.t + h
-            step = AcceptedStep(state.counts.n_accepted, state.t, h, state.y, proposal.y_new, proposal.derivatives,
-                                proposal.stages, t_end, control.reached(clip, t_end))
+            step = AcceptedStep(state.counts.n_accepted - self.first_step, state.t, h, state.y, proposal.y_new,
+                                proposal.derivatives, proposal.stages, t_end, control.reached(clip, t_end))
             for observer in self.observers:
                 state = observer.accepted(state, step)
             t, dy, fresh, next_control = control.accepted(state.control, clip, decision, t_end, proposal.y_new,
@@ -207,14 +261,15 @@ class _Loop:
 
         state = backend.cond(decision.accept, accepted, rejected, state)
         exhausted = (state.counts.n_accepted + state.counts.n_rejected >= self.problem.options.max_steps) & \
-            self.running(state)
+            self.running(state, watchers=False)
         return state._replace(status=backend.select(exhausted, int(Status.MAX_STEPS), state.status))
 
     def stats(self, state: LoopState, costs: tuple[Any, Any, Any], event_record: Any) -> Stats:
         """The solve's statistics, from the loop's last state."""
         finished = state.outputs.next_output == self.problem.n_outputs
         for observer in self.stopping:
-            finished = finished | observer.stopped(state)
+            if observer not in self.pausing:
+                finished = finished | observer.stopped(state)
         checkpoint_bytes, extra_fevals, schedule = costs
         counts = state.counts
         return Stats(

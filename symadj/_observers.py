@@ -38,6 +38,11 @@ class Observer:
         """The loop's first state with this observer's part in it (``state.y``: y0, ``state.dy``: f there)."""
         return state
 
+    def resumed(self, state: Any) -> Any:
+        """``state``, paused by another run of the loop, as this observer's run continues it
+        (``state.counts.n_accepted``: the steps before it; ``state.recording`` is ``None``)."""
+        return state
+
     def attempted(self, state: Any, h: Any) -> None:
         """A step of size ``h`` from ``state.t`` is about to be tried."""
 
@@ -84,7 +89,7 @@ class ProgressObserver(Observer):
         self.backend, self.xp, self.meter = backend, xp, meter
 
     def accepted(self, state: Any, step: AcceptedStep) -> Any:
-        self.meter.step(self.backend, self.xp, step.t, step.t_end, step.index + 1)
+        self.meter.step(self.backend, self.xp, step.t, step.t_end, state.counts.n_accepted + 1)
         return state
 
 

@@ -55,6 +55,14 @@ class StagedOutputs(Observer):
     def history(self, y0: Any, dy0: Any) -> Any:
         return None
 
+    def resumed(self, state: Any) -> Any:
+        # The outputs written so far lie before the resumed run's steps, which it numbers from 0.
+        outputs = state.outputs
+        steps = outputs.steps
+        for k in range(1, int(outputs.next_output)):
+            steps = steps.write(k, self.xp.asarray(-1))
+        return state._replace(outputs=outputs._replace(steps=steps))
+
     def accepted(self, state: Any, step: AcceptedStep) -> Any:
         backend, xp, ts, interpolant = self.backend, self.xp, self.ts, self.interpolant
         n_outputs = ts.shape[0]

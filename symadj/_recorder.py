@@ -46,6 +46,7 @@ class Recorder(Observer):
         self.backend, self.xp, self.problem, self.policy = backend, problem.xp, problem, policy
         self.active_stages, self.capacity = active_stages, problem.options.max_steps
         self.keeps_stages = policy.keeps_stages(backend)
+        self.first_step = 0
 
     def _stacked(self, stages: list) -> Any:
         """The stage states the policy keeps, stacked (``None`` where it keeps none)."""
@@ -60,6 +61,11 @@ class Recorder(Observer):
             states=self.policy.buffer(backend, self.capacity, y0, stages_like),
         ))
 
+    def resumed(self, state: Any) -> Any:
+        # It records the steps from here on, numbered from 0 (the loop numbers them so).
+        self.first_step = state.counts.n_accepted
+        return self.start(state)
+
     def accepted(self, state: Any, step: AcceptedStep) -> Any:
         recording = state.recording
         return state._replace(recording=Recording(
@@ -71,10 +77,11 @@ class Recorder(Observer):
     def finish(self, state: Any, y0: Any, event_record: Any) -> tuple[tuple[Any, Any, Any], Trajectory]:
         """The policy's costs (checkpoint bytes, extra evaluations, schedule) and the trajectory."""
         xp, recording, outputs = self.xp, state.recording, state.outputs
+        n_steps = state.counts.n_accepted - self.first_step
         costs = self.policy.costs(
-            self.backend, recording.states, state.counts.n_accepted, bytes_of(xp, y0),
+            self.backend, recording.states, n_steps, bytes_of(xp, y0),
             len(self.active_stages) * bytes_of(xp, y0), bytes_of(xp, self.problem.ts[0]),
             rk_advance_evaluations(self.problem.tableau))
         trajectory = Trajectory(recording.times, recording.steps, recording.states, outputs.steps, outputs.thetas,
-                                state.counts.n_accepted, outputs.next_output, event_record, state.y)
+                                n_steps, outputs.next_output, event_record, state.y)
         return costs, trajectory

@@ -44,7 +44,7 @@ class Schedule(enum.IntEnum):
     Examples:
         >>> import torch, symadj
         >>> y0 = torch.ones(2, requires_grad=True)
-        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0])
+        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0], gradient="symplectic")
         >>> symadj.Schedule(int(sol.stats.schedule)).name
         'STAGES'
     """
@@ -82,6 +82,13 @@ class Stats(NamedTuple):
         schedule: a :class:`Schedule` code: what the forward pass kept.
         events: with ``event=``, where the events fired (read them from
             :attr:`Solution.event`); ``None`` otherwise.
+        graph_steps: accepted steps whose autograd graph is kept for the backward pass (all
+            of them with ``gradient="backprop"``; the first ones with ``"auto"``).
+        walk_steps: accepted steps recorded for a backward walk (``"symplectic"``,
+            ``"checkpoint"``, and the rest of the solve with ``"auto"``).
+        graph_bytes: with ``gradient="auto"``, the bytes autograd saved for the steps with a
+            graph, as measured (0 for the other modes, which do not measure it). The memory
+            the backward pass holds at peak is :attr:`peak_bytes`.
 
     Examples:
         >>> import numpy as np, symadj
@@ -102,6 +109,15 @@ class Stats(NamedTuple):
     extra_fevals: Any = 0
     schedule: Any = 0
     events: Any = None
+    graph_steps: Any = 0
+    walk_steps: Any = 0
+    graph_bytes: Any = 0
+
+    @property
+    def peak_bytes(self) -> Any:
+        """The memory held for the backward pass at peak, as counted: ``graph_bytes +
+        checkpoint_bytes``, what ``gradient="auto"`` keeps within its budget."""
+        return self.graph_bytes + self.checkpoint_bytes
 
     def as_dict(self) -> dict[str, int | float | str]:
         """Plain Python numbers, for loggers (TensorBoard, Weights & Biases, ...): the counts
@@ -117,7 +133,7 @@ class Stats(NamedTuple):
         numbers: dict[str, int | float | str] = {
             name: int(getattr(self, name))
             for name in ("n_attempts", "n_accepted", "n_rejected", "n_fevals", "n_outputs", "checkpoint_bytes",
-                         "extra_fevals")
+                         "extra_fevals", "graph_steps", "walk_steps", "graph_bytes")
         }
         numbers["t_final"] = float(self.t_final)
         numbers["status"] = Status(int(self.status)).name

@@ -21,12 +21,14 @@ from ._backend import (
     EagerBackend,
     Field,
     ForwardField,
+    GraphMeter,
     ListBuffer,
     StackedBuffer,
 )
 from ._state import StateLayout, call_with_args
 
 __all__ = [
-    "STACKED_ENTRY_SIZE", "Backend", "BackendInfo", "Buffer", "EagerBackend", "Field", "ForwardField", "ListBuffer",
+    "STACKED_ENTRY_SIZE", "Backend", "BackendInfo", "Buffer", "EagerBackend", "Field", "ForwardField", "GraphMeter",
+    "ListBuffer",
     "StackedBuffer", "StateLayout", "call_with_args",
 ]

@@ -77,7 +77,7 @@ class UnknownNameError(InvalidArgumentError):
         ...     symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], gradient="sympletic")
         ... except symadj.UnknownNameError as exc:
         ...     print(exc.kind, exc.known)
-        gradient ['adjoint', 'backprop', 'checkpoint', 'symplectic']
+        gradient ['adjoint', 'auto', 'backprop', 'checkpoint', 'symplectic']
     """
 
     def __init__(self, kind: str, name: object, known: Iterable[str], hint: str = "") -> None:
@@ -201,7 +201,7 @@ class RecomputationError(SymadjError, RuntimeError):
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Dropout(0.5), torch.nn.Linear(16, 2))
         >>> y0 = torch.ones(4, 2, requires_grad=True)
         >>> ys = symadj.odeint(lambda t, y: net(y), y0, torch.linspace(0.0, 1.0, 5), method="rk4",
-        ...                    options={"step_size": 0.1})
+        ...                    options={"step_size": 0.1}, gradient="symplectic")
         >>> ys.sum().backward()
         Traceback (most recent call last):
             ...
@@ -220,7 +220,8 @@ class ParameterModifiedError(SymadjError, RuntimeError):
     Examples:
         >>> import torch, symadj
         >>> net = torch.nn.Linear(2, 2)
-        >>> ys = symadj.odeint(lambda t, y: net(y), torch.ones(1, 2), torch.linspace(0.0, 1.0, 3))
+        >>> ys = symadj.odeint(lambda t, y: net(y), torch.ones(1, 2), torch.linspace(0.0, 1.0, 3),
+        ...                    gradient="symplectic")
         >>> with torch.no_grad():
         ...     _ = net.weight.add_(1.0)  # optimizer.step() before loss.backward()
         >>> ys.sum().backward()

@@ -21,7 +21,7 @@ ABSTRACT = {
 DEFAULTED = {
     "split_state", "as_times", "time_inputs", "check_params_found", "share_params",
     "host_buffer", "check_host_storage", "to_host", "to_device", "accumulate",
-    "requires_grad", "stop_gradient", "vjp", "custom_vjp", "time_terms", "deferred_time_terms",
+    "requires_grad", "stop_gradient", "vjp", "custom_vjp", "time_terms", "deferred_time_terms", "graph_meter",
 }
 #: Helpers the engine calls, not for a backend to write.
 HELPERS = {"check_status"}

@@ -121,7 +121,8 @@ def test_torch_recording_keeps_small_states_in_one_array():
     backend = symadj.get_backend("torch")
     backend.buffer = spy
     try:
-        ys = symadj.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 0.01})
+        ys = symadj.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 0.01},
+                           gradient="symplectic")
     finally:
         del backend.buffer
     ys[-1].sum().backward()

@@ -85,7 +85,7 @@ def test_adjoint_callbacks_run_in_the_backward_solves_of_the_continuous_adjoint(
 
 def test_adjoint_callbacks_in_an_exact_mode_warn_that_they_are_not_called():
     field = Stiffish(adjoint_callbacks=True)
-    with pytest.warns(UserWarning, match="gradient='symplectic' has none"):
+    with pytest.warns(UserWarning, match="gradient='auto' has none"):
         symadj.odeint(field, torch.ones(2, dtype=torch.float64), torch.linspace(0.0, 1.0, 3))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

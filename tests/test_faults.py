@@ -172,7 +172,7 @@ def test_torch_backward_fault_under_backward_call():
     faulty = TorchProblem(Fault("late"))
     faulty.armed = False
     y0 = torch.tensor([1.0, 0.5], dtype=torch.float64, requires_grad=True)
-    loss = symadj.odeint(faulty, y0, T).sum()
+    loss = symadj.odeint(faulty, y0, T, gradient="symplectic").sum()  # a backward pass that calls func
     faulty.armed = True
     with pytest.raises(Fault) as caught:
         loss.backward()

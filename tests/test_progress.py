@@ -82,7 +82,7 @@ def test_nothing_shown_and_same_gradients_when_off(plain_text, capsys):
 def test_short_solve_prints_only_its_closing_lines(monkeypatch, capsys):
     hide_tqdm(monkeypatch)
     y0 = torch.ones(3, requires_grad=True)
-    symadj.odeint(lambda t, y: -y, y0, torch.linspace(0, 1, 5), progress=True).sum().backward()
+    symadj.odeint(lambda t, y: -y, y0, torch.linspace(0, 1, 5), progress=True, gradient="symplectic").sum().backward()
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2
     assert err[0].startswith("symadj forward: done, t=1, ") and err[1].startswith("symadj backward: done, t=0, ")
@@ -152,7 +152,8 @@ class TestJax:
 def test_model_wrappers_pass_progress_on(plain_text, capsys):
     import symadj.torch
 
-    model = symadj.torch.NeuralODE(torch.nn.Linear(2, 2), torch.linspace(0.0, 1.0, 3), progress=True)
+    model = symadj.torch.NeuralODE(torch.nn.Linear(2, 2), torch.linspace(0.0, 1.0, 3), progress=True,
+                                   gradient="symplectic")
     model(torch.ones(2)).sum().backward()
     err = capsys.readouterr().err
     assert lines_of(err, "forward") and lines_of(err, "backward")

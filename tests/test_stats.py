@@ -12,14 +12,14 @@ import symadj
 
 def test_as_dict_holds_plain_numbers_and_names():
     torch = pytest.importorskip("torch")
-    sol = symadj.solve(lambda t, y: -y, torch.ones(3, requires_grad=True), [0.0, 1.0, 2.0])
+    sol = symadj.solve(lambda t, y: -y, torch.ones(3, requires_grad=True), [0.0, 1.0, 2.0], gradient="symplectic")
     numbers = sol.stats.as_dict()
     assert json.loads(json.dumps(numbers)) == numbers  # a logger can take it as it is
     assert numbers["status"] == "SUCCESS" and numbers["schedule"] == "STAGES"
     assert type(numbers["n_accepted"]) is int and numbers["n_accepted"] == int(sol.stats.n_accepted)
     assert type(numbers["t_final"]) is float and numbers["t_final"] == 2.0
     assert set(numbers) == {"n_attempts", "n_accepted", "n_rejected", "n_fevals", "n_outputs", "checkpoint_bytes",
-                            "extra_fevals", "t_final", "status", "schedule"}
+                            "extra_fevals", "graph_steps", "walk_steps", "graph_bytes", "t_final", "status", "schedule"}
 
 
 def test_stats_show_status_and_schedule_by_name():

@@ -213,7 +213,7 @@ def test_closure_tensors_are_never_silently_dropped():
     y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
     ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
     with pytest.raises(symadj.InvalidArgumentError, match="not in adjoint_params"):
-        symadj.odeint(lambda t, y: -weight * other * y, y0, ts, adjoint_params=[weight])
+        symadj.odeint(lambda t, y: -weight * other * y, y0, ts, adjoint_params=[weight], gradient="symplectic")
     for kwargs in ({}, {"adjoint_params": [weight]}):
         ys = symadj.odeint(lambda t, y: -weight * y, y0, ts, **kwargs)
         (grad,) = torch.autograd.grad(ys[-1].sum(), [weight])
@@ -229,7 +229,7 @@ def test_higher_order_gradients():
     (first,) = torch.autograd.grad(ys[-1].sum(), [rate], create_graph=True)
     (second,) = torch.autograd.grad(first, [rate])
     assert float(second) == pytest.approx(float(torch.exp(-rate.detach())), rel=1e-6)
-    ys = symadj.odeint(lambda t, y: -rate * y, ones, ts, adjoint_params=[rate])
+    ys = symadj.odeint(lambda t, y: -rate * y, ones, ts, adjoint_params=[rate], gradient="symplectic")
     with pytest.raises(symadj.GradientNotSupportedError, match="create_graph=True"):
         torch.autograd.grad(ys[-1].sum(), [rate], create_graph=True)
 

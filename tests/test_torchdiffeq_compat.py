@@ -269,10 +269,10 @@ def test_adjoint_params_win_and_what_they_leave_out_is_refused():
     with pytest.raises(symadj.InvalidArgumentError,
                        match=r"not in adjoint_params \(shape \(8, 2\) \(a leaf\), shape \(8,\) \(a leaf\)\)"
                              r".*Add them to adjoint_params"):
-        symadj.odeint(lambda t, y: net(y), y0, TS, adjoint_params=list(net[2].parameters()))
+        symadj.odeint(lambda t, y: net(y), y0, TS, adjoint_params=list(net[2].parameters()), gradient="symplectic")
     with pytest.raises(symadj.InvalidArgumentError,
                        match=r"not in adjoint_params \(shape \(\d+, 2\) \(made by AddmmBackward0\)\)"):
-        symadj.odeint(lambda t, y: net(y) * z, y0, TS, adjoint_params=list(net.parameters()))
+        symadj.odeint(lambda t, y: net(y) * z, y0, TS, adjoint_params=list(net.parameters()), gradient="symplectic")
 
 
 def test_captured_tensor_that_cannot_be_found_is_refused_with_the_fix():

@@ -41,7 +41,7 @@ def test_torch_module_solves_like_odeint_and_exposes_the_field_parameters():
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
     assert model.solve(y0).stats.n_accepted > 0
-    assert "gradient='symplectic'" in repr(model)
+    assert "gradient='auto'" in repr(model)
 
 
 def test_torch_module_trains_and_round_trips_its_state_dict():

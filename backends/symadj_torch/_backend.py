@@ -6,6 +6,7 @@ import contextlib
 import functools
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from symadj import GradientNotSupportedError, InvalidArgumentError, ParameterModifiedError, SymadjWarning
-from symadj.backend import EagerBackend, Field, StateLayout, call_with_args
+from symadj.backend import EagerBackend, Field, GraphMeter, StateLayout, call_with_args
 
 from . import _torch_internals as internals
 
@@ -212,6 +213,9 @@ class TorchBackend(EagerBackend):
         grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
         return out.detach(), grads[0], grads[1:]
 
+    def graph_meter(self):
+        return _metered() if internals.saved_tensors_hooks_enabled() else None
+
     @_eager
     def custom_vjp(self, forward, backward, y0, params):
         """The solve as one autograd node whose inputs are ``y0``, ``params`` and every other
@@ -238,6 +242,57 @@ class TorchBackend(EagerBackend):
         flat, rebuild = _flattened(outputs)
         node = _Node(backward, residuals, flat, rebuild, _Known(params, reads))
         return rebuild(_Solve.apply(node, y0, *params)), stats
+
+
+class _SavedBytes(GraphMeter):
+    """The bytes autograd saves, each storage counted once while a tensor saved on it lives
+    (the address of a storage freed with a rejected step's graph may come back); a view saved
+    from inside a storage counts the whole storage again (more, never less). Each tensor goes
+    on to the caller's hooks (``outer``), as if these were not there."""
+
+    def __init__(self, outer: tuple[Callable, Callable] | None) -> None:
+        self.saved = 0
+        self._seen: dict[int, weakref.ref] = {}
+        self._counted: list[tuple[int, int]] = []
+        self._outer_pack, self.unpack = outer if outer is not None else (None, _unchanged)
+        # The hook runs for every tensor saved (a small network's step saves ~100): kept short.
+        self.pack = self._pack if outer is None else self._pack_on
+
+    def _pack(self, tensor: torch.Tensor) -> Any:
+        seen = self._seen.get(tensor.data_ptr())
+        if seen is None or seen() is None:
+            self._count(tensor)
+        return tensor
+
+    def _pack_on(self, tensor: torch.Tensor) -> Any:
+        return self._outer_pack(self._pack(tensor))
+
+    def _count(self, tensor: torch.Tensor) -> None:
+        key, size = tensor.data_ptr(), tensor.untyped_storage().nbytes()
+        self._seen[key] = weakref.ref(tensor)
+        self._counted.append((key, size))
+        self.saved += size
+
+    def mark(self) -> int:
+        return len(self._counted)
+
+    def drop(self, mark: int) -> None:
+        while len(self._counted) > mark:
+            key, size = self._counted.pop()
+            self._seen.pop(key, None)
+            self.saved -= size
+
+
+@contextlib.contextmanager
+def _metered() -> Any:
+    """A :class:`_SavedBytes` counting what autograd saves inside the context."""
+    meter = _SavedBytes(internals.outer_saved_tensors_hooks())
+    with torch.autograd.graph.saved_tensors_hooks(meter.pack, meter.unpack):
+        yield meter
+
+
+def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 def _flattened(outputs: Any) -> tuple[tuple[torch.Tensor, ...], Callable[[Sequence[Any]], Any]]:

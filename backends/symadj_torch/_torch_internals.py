@@ -32,6 +32,13 @@ PRIVATE: dict[tuple[str, str], str] = {
         "the version counter of a tensor, bumped by every in-place change: how a parameter changed "
         "between the forward and the backward pass (optimizer.step() first) is detected; autograd "
         "checks it for saved tensors only, and exposes no public reader",
+    ("torch._C._autograd", "_top_saved_tensors_default_hooks"):
+        "the saved-tensor hooks a caller set (torch.autograd.graph.save_on_cpu, non-reentrant "
+        "checkpointing): gradient='auto' counts the bytes autograd saves with hooks of its own, which "
+        "replace the caller's unless they pass each tensor on to them; no public getter exists",
+    ("torch._C._autograd", "_saved_tensors_hooks_is_enabled"):
+        "whether saved-tensor hooks may be set here (a caller may disable them, and setting one then "
+        "raises): gradient='auto' then runs the symplectic mode; no public query exists",
     ("torch.autograd.graph.Node", "_sequence_nr"):
         "the order in which graph nodes were made: tensors made during a solve (by an autograd.Function "
         "or a torch.func transform inside func) are told from those made before it, which func reads, "
@@ -62,6 +69,15 @@ def foreach_add_(totals: list[torch.Tensor], increments: Sequence[torch.Tensor])
 def version(x: torch.Tensor) -> int:
     """The version counter of ``x``: it grows with every in-place change of ``x`` (or of a view of it)."""
     return x._version
+
+
+def outer_saved_tensors_hooks() -> tuple[Callable, Callable] | None:
+    """The saved-tensor hooks in force (a caller's), or ``None``."""
+    return torch._C._autograd._top_saved_tensors_default_hooks(False)
+
+
+def saved_tensors_hooks_enabled() -> bool:
+    return bool(torch._C._autograd._saved_tensors_hooks_is_enabled())
 
 
 def sequence_nr(node: Any) -> int:

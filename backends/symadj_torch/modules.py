@@ -25,7 +25,7 @@ class NeuralODE(torch.nn.Module):
             as an autonomous field ``field(y)`` (``nn.Sequential``, say).
         t: the output times (``forward`` may be given others).
         method: a tableau name or :class:`symadj.Tableau`.
-        gradient: ``"symplectic"`` (default), ``"checkpoint"``, ``"backprop"``, ``"adjoint"``
+        gradient: ``"auto"`` (default), ``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``
             or a :class:`symadj.GradientMode`.
         rtol: relative tolerance.
         atol: absolute tolerance.
@@ -46,7 +46,7 @@ class NeuralODE(torch.nn.Module):
     """
 
     def __init__(self, field: Callable[..., Any], t: Any, *, method: str | symadj.Tableau = "dopri5",
-                 gradient: str | symadj.GradientMode = "symplectic", rtol: float = 1e-7, atol: float = 1e-9,
+                 gradient: str | symadj.GradientMode = "auto", rtol: float = 1e-7, atol: float = 1e-9,
                  options: Mapping[str, Any] | None = None,
                  event: Callable[..., Any] | symadj.Event | Sequence[Any] | None = None, **solve_kwargs: Any) -> None:
         super().__init__()

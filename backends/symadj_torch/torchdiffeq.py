@@ -3,8 +3,10 @@ import, keep the call.
 
 ``from symadj.torchdiffeq import odeint, odeint_adjoint, odeint_event`` takes torchdiffeq's
 arguments, option names and method names with their meanings, and gives exact gradients:
-``odeint`` and ``odeint_adjoint`` both differentiate the discrete solve with the symplectic
-adjoint method (``gradient="symplectic"``), in the memory of torchdiffeq's adjoint. Pass
+``odeint`` backpropagates through the solve while its graph fits a memory budget and takes
+the symplectic adjoint method past it (``gradient="auto"``, as fast as torchdiffeq's
+``odeint`` on small problems), ``odeint_adjoint`` differentiates the discrete solve with the
+symplectic adjoint (``gradient="symplectic"``), in the memory of torchdiffeq's adjoint. Pass
 ``gradient="adjoint"`` for torchdiffeq's continuous adjoint (then ``adjoint_rtol``,
 ``adjoint_atol``, ``adjoint_method`` and ``adjoint_options`` set its backward solve) or
 ``gradient="backprop"`` for autodiff through the solver. ``odeint_adjoint`` runs the
@@ -89,7 +91,7 @@ _EVENT_MAX_STEPS = 2**14
 def odeint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-7, atol: Any = 1e-9,
            method: str | None = None, options: Mapping[str, Any] | None = None,
            event_fn: Callable[[Any, Any], Any] | None = None,
-           gradient: str | GradientMode = "symplectic") -> Any:
+           gradient: str | GradientMode = "auto") -> Any:
     """torchdiffeq's ``odeint``, with exact gradients.
 
     Args:
@@ -103,7 +105,8 @@ def odeint(func: Callable[..., Any], y0: Any, t: Any, *, rtol: Any = 1e-7, atol:
         options: torchdiffeq's options for the method (see docs/migration.md).
         event_fn: ``event_fn(t, y)``: integrate until it crosses zero (any entry, for a
             tensor-valued one) and return ``(event_t, solution)``.
-        gradient: ``"symplectic"`` (exact, default), ``"checkpoint"``, ``"backprop"`` or
+        gradient: ``"auto"`` (exact, default: backprop's graph within a memory budget, the
+            symplectic adjoint past it), ``"symplectic"``, ``"checkpoint"``, ``"backprop"`` or
             ``"adjoint"`` (torchdiffeq's continuous adjoint).
 
     Returns:

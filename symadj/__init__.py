@@ -29,6 +29,7 @@ from ._events import Event
 from ._gradient_names import as_gradient_mode
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
+from ._reversible import Reversible
 from ._plugins import BackendStatus, registry
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
@@ -220,7 +221,7 @@ __all__ = [
     "CheckpointPolicy", "CheckpointedBackprop", "ContinuousAdjoint", "DuplicateNameError", "Field", "GradientMode",
     "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "ParameterModifiedError",
-    "PluginLoadWarning", "RecomputationError", "RecomputationWarning", "Revolve", "Solution",
+    "PluginLoadWarning", "RecomputationError", "RecomputationWarning", "Reversible", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
     "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
     "as_gradient_mode", "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint",

@@ -118,8 +118,9 @@ def solve(
             ``None`` means ``"dopri5"``.
         rtol: relative tolerance of the embedded error estimate (may be a traced value in JAX).
         atol: absolute tolerance of the embedded error estimate.
-        gradient: ``"symplectic"`` (exact, least memory), ``"checkpoint"``, ``"backprop"``,
-            ``"adjoint"``, or a :class:`GradientMode`.
+        gradient: ``"symplectic"`` (exact, the default), ``"checkpoint"``, ``"backprop"``,
+            ``"adjoint"``, ``"reversible"`` (exact for its own coupled scheme, memory independent of
+            the number of steps), or a :class:`GradientMode`.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, ...; by default the one that handles ``y0``.
         options: solver options, see :class:`SolverOptions` (unknown names are listed).
         args: extra argument passed to ``func``; gradients flow to it (JAX).

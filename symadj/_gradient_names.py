@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from ._continuous_adjoint import ContinuousAdjoint
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
+from ._reversible import Reversible
 from .errors import UnknownNameError
 
 _GRADIENT_MODES: dict[str, type[GradientMode]] = {
-    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint)
+    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint, Reversible)
 }
 
 
 def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
-    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``) into
+    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``, ``"reversible"``) into
     its :class:`GradientMode`; instances pass through.
 
     Args:

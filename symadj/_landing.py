@@ -189,8 +189,11 @@ class JumpingControl(LandingControl):
         return t_start, dy_new, backend.select(jumped, 1, 0)
 
 
-def landing_control(backend: Any, problem: Any, f: VectorField, y0: Any, direction: Any) -> LandingControl:
-    """The step-size side of a solve of ``problem`` from ``y0``: with jumps or without, chosen here once."""
+def landing_control(backend: Any, problem: Any, f: VectorField, y0: Any, direction: Any, fsal: bool = True
+                    ) -> LandingControl:
+    """The step-size side of a solve of ``problem`` from ``y0``: with jumps or without, chosen here once.
+    ``fsal=False``: the next step's first derivative is always evaluated afresh at its start
+    (a scheme whose steps do not end where the base step's FSAL stage lies)."""
     xp, tab, options, ts = problem.xp, problem.tableau, problem.options, problem.ts
     landings = landing_times(xp, ts, direction, problem.interpolant is not None, options.step_t, options.jump_t)
     stages_nudge = problem.stage_nudge(y0.dtype)
@@ -199,7 +202,7 @@ def landing_control(backend: Any, problem: Any, f: VectorField, y0: Any, directi
         return f(stage_time(t, direction, 0.0, stages_nudge), y)
 
     # With perturb, the FSAL derivative (at t + h, one ulp before) is not the next step's first.
-    reuses_fsal = tab.fsal and not options.perturb
+    reuses_fsal = fsal and tab.fsal and not options.perturb
     controller = controller_for(tab, options)
     if not options.jump_t:
         return LandingControl(backend, problem, controller, landings, direction, first_derivative, reuses_fsal)

@@ -77,7 +77,7 @@ class UnknownNameError(InvalidArgumentError):
         ...     symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], gradient="sympletic")
         ... except symadj.UnknownNameError as exc:
         ...     print(exc.kind, exc.known)
-        gradient ['adjoint', 'backprop', 'checkpoint', 'symplectic']
+        gradient ['adjoint', 'backprop', 'checkpoint', 'reversible', 'symplectic']
     """
 
     def __init__(self, kind: str, name: object, known: Iterable[str], hint: str = "") -> None:

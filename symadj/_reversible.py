@@ -1,0 +1,269 @@
+"""The reversible gradient mode (McCallum & Foster, arXiv 2410.11648): any explicit tableau made
+algebraically reversible, so the backward pass reconstructs each state instead of storing it.
+
+Design. With Ψ_h(t, x) = h Σ b_i k_i the base tableau's increment (``_rk_step.rk_increment``),
+a coupling λ ∈ (0, 1] and z_0 = y_0, one step is
+
+    y_{n+1} = λ y_n + (1 − λ) z_n + Ψ_h(t_n, z_n)
+    z_{n+1} = z_n − Ψ_{−h}(t_{n+1}, y_{n+1})
+
+and the solution reported is y_n. The forward pass is a loop of its own over the pair
+(:class:`_ForwardLoop`), not ``_loop.integrate`` with a wrapped field: the pair is no
+Runge–Kutta step of any tableau, and the error estimate is the base pair's on the z half-step
+alone. It reuses the loop's parts: the step-size side (``_landing.LandingControl``: the
+controller, landing on the final time and ``step_t``; its fresh first derivative
+f(t_{n+1}, z_{n+1}) is the next z half-step's first stage, so no FSAL reuse) and the outputs
+writer (``_output_writers``, with steps landed on every output time).
+
+Outputs are landed on, not interpolated: a continuous extension of the coupled scheme would
+have to be derived and tested for its order, and the gradient through it would need the
+stage derivatives of every step with an output; landing keeps the backward pass to one
+reconstruction per step. The cost is a step per output interval at least (measured in a
+later session on the bench's time-series problem).
+
+The forward pass keeps, for the backward pass, the final pair (y_N, z_N) and two scalars a
+step (t_n and h_n): no states. Backward, step n is undone from (y_{n+1}, z_{n+1}):
+z_n = z_{n+1} + Ψ_{−h}(t_{n+1}, y_{n+1}), then y_n = (y_{n+1} − (1 − λ) z_n − Ψ_h(t_n, z_n)) / λ,
+each Ψ evaluated once, with its graph, by ``Backend.vjp`` (the value reconstructs, the same
+evaluation's VJP carries the cotangents: the cotangent of each Ψ is known before it is
+evaluated, −z̄_{n+1} and then ȳ_{n+1} + the first VJP's). The gradient is that of the discrete
+reversible solve, to the rounding of the reconstruction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+from ._backend import Backend, Field
+from ._complex import bytes_of
+from ._gradients import GradientMode, _reported
+from ._landing import ControlState, landing_control
+from ._loop import Counts, Problem
+from ._output_writers import OutputsState, outputs_writer
+from ._rk_step import AcceptedStep, rk_increment, rk_increment_evaluations, rk_step_with_stages
+from ._solution import SolveOutputs, Stats, Status
+from .errors import GradientNotSupportedError, InvalidArgumentError
+
+
+class _Carry(NamedTuple):
+    """The forward loop's carry: the pair (y, z) where the next step starts, f(t, z), and the
+    step-size side's, the outputs writer's and the step record's parts."""
+
+    t: Any
+    y: Any
+    z: Any
+    dy: Any  # f(t, z): the next z half-step's first stage derivative
+    status: Any
+    counts: Counts
+    control: ControlState
+    outputs: OutputsState | None = None
+    times: Any = None  # buffer of t_n
+    steps: Any = None  # buffer of h_n
+
+
+class _Record(NamedTuple):
+    """What the backward pass reads: the final pair, the accepted steps' times and sizes, and
+    the step each output lies at the end of."""
+
+    y: Any
+    z: Any
+    times: Any
+    steps: Any
+    n_steps: Any
+    output_steps: Any
+    n_outputs: Any
+
+
+@dataclass(frozen=True, repr=False)
+class Reversible(GradientMode):
+    """McCallum & Foster's reversible scheme on any explicit tableau: exact gradient, memory O(|y| + N).
+
+    The forward solution is that of the coupled scheme (y, z) above (it differs from the base
+    tableau's by the method's error); the backward pass reconstructs each step's state from
+    the next instead of storing it, so memory does not grow with the number of steps (two
+    scalars a step). Each step costs two base steps forward and two base steps with their
+    VJPs backward. Outputs are landed on: each output time ends a step.
+
+    Args:
+        coupling: λ ∈ (0, 1]. Backward, each step divides by λ, so rounding errors in the
+            reconstruction grow like λ^(−N); λ = 1 decouples z from y and loses the scheme's
+            stability. 0.999, the authors' default, keeps both small.
+
+    Examples:
+        >>> import torch, symadj
+        >>> y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0], method="rk4", gradient="reversible",
+        ...                    options={"step_size": 0.1})
+        >>> sol.ys[-1].sum().backward()
+        >>> [round(g, 5) for g in y0.grad.tolist()]
+        [0.36788, 0.36788]
+    """
+
+    coupling: float = 0.999
+    name = "reversible"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.coupling, (int, float)) or not 0.0 < self.coupling <= 1.0:
+            raise InvalidArgumentError(
+                f"coupling={self.coupling!r}: the reversible scheme's λ must lie in (0, 1]; the default is 0.999")
+
+    def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any, times: Any = None
+              ) -> tuple[Any, Stats]:
+        problem = _checked(problem)
+        if not backend.differentiable:
+            return _reported(backend, problem, lambda: _ForwardLoop(backend, problem, field, self.coupling).run(y0)[:2])
+        return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0))
+
+    def _solve(self, backend, problem, field, y0, times=None):
+        def forward(y0, params):
+            outputs, stats, record = _ForwardLoop(backend, problem, field.with_params(params), self.coupling).run(y0)
+            return outputs, stats, (record, params)
+
+        def backward(residuals, cotangents):
+            record, params = residuals
+            return _walk_back(backend, problem, field.with_params(params), params, self.coupling, record,
+                              cotangents)
+
+        return backend.custom_vjp(forward, backward, y0, field.params)
+
+
+def _checked(problem: Problem) -> Problem:
+    """``problem`` with steps landed on every output time; refuses what the mode does not support yet."""
+    if problem.events is not None:
+        raise GradientNotSupportedError(
+            "gradient='reversible' does not support events yet: use gradient='symplectic' (default), "
+            "'checkpoint' or 'backprop'")
+    if problem.options.jump_t:
+        raise InvalidArgumentError(
+            "options['jump_t'] is not supported with gradient='reversible' yet: use options['step_t'] "
+            "(a step ends there) or gradient='symplectic'")
+    return replace(problem, options=replace(problem.options, land_on_outputs=True))
+
+
+class _ForwardLoop:
+    """The coupled scheme's forward loop over (y, z), with the base pair's step-size control."""
+
+    def __init__(self, backend: Backend, problem: Problem, field: Field, coupling: float) -> None:
+        self.backend, self.xp, self.problem, self.field, self.coupling = backend, problem.xp, problem, field, coupling
+        self.tab = problem.tableau
+
+    def run(self, y0: Any) -> tuple[SolveOutputs, Stats, _Record]:
+        backend, xp, problem = self.backend, self.xp, self.problem
+        ts = problem.ts
+        self.direction = xp.sign(ts[-1] - ts[0])
+        self.nudge = problem.stage_nudge(y0.dtype)
+        self.writer = outputs_writer(backend, problem, self.direction, False)
+        self.control = landing_control(backend, problem, self.field, y0, self.direction, fsal=False)
+        t, dy, control, evaluations = self.control.start(self.field, ts[0], y0)
+        capacity = problem.options.max_steps
+        state = _Carry(t, y0, y0, dy, int(Status.RUNNING), Counts(0, 0, evaluations), control, None,
+                       backend.buffer(capacity, t), backend.buffer(capacity, t))
+        state = self.writer.start(state)
+        state = backend.while_loop(self.running, self.attempt, state, max_iterations=capacity)
+        outputs = SolveOutputs(self.writer.finish(state.outputs, y0))
+        n = problem.n_outputs
+        record = _Record(state.y, state.z, state.times, state.steps, state.counts.n_accepted,
+                         state.outputs.steps.stack(n), state.outputs.next_output)
+        return outputs, self.stats(state, y0), record
+
+    def running(self, state: _Carry) -> Any:
+        return (state.outputs.next_output < self.problem.n_outputs) & (state.status == int(Status.RUNNING))
+
+    def attempt(self, state: _Carry) -> _Carry:
+        xp, backend, control, tab = self.xp, self.backend, self.control, self.tab
+        h, clip = control.clip(state.control, state.t)
+        # The z half-step is the base step, whose embedded pair decides the step size.
+        z_base, _, derivatives, _ = rk_step_with_stages(xp, self.field, tab, state.t, h, state.z, state.dy,
+                                                        self.nudge)
+        finite = xp.all(xp.isfinite(z_base))
+        decision = control.decide(state.control, h, state.z, z_base, derivatives, finite)
+        counts = state.counts
+        state = state._replace(counts=counts._replace(n_fevals=counts.n_fevals + tab.stages - 1))
+
+        def accepted(state: _Carry) -> _Carry:
+            t_end = state.t + h
+            lam = self.coupling
+            y_new = lam * state.y + (1 - lam) * state.z + rk_increment(xp, self.field, tab, state.t, h, state.z,
+                                                                       derivatives=derivatives)
+            z_new = state.z - rk_increment(xp, self.field, tab, t_end, -h, y_new, nudge=self.nudge)
+            index = state.counts.n_accepted
+            step = AcceptedStep(index, state.t, h, state.y, y_new, [], [], t_end, control.reached(clip, t_end))
+            state = self.writer.accepted(state, step)
+            t, dy, fresh, next_control = control.accepted(state.control, clip, decision, t_end, z_new, None)
+            counts = state.counts
+            return state._replace(
+                t=t, y=y_new, z=z_new, dy=dy, control=next_control,
+                times=state.times.write(index, state.t), steps=state.steps.write(index, h),
+                counts=counts._replace(n_accepted=counts.n_accepted + 1, n_fevals=counts.n_fevals + fresh
+                                       + rk_increment_evaluations(tab)))
+
+        def rejected(state: _Carry) -> _Carry:
+            next_control, status = control.rejected(state.control, state.t, decision, finite, state.status)
+            return state._replace(control=next_control, status=status,
+                                  counts=state.counts._replace(n_rejected=state.counts.n_rejected + 1))
+
+        state = backend.cond(decision.accept, accepted, rejected, state)
+        exhausted = (state.counts.n_accepted + state.counts.n_rejected >= self.problem.options.max_steps) & \
+            self.running(state)
+        return state._replace(status=backend.select(exhausted, int(Status.MAX_STEPS), state.status))
+
+    def stats(self, state: _Carry, y0: Any) -> Stats:
+        """The solve's statistics; what it holds for the backward pass is the final pair and two
+        scalars a step."""
+        xp, counts = self.xp, state.counts
+        finished = state.outputs.next_output == self.problem.n_outputs
+        held = 2 * bytes_of(xp, y0) + 2 * counts.n_accepted * bytes_of(xp, state.t)
+        return Stats(
+            n_attempts=counts.n_accepted + counts.n_rejected, n_accepted=counts.n_accepted,
+            n_rejected=counts.n_rejected, n_fevals=counts.n_fevals,
+            status=self.backend.select(finished, int(Status.SUCCESS), state.status),
+            t_final=state.t, n_outputs=state.outputs.next_output, checkpoint_bytes=held)
+
+
+class _BackCarry(NamedTuple):
+    """The backward walk's carry: the pair at the end of the step to undo, its cotangents, the
+    parameters' cotangent, and the index of the next output whose cotangent is still to add."""
+
+    y: Any
+    z: Any
+    y_bar: Any
+    z_bar: Any
+    params_bar: list
+    output: Any
+
+
+def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], coupling: float,
+               record: _Record, cotangents: SolveOutputs) -> tuple[Any, list]:
+    """The cotangents of ``y0`` and ``params``: every step undone, last first, with its VJPs."""
+    xp, tab, nudge = problem.xp, problem.tableau, problem.stage_nudge(record.y.dtype)
+    g, n_steps, lam = cotangents.ys, record.n_steps, coupling
+
+    def undo(i: Any, carry: _BackCarry) -> _BackCarry:
+        m = n_steps - 1 - i
+        lands = (carry.output >= 1) & (record.output_steps[carry.output] == m)
+        y_bar = carry.y_bar + xp.where(lands, g[carry.output], xp.zeros_like(carry.y_bar))
+        t, h = record.times.read(m), record.steps.read(m)
+        t_end = t + h
+
+        def back_half(y, params):
+            return rk_increment(xp, field.with_params(params), tab, t_end, -h, y, nudge=nudge)
+
+        def forth_half(z, params):
+            return rk_increment(xp, field.with_params(params), tab, t, h, z, nudge=nudge)
+
+        b, y_from_b, params_b = backend.vjp(back_half, carry.y, params, -carry.z_bar)
+        y_bar = y_bar + y_from_b
+        z = carry.z + b
+        a, z_from_a, params_a = backend.vjp(forth_half, z, params, y_bar)
+        y = (carry.y - (1 - lam) * z - a) / lam
+        params_bar = backend.accumulate(backend.accumulate(carry.params_bar, params_b), params_a)
+        return _BackCarry(y, z, lam * y_bar, carry.z_bar + (1 - lam) * y_bar + z_from_a, params_bar,
+                          carry.output - backend.select(lands, 1, 0))
+
+    zeros = xp.zeros_like(record.y)
+    start = _BackCarry(record.y, record.z, zeros, zeros, [xp.zeros_like(p) for p in params],
+                       xp.asarray(record.n_outputs - 1))
+    walked = backend.fori_loop(0, n_steps, undo, start)
+    return walked.y_bar + walked.z_bar + g[0], walked.params_bar

@@ -1,0 +1,225 @@
+"""gradient="reversible": the coupled scheme of McCallum & Foster against an independent
+implementation of it, backpropagated through by torch autograd and jax.grad.
+
+The reference below is written from the paper's formulas with its own Runge–Kutta stages
+(every stage evaluated, zero weights included); it replays the steps the mode accepted (their
+start times and sizes, read from the mode's record), so that adaptive solves compare the same
+discrete solve. The mode must equal it: values to 1e-12, gradients to 1e-10, relative.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import symadj
+from symadj import _reversible
+
+torch = pytest.importorskip("torch")
+
+TS = [0.0, 0.3, 0.7, 1.2, 1.5]
+LAMBDA = 0.999
+USER = symadj.Tableau("reversible_test_heun3", c=["0", "1/3", "2/3"], a=[[], ["1/3"], ["0", "2/3"]],
+                      b=["1/4", "0", "3/4"], order=3)
+symadj.register_tableau(USER, replace=True)
+CASES = [  # (method, coupling, solver keywords); a coupling far from 1 lets a wrong coupling term show
+    ("rk4", LAMBDA, {"options": {"step_size": 0.1}}),
+    ("dopri5", 0.9, {"options": {"step_size": 0.05}}),
+    (USER.name, 0.5, {"options": {"step_size": 0.1}}),
+    ("dopri5", LAMBDA, {"rtol": 1e-7, "atol": 1e-9}),
+    ("bosh3", 0.9, {"rtol": 1e-6, "atol": 1e-8}),
+]
+IDS = [f"{m}-{lam}-{'fixed' if 'options' in k else 'adaptive'}" for m, lam, k in CASES]
+
+
+def coefficients(method):
+    tab = symadj.get_tableau(method)
+    return [[float(v) for v in row] for row in tab.a], [float(v) for v in tab.b], [float(v) for v in tab.c]
+
+
+def reference_increment(f, method, t, h, x):
+    """h Σ b_i k_i, every stage of the tableau evaluated."""
+    a, b, c = coefficients(method)
+    ks = []
+    for i in range(len(b)):
+        xi = x + h * sum(a[i][j] * ks[j] for j in range(i)) if i else x
+        ks.append(f(t + c[i] * h, xi))
+    return h * sum(bi * k for bi, k in zip(b, ks))
+
+
+def reference_solve(f, method, y0, steps, ts, lam=LAMBDA):
+    """The outputs of the reversible scheme over ``steps`` [(t_n, h_n)]: y at each step end on an output time."""
+    y = z = y0
+    outputs = [y0]
+    for t, h in steps:
+        y_new = lam * y + (1 - lam) * z + reference_increment(f, method, t, h, z)
+        z = z - reference_increment(f, method, t + h, -h, y_new)
+        y = y_new
+        if any(abs(t + h - s) < 1e-12 for s in ts[len(outputs):len(outputs) + 1]):
+            outputs.append(y)
+    assert len(outputs) == len(ts)
+    return outputs
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The (t_n, h_n) of the accepted steps of the last forward solve of the mode."""
+    steps = []
+    run = _reversible._ForwardLoop.run
+
+    def keep(times, sizes, n):
+        steps.clear()
+        steps.extend((float(times[i]), float(sizes[i])) for i in range(int(n)))
+
+    def recording(self, y0):
+        outputs, stats, record = run(self, y0)
+        if type(y0).__module__.startswith("jax"):  # traced: read when the program runs
+            import jax
+
+            capacity = record.times.capacity
+            jax.debug.callback(keep, record.times.stack(capacity), record.steps.stack(capacity), record.n_steps)
+        else:
+            n = int(record.n_steps)
+            keep([record.times.read(i) for i in range(n)], [record.steps.read(i) for i in range(n)], n)
+        return outputs, stats, record
+
+    monkeypatch.setattr(_reversible._ForwardLoop, "run", recording)
+    return steps
+
+
+def relative(a, b):
+    return float(((a - b) ** 2).sum() ** 0.5 / max(float((b ** 2).sum() ** 0.5), 1e-300))
+
+
+def torch_problem():
+    gen = torch.Generator().manual_seed(0)
+    w = (0.5 * torch.randn(3, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    bias = torch.randn(3, generator=gen, dtype=torch.float64).requires_grad_()
+    y0 = torch.randn(2, 3, generator=gen, dtype=torch.float64).requires_grad_()
+
+    def f(t, y):
+        return torch.tanh(y @ w.T + bias * torch.sin(torch.as_tensor(t, dtype=torch.float64))) - 0.3 * y
+
+    return f, y0, [w, bias]
+
+
+def torch_loss(ys):
+    weights = torch.arange(1, ys.shape[0] + 1, dtype=torch.float64).reshape(-1, 1, 1)
+    return (weights * (ys ** 2 + ys)).sum()
+
+
+@pytest.mark.parametrize(("method", "coupling", "kwargs"), CASES, ids=IDS)
+def test_torch_equals_the_reference(method, coupling, kwargs, recorded):
+    f, y0, params = torch_problem()
+    ts = torch.tensor(TS, dtype=torch.float64)
+    ys = symadj.odeint(f, y0, ts, method=method, gradient=symadj.Reversible(coupling=coupling),
+                       adjoint_params=params, **kwargs)
+    grads = torch.autograd.grad(torch_loss(ys), [y0, *params])
+    reference = torch.stack(reference_solve(f, method, y0, recorded, TS, coupling))
+    expected = torch.autograd.grad(torch_loss(reference), [y0, *params])
+    assert relative(ys.detach(), reference.detach()) < 1e-12
+    for got, want in zip(grads, expected):
+        assert relative(got, want) < 1e-10
+    if "options" in kwargs:  # fixed steps: of the given size, but onto each output time
+        sizes = [h for _, h in recorded]
+        assert max(sizes) == pytest.approx(kwargs["options"]["step_size"], rel=1e-9)
+        assert len(recorded) == sum(math.ceil(round((b - a) / max(sizes), 9)) for a, b in zip(TS, TS[1:]))
+
+
+def test_torch_by_name_and_defaults():
+    f, y0, params = torch_problem()
+    by_name = symadj.odeint(f, y0, TS, method="rk4", gradient="reversible", adjoint_params=params,
+                            options={"step_size": 0.1})
+    by_object = symadj.odeint(f, y0, TS, method="rk4", gradient=symadj.Reversible(), adjoint_params=params,
+                              options={"step_size": 0.1})
+    assert symadj.Reversible() == symadj.as_gradient_mode("reversible")
+    assert symadj.Reversible().coupling == 0.999
+    assert torch.equal(by_name, by_object)
+
+
+@pytest.mark.parametrize("coupling", [0.0, 1.5, -0.1, "0.9"])
+def test_coupling_outside_its_range_is_refused(coupling):
+    with pytest.raises(symadj.InvalidArgumentError, match="coupling"):
+        symadj.Reversible(coupling=coupling)
+
+
+def test_forward_differs_from_the_base_scheme_by_the_method_error():
+    f, y0, params = torch_problem()
+    with torch.no_grad():
+        base = symadj.odeint(f, y0, TS, method="rk4", options={"step_size": 0.01})
+        coupled = symadj.odeint(f, y0, TS, method="rk4", gradient="reversible", adjoint_params=params,
+                                options={"step_size": 0.01})
+    assert 0 < relative(coupled, base) < 1e-8
+
+
+def test_numpy_forward_is_the_reversible_scheme(recorded):
+    np = pytest.importorskip("numpy")
+
+    def f(t, y):
+        return np.tanh(y[::-1]) * np.cos(t) - 0.5 * y
+
+    y0 = np.array([0.4, -1.0, 2.0])
+    ys = symadj.odeint(f, y0, TS, method="bosh3", gradient="reversible", rtol=1e-6, atol=1e-8)
+    reference = np.stack(reference_solve(f, "bosh3", y0, recorded, TS))
+    assert relative(ys, reference) < 1e-12
+
+
+def test_events_and_jumps_are_refused():
+    f, y0, params = torch_problem()
+    with pytest.raises(symadj.GradientNotSupportedError, match="symplectic"):
+        symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params,
+                     event=lambda t, y: y.sum() - 100.0)
+    with pytest.raises(symadj.InvalidArgumentError, match="jump_t"):
+        symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params, options={"jump_t": [0.5]})
+
+
+class TestJax:
+    jax = pytest.importorskip("jax")
+
+    @staticmethod
+    def problem():
+        import jax
+        import jax.numpy as jnp
+
+        jax.config.update("jax_enable_x64", True)
+        key = jax.random.split(jax.random.PRNGKey(0), 3)
+        params = (0.5 * jax.random.normal(key[0], (3, 3)), jax.random.normal(key[1], (3,)))
+        y0 = jax.random.normal(key[2], (2, 3))
+
+        def func(t, y, args):
+            w, bias = args
+            return jnp.tanh(y @ w.T + bias * jnp.sin(t)) - 0.3 * y
+
+        return func, y0, params
+
+    @staticmethod
+    def loss(ys):
+        import jax.numpy as jnp
+
+        weights = jnp.arange(1, ys.shape[0] + 1, dtype=jnp.float64).reshape(-1, 1, 1)
+        return jnp.sum(weights * (ys ** 2 + ys))
+
+    @pytest.mark.parametrize(("method", "coupling", "kwargs"), CASES, ids=IDS)
+    def test_jit_grad_equals_the_reference(self, method, coupling, kwargs, recorded):
+        import jax
+        import jax.numpy as jnp
+
+        func, y0, params = self.problem()
+        ts = jnp.asarray(TS)
+
+        def solve(y0, params):
+            return symadj.odeint(func, y0, ts, args=params, method=method,
+                                 gradient=symadj.Reversible(coupling=coupling), **kwargs)
+
+        ys = solve(y0, params)  # un-jitted: the record's steps are concrete
+        steps = list(recorded)
+        grads = jax.jit(jax.grad(lambda y0, p: self.loss(solve(y0, p)), argnums=(0, 1)))(y0, params)
+
+        def reference(y0, params):
+            return jnp.stack(reference_solve(lambda t, y: func(t, y, params), method, y0, steps, TS, coupling))
+
+        expected = jax.grad(lambda y0, p: self.loss(reference(y0, p)), argnums=(0, 1))(y0, params)
+        assert relative(ys, reference(y0, params)) < 1e-12
+        for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
+            assert relative(got, want) < 1e-10

@@ -32,19 +32,21 @@ reversible solve, to the rounding of the reconstruction.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ._backend import Backend, Field
-from ._complex import bytes_of
+from ._complex import bytes_of, real_dtype
 from ._gradients import GradientMode, _reported
 from ._landing import ControlState, landing_control
 from ._loop import Counts, Problem
 from ._output_writers import OutputsState, outputs_writer
 from ._rk_step import AcceptedStep, rk_increment, rk_increment_evaluations, rk_step_with_stages
 from ._solution import SolveOutputs, Stats, Status
-from .errors import GradientNotSupportedError, InvalidArgumentError
+from ._walk_checks import RECOMPUTATION_CHOICES
+from .errors import GradientNotSupportedError, InvalidArgumentError, ReconstructionError, ReconstructionWarning
 
 
 class _Carry(NamedTuple):
@@ -64,9 +66,10 @@ class _Carry(NamedTuple):
 
 
 class _Record(NamedTuple):
-    """What the backward pass reads: the final pair, the accepted steps' times and sizes, and
-    the step each output lies at the end of."""
+    """What the backward pass reads: the final pair, the accepted steps' times and sizes, the
+    step each output lies at the end of, and y_0 to check the reconstruction against."""
 
+    y0: Any
     y: Any
     z: Any
     times: Any
@@ -90,6 +93,13 @@ class Reversible(GradientMode):
         coupling: λ ∈ (0, 1]. Backward, each step divides by λ, so rounding errors in the
             reconstruction grow like λ^(−N); λ = 1 decouples z from y and loses the scheme's
             stability. 0.999, the authors' default, keeps both small.
+        reconstruction: what to do when the reconstructed y_0 or z_0 is off the true y_0 by
+            more than ``reconstruction_tol`` relative to the state's size (func not a function
+            of (t, y), or rounding grown through the steps): ``"raise"`` a
+            :class:`ReconstructionError` (the default), ``"warn"``
+            (:class:`ReconstructionWarning`) or ``"off"``.
+        reconstruction_tol: that tolerance; by default √ε of the state's dtype (1.5e-8 in
+            float64, 3.5e-4 in float32), about half the digits of the gradient.
 
     Examples:
         >>> import torch, symadj
@@ -102,12 +112,23 @@ class Reversible(GradientMode):
     """
 
     coupling: float = 0.999
+    reconstruction: str = "raise"
+    reconstruction_tol: float | None = None
     name = "reversible"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.coupling, (int, float)) or not 0.0 < self.coupling <= 1.0:
+        if isinstance(self.coupling, bool) or not isinstance(self.coupling, (int, float)) or \
+                not 0.0 < self.coupling <= 1.0:
             raise InvalidArgumentError(
                 f"coupling={self.coupling!r}: the reversible scheme's λ must lie in (0, 1]; the default is 0.999")
+        if self.reconstruction not in RECOMPUTATION_CHOICES:
+            raise InvalidArgumentError(
+                f"reconstruction must be one of {', '.join(map(repr, RECOMPUTATION_CHOICES))}, "
+                f"got {self.reconstruction!r}")
+        tol = self.reconstruction_tol
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0):
+            raise InvalidArgumentError(
+                f"reconstruction_tol={tol!r} must be a positive number, or None for √ε of the state's dtype")
 
     def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any, times: Any = None
               ) -> tuple[Any, Stats]:
@@ -123,8 +144,7 @@ class Reversible(GradientMode):
 
         def backward(residuals, cotangents):
             record, params = residuals
-            return _walk_back(backend, problem, field.with_params(params), params, self.coupling, record,
-                              cotangents)
+            return _walk_back(backend, problem, field.with_params(params), params, self, record, cotangents)
 
         return backend.custom_vjp(forward, backward, y0, field.params)
 
@@ -164,7 +184,7 @@ class _ForwardLoop:
         state = backend.while_loop(self.running, self.attempt, state, max_iterations=capacity)
         outputs = SolveOutputs(self.writer.finish(state.outputs, y0))
         n = problem.n_outputs
-        record = _Record(state.y, state.z, state.times, state.steps, state.counts.n_accepted,
+        record = _Record(y0, state.y, state.z, state.times, state.steps, state.counts.n_accepted,
                          state.outputs.steps.stack(n), state.outputs.next_output)
         return outputs, self.stats(state, y0), record
 
@@ -234,11 +254,12 @@ class _BackCarry(NamedTuple):
     output: Any
 
 
-def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], coupling: float,
+def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], mode: Reversible,
                record: _Record, cotangents: SolveOutputs) -> tuple[Any, list]:
-    """The cotangents of ``y0`` and ``params``: every step undone, last first, with its VJPs."""
+    """The cotangents of ``y0`` and ``params``: every step undone, last first, with its VJPs;
+    the reconstructed y_0 and z_0 then checked as ``mode`` says."""
     xp, tab, nudge = problem.xp, problem.tableau, problem.stage_nudge(record.y.dtype)
-    g, n_steps, lam = cotangents.ys, record.n_steps, coupling
+    g, n_steps, lam = cotangents.ys, record.n_steps, mode.coupling
 
     def undo(i: Any, carry: _BackCarry) -> _BackCarry:
         m = n_steps - 1 - i
@@ -266,4 +287,41 @@ def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequenc
     start = _BackCarry(record.y, record.z, zeros, zeros, [xp.zeros_like(p) for p in params],
                        xp.asarray(record.n_outputs - 1))
     walked = backend.fori_loop(0, n_steps, undo, start)
+    if mode.reconstruction != "off":
+        _check_reconstruction(backend, xp, mode, record, walked)
     return walked.y_bar + walked.z_bar + g[0], walked.params_bar
+
+
+def _check_reconstruction(backend: Backend, xp: Any, mode: Reversible, record: _Record, walked: _BackCarry) -> None:
+    """Raise or warn, as ``mode`` says, where the reconstructed y_0 or z_0 is off the true y_0
+    by more than the tolerance, relative to the larger of |y_0| and |y_N| (one run-time check)."""
+    real = real_dtype(xp, record.y0.dtype)
+    tol = mode.reconstruction_tol if mode.reconstruction_tol is not None else float(xp.finfo(real).eps) ** 0.5
+    scale = xp.maximum(_largest(xp, record.y0), _largest(xp, record.y)) + xp.finfo(real).smallest_normal
+    gap = xp.maximum(_largest(xp, walked.y - record.y0), _largest(xp, walked.z - record.y0)) / scale
+    steps = xp.astype(xp.asarray(record.n_steps), real)
+    if mode.reconstruction == "raise":
+        backend.check(gap <= tol, lambda gap, steps: ReconstructionError(_message(mode, gap, steps, tol)), gap, steps)
+    else:
+        backend.host_callback(lambda gap, steps: _warn(mode, gap, steps, tol), gap, steps)
+
+
+def _largest(xp: Any, x: Any) -> Any:
+    return xp.max(xp.abs(x))
+
+
+def _warn(mode: Reversible, gap: Any, steps: Any, tol: float) -> None:
+    if not float(gap) <= tol:
+        warnings.warn(_message(mode, gap, steps, tol), ReconstructionWarning, stacklevel=2)
+
+
+def _message(mode: Reversible, gap: Any, steps: Any, tol: float) -> str:
+    return (
+        f"gradient='reversible': the backward pass reconstructed the initial state {float(gap):.3g} off the true "
+        f"one, relative to the state's size, over {int(steps)} steps (tolerance {tol:.3g}): either func does not "
+        f"give the same value for the same (t, y) (a stochastic layer in training mode, hidden state, a "
+        f"non-deterministic kernel), or rounding errors grew through the steps (coupling={mode.coupling} divides "
+        f"them by λ at each step; a stiff field or many steps amplify them). Raise the coupling towards 1 (0.999 "
+        f"is the default), put the model in eval mode, or use gradient='symplectic', which stores the states; "
+        f"symadj.Reversible(reconstruction='warn') or 'off', or a larger reconstruction_tol, accepts the gap"
+    )

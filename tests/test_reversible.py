@@ -223,3 +223,77 @@ class TestJax:
         assert relative(ys, reference(y0, params)) < 1e-12
         for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
             assert relative(got, want) < 1e-10
+
+
+def hidden_state_field():
+    """A field whose every call differs a little: not a function of (t, y)."""
+    calls = []
+
+    def f(t, y):
+        calls.append(1)
+        return -y + 1e-6 * len(calls)
+
+    return f
+
+
+def test_reconstruction_check_raises_on_hidden_state():
+    y0 = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    ys = symadj.odeint(hidden_state_field(), y0, TS, method="rk4", gradient="reversible", options={"step_size": 0.1})
+    with pytest.raises(symadj.ReconstructionError, match="reconstructed the initial state .* over 15 steps"):
+        ys.sum().backward()
+
+
+def test_reconstruction_check_warns_or_is_off_as_asked():
+    y0 = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    for setting, expected in (("warn", [symadj.ReconstructionWarning]), ("off", [])):
+        ys = symadj.odeint(hidden_state_field(), y0, TS, method="rk4", options={"step_size": 0.1},
+                           gradient=symadj.Reversible(reconstruction=setting))
+        with pytest.warns() if expected else _no_warning() as caught:
+            ys.sum().backward()
+        assert [w.category for w in caught if issubclass(w.category, symadj.SymadjWarning)] == expected
+
+
+def _no_warning():
+    import warnings
+
+    return warnings.catch_warnings(record=True)
+
+
+def test_reconstruction_check_catches_rounding_grown_by_a_small_coupling():
+    f, y0, params = torch_problem()
+    loss = torch_loss(symadj.odeint(f, y0, TS, method="bosh3", gradient=symadj.Reversible(coupling=0.5),
+                                    adjoint_params=params, rtol=1e-6, atol=1e-8))
+    with pytest.raises(symadj.ReconstructionError, match="coupling=0.5"):
+        torch.autograd.grad(loss, [y0, *params])
+    # The same solve at the default coupling reconstructs y_0 to rounding, and a loose tolerance accepts λ = 0.5.
+    torch.autograd.grad(torch_loss(symadj.odeint(f, y0, TS, method="bosh3", gradient="reversible",
+                                                 adjoint_params=params, rtol=1e-6, atol=1e-8)), [y0, *params])
+    torch.autograd.grad(torch_loss(symadj.odeint(
+        f, y0, TS, method="bosh3", gradient=symadj.Reversible(coupling=0.5, reconstruction_tol=1e3),
+        adjoint_params=params, rtol=1e-6, atol=1e-8)), [y0, *params])
+
+
+@pytest.mark.parametrize("settings", [{"reconstruction": "loud"}, {"reconstruction_tol": 0.0},
+                                      {"reconstruction_tol": "1e-3"}])
+def test_reconstruction_settings_are_checked(settings):
+    with pytest.raises(symadj.InvalidArgumentError, match="reconstruction"):
+        symadj.Reversible(**settings)
+
+
+def test_jax_reconstruction_check_raises_under_jit():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    traces = []
+
+    def func(t, y, args):  # each trace (forward, backward) bakes in another constant: hidden state
+        traces.append(1)
+        return -y * args + 1e-6 * len(traces)
+
+    def loss(y0):
+        return jnp.sum(symadj.odeint(func, y0, jnp.asarray(TS), args=jnp.asarray(1.0), method="rk4",
+                                     gradient="reversible", options={"step_size": 0.1}))
+
+    with pytest.raises(Exception, match="reconstructed the initial state"):
+        jax.block_until_ready(jax.jit(jax.grad(loss))(jnp.ones(3)))

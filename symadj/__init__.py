@@ -29,8 +29,8 @@ from ._events import Event
 from ._gradient_names import as_gradient_mode
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
-from ._reversible import Reversible
 from ._plugins import BackendStatus, registry
+from ._reversible import Reversible
 from ._solution import EventOutcome, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (

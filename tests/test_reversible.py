@@ -387,3 +387,40 @@ class TestJaxTransforms:
         assert relative(ys, reference(y0, w)) < 1e-12
         for a, b in zip(got, want):
             assert relative(a, b) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["euler", "heun2", "midpoint", "bosh3", "rk4", USER.name, "dopri5", "tsit5"])
+def test_forward_solution_converges_at_the_base_order(method):
+    """y' = −y cos t, y = y_0 exp(−sin t): the coupled scheme keeps the base tableau's order (slope fit)."""
+    np = pytest.importorskip("numpy")
+    order, end = symadj.get_tableau(method).order, 2.0
+    y0 = np.array([1.0, 2.0])
+    exact = y0 * math.exp(-math.sin(end))
+    counts = [24, 48, 96] if order >= 5 else [16, 32, 64]
+    errors = [float(np.max(np.abs(symadj.odeint(lambda t, y: -y * np.cos(t), y0, [0.0, end], method=method,
+                                                gradient="reversible", options={"step_size": end / n})[-1] - exact)))
+              for n in counts]
+    slope = np.polyfit(np.log([end / n for n in counts]), np.log(errors), 1)[0]
+    # At least the base order (tsit5 converges faster on this problem, about 5.9).
+    assert order - 0.3 < slope < order + 1, (slope, errors)
+
+
+def test_checkpoint_bytes_hold_the_final_pair_and_two_scalars_a_step():
+    f, y0, params = torch_problem()
+    for size in (0.1, 0.001):
+        stats = symadj.solve(f, y0, TS, method="rk4", gradient="reversible", adjoint_params=params,
+                             options={"step_size": size}).stats
+        assert int(stats.checkpoint_bytes) == 2 * y0.numel() * 8 + 2 * int(stats.n_accepted) * 8
+        assert int(stats.n_fevals) == 1 + 8 * int(stats.n_accepted)  # two rk4 steps a step, f(t_0, y_0) reused
+
+
+def test_step_t_ends_a_step_and_the_gradient_stays_that_of_the_reference(recorded):
+    f, y0, params = torch_problem()
+    ys = symadj.odeint(f, y0, TS, method="dopri5", gradient="reversible", adjoint_params=params, rtol=1e-7,
+                       atol=1e-9, options={"step_t": [0.55, 1.05]})
+    assert any(abs(t + h - 0.55) < 1e-15 for t, h in recorded) and any(abs(t + h - 1.05) < 1e-15 for t, h in recorded)
+    reference = torch.stack(reference_solve(f, "dopri5", y0, recorded, TS))
+    assert relative(ys.detach(), reference.detach()) < 1e-12
+    for got, want in zip(torch.autograd.grad(torch_loss(ys), [y0, *params]),
+                         torch.autograd.grad(torch_loss(reference), [y0, *params])):
+        assert relative(got, want) < 1e-10

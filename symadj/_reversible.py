@@ -46,7 +46,13 @@ from ._output_writers import OutputsState, outputs_writer
 from ._rk_step import AcceptedStep, rk_increment, rk_increment_evaluations, rk_step_with_stages
 from ._solution import SolveOutputs, Stats, Status
 from ._walk_checks import RECOMPUTATION_CHOICES
-from .errors import GradientNotSupportedError, InvalidArgumentError, ReconstructionError, ReconstructionWarning
+from .errors import (
+    GradientNotSupportedError,
+    InvalidArgumentError,
+    NonFiniteError,
+    ReconstructionError,
+    ReconstructionWarning,
+)
 
 
 class _Carry(NamedTuple):
@@ -287,6 +293,7 @@ def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequenc
     start = _BackCarry(record.y, record.z, zeros, zeros, [xp.zeros_like(p) for p in params],
                        xp.asarray(record.n_outputs - 1))
     walked = backend.fori_loop(0, n_steps, undo, start)
+    _check_finite(backend, xp, g, walked)
     if mode.reconstruction != "off":
         _check_reconstruction(backend, xp, mode, record, walked)
     return walked.y_bar + walked.z_bar + g[0], walked.params_bar
@@ -304,6 +311,19 @@ def _check_reconstruction(backend: Backend, xp: Any, mode: Reversible, record: _
         backend.check(gap <= tol, lambda gap, steps: ReconstructionError(_message(mode, gap, steps, tol)), gap, steps)
     else:
         backend.host_callback(lambda gap, steps: _warn(mode, gap, steps, tol), gap, steps)
+
+
+def _check_finite(backend: Backend, xp: Any, incoming: Any, walked: _BackCarry) -> None:
+    """Raise :class:`NonFiniteError` where the walk made NaN or infinite cotangents from finite
+    ``incoming`` ones (a cotangent that came in non-finite is the caller's, passed on)."""
+    finite = xp.all(xp.isfinite(walked.y_bar)) & xp.all(xp.isfinite(walked.z_bar))
+    for bar in walked.params_bar:
+        finite = finite & xp.all(xp.isfinite(bar))
+    backend.check(~xp.all(xp.isfinite(incoming)) | finite, lambda: NonFiniteError(
+        "the backward pass of gradient='reversible' made NaN or infinite cotangents from finite cotangents of "
+        "the outputs and a finite forward solve: func's derivatives overflow or are undefined along the solution "
+        "(sqrt or log at 0, a division by a vanishing value, exp of a large value). Check func's derivatives "
+        "there, or compare with gradient='backprop'"))
 
 
 def _largest(xp: Any, x: Any) -> Any:

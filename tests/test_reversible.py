@@ -424,3 +424,12 @@ def test_step_t_ends_a_step_and_the_gradient_stays_that_of_the_reference(recorde
     for got, want in zip(torch.autograd.grad(torch_loss(ys), [y0, *params]),
                          torch.autograd.grad(torch_loss(reference), [y0, *params])):
         assert relative(got, want) < 1e-10
+
+
+def test_nonfinite_cotangents_from_finite_ones_raise():
+    y0 = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    ys = symadj.odeint(lambda t, y: -torch.sqrt(torch.abs(y)), y0, [0.0, 0.5], method="rk4", gradient="reversible",
+                       options={"step_size": 0.1})
+    assert bool(torch.isfinite(ys).all())
+    with pytest.raises(symadj.NonFiniteError, match="gradient='reversible'"):
+        ys.sum().backward()

@@ -161,6 +161,11 @@ def _checked(problem: Problem) -> Problem:
         raise GradientNotSupportedError(
             "gradient='reversible' does not support events yet: use gradient='symplectic' (default), "
             "'checkpoint' or 'backprop'")
+    if problem.callbacks is not None:
+        raise GradientNotSupportedError(
+            "func's step callbacks (callback_step, callback_accept_step, callback_reject_step) are not called by "
+            "gradient='reversible' yet: use gradient='symplectic' (default), 'checkpoint' or 'backprop', or remove "
+            "them from func")
     if problem.options.jump_t:
         raise InvalidArgumentError(
             "options['jump_t'] is not supported with gradient='reversible' yet: use options['step_t'] "

@@ -165,13 +165,23 @@ def test_numpy_forward_is_the_reversible_scheme(recorded):
     assert relative(ys, reference) < 1e-12
 
 
-def test_events_and_jumps_are_refused():
+def test_events_jumps_and_step_callbacks_are_refused():
     f, y0, params = torch_problem()
     with pytest.raises(symadj.GradientNotSupportedError, match="symplectic"):
         symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params,
                      event=lambda t, y: y.sum() - 100.0)
     with pytest.raises(symadj.InvalidArgumentError, match="jump_t"):
         symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params, options={"jump_t": [0.5]})
+
+    class WithCallback(torch.nn.Module):
+        def forward(self, t, y):
+            return -y
+
+        def callback_step(self, t0, y0, dt):
+            pass
+
+    with pytest.raises(symadj.GradientNotSupportedError, match="callback_step"):
+        symadj.solve(WithCallback(), y0, TS, gradient="reversible")
 
 
 class TestJax:
@@ -433,3 +443,26 @@ def test_nonfinite_cotangents_from_finite_ones_raise():
     assert bool(torch.isfinite(ys).all())
     with pytest.raises(symadj.NonFiniteError, match="gradient='reversible'"):
         ys.sum().backward()
+
+
+def test_jax_float32_under_jit_equals_the_reference(recorded):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    func, y0_64, params64 = TestJax.problem()
+    y0, params = y0_64.astype(jnp.float32), tuple(p.astype(jnp.float32) for p in params64)
+
+    def solve(y0, params):
+        return symadj.odeint(func, y0, jnp.asarray(TS, dtype=jnp.float32), args=params, method="bosh3",
+                             gradient="reversible", rtol=1e-4, atol=1e-6)
+
+    grads = jax.jit(jax.grad(lambda y0, p: TestJax.loss(solve(y0, p)), argnums=(0, 1)))(y0, params)
+    steps = list(recorded)
+
+    def reference(y0, params):
+        return jnp.stack(reference_solve(lambda t, y: func(jnp.float32(t), y, params), "bosh3", y0, steps, TS))
+
+    expected = jax.grad(lambda y0, p: TestJax.loss(reference(y0, p)), argnums=(0, 1))(y0, params)
+    assert grads[0].dtype == jnp.float32
+    for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
+        assert relative(got, want) < 1e-4

@@ -140,12 +140,14 @@ class Reversible(GradientMode):
               ) -> tuple[Any, Stats]:
         problem = _checked(problem)
         if not backend.differentiable:
-            return _reported(backend, problem, lambda: _ForwardLoop(backend, problem, field, self.coupling).run(y0)[:2])
+            loop = _ForwardLoop(backend, problem, field, self.coupling, y0)
+            return _reported(backend, problem, lambda: loop.run(y0)[:2])
         return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0))
 
     def _solve(self, backend, problem, field, y0, times=None):
         def forward(y0, params):
-            outputs, stats, record = _ForwardLoop(backend, problem, field.with_params(params), self.coupling).run(y0)
+            loop = _ForwardLoop(backend, problem, field.with_params(params), self.coupling, y0)
+            outputs, stats, record = loop.run(y0)
             return outputs, stats, (record, params)
 
         def backward(residuals, cotangents):
@@ -176,17 +178,18 @@ def _checked(problem: Problem) -> Problem:
 class _ForwardLoop:
     """The coupled scheme's forward loop over (y, z), with the base pair's step-size control."""
 
-    def __init__(self, backend: Backend, problem: Problem, field: Field, coupling: float) -> None:
+    def __init__(self, backend: Backend, problem: Problem, field: Field, coupling: float, y0: Any) -> None:
+        """The loop for a solve from ``y0`` (its dtype and shape; :meth:`run` takes the value)."""
         self.backend, self.xp, self.problem, self.field, self.coupling = backend, problem.xp, problem, field, coupling
-        self.tab = problem.tableau
+        self.tab, ts = problem.tableau, problem.ts
+        direction = self.xp.sign(ts[-1] - ts[0])
+        self.nudge = problem.stage_nudge(y0.dtype)
+        self.writer = outputs_writer(backend, problem, direction, False)
+        self.control = landing_control(backend, problem, field, y0, direction, fsal=False)
 
     def run(self, y0: Any) -> tuple[SolveOutputs, Stats, _Record]:
-        backend, xp, problem = self.backend, self.xp, self.problem
-        ts = problem.ts
-        self.direction = xp.sign(ts[-1] - ts[0])
-        self.nudge = problem.stage_nudge(y0.dtype)
-        self.writer = outputs_writer(backend, problem, self.direction, False)
-        self.control = landing_control(backend, problem, self.field, y0, self.direction, fsal=False)
+        """The outputs, the statistics, and what the backward pass reads."""
+        backend, problem, ts = self.backend, self.problem, self.problem.ts
         t, dy, control, evaluations = self.control.start(self.field, ts[0], y0)
         capacity = problem.options.max_steps
         state = _Carry(t, y0, y0, dy, int(Status.RUNNING), Counts(0, 0, evaluations), control, None,

@@ -466,3 +466,21 @@ def test_jax_float32_under_jit_equals_the_reference(recorded):
     assert grads[0].dtype == jnp.float32
     for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
         assert relative(got, want) < 1e-4
+
+
+@pytest.mark.parametrize(("method", "per_half_step"), [("rk4", 4), ("dopri5", 6), ("bosh3", 3)])
+def test_backward_evaluates_each_stage_once(method, per_half_step):
+    """Backward, each half-step's stages are evaluated once, with their graph (none of dopri5's
+    and bosh3's zero-weight FSAL stage): 2 · (stages up to the last with a weight) a step."""
+    calls = []
+
+    def f(t, y):
+        calls.append(1)
+        return -y * torch.cos(torch.as_tensor(t, dtype=y.dtype))
+
+    y0 = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    sol = symadj.solve(f, y0, TS, method=method, gradient="reversible", options={"step_size": 0.1})
+    forward = len(calls)
+    assert forward == int(sol.stats.n_fevals)
+    sol.ys.sum().backward()
+    assert len(calls) - forward == 2 * per_half_step * int(sol.stats.n_accepted)

@@ -484,3 +484,15 @@ def test_backward_evaluates_each_stage_once(method, per_half_step):
     assert forward == int(sol.stats.n_fevals)
     sol.ys.sum().backward()
     assert len(calls) - forward == 2 * per_half_step * int(sol.stats.n_accepted)
+
+
+def test_backward_in_time_equals_the_reference(recorded):
+    f, y0, params = torch_problem()
+    ts = TS[::-1]
+    ys = symadj.odeint(f, y0, ts, method="dopri5", gradient="reversible", adjoint_params=params, rtol=1e-7, atol=1e-9)
+    assert all(h < 0 for _, h in recorded)
+    reference = torch.stack(reference_solve(f, "dopri5", y0, recorded, ts))
+    assert relative(ys.detach(), reference.detach()) < 1e-12
+    for got, want in zip(torch.autograd.grad(torch_loss(ys), [y0, *params]),
+                         torch.autograd.grad(torch_loss(reference), [y0, *params])):
+        assert relative(got, want) < 1e-10

@@ -43,6 +43,7 @@ from ._gradients import GradientMode, _reported
 from ._landing import ControlState, landing_control
 from ._loop import Counts, Problem
 from ._output_writers import OutputsState, outputs_writer
+from ._progress import phase
 from ._rk_step import AcceptedStep, rk_increment, rk_increment_evaluations, rk_step_with_stages
 from ._solution import SolveOutputs, Stats, Status
 from ._walk_checks import RECOMPUTATION_CHOICES
@@ -152,7 +153,11 @@ class Reversible(GradientMode):
 
         def backward(residuals, cotangents):
             record, params = residuals
-            return _walk_back(backend, problem, field.with_params(params), params, self, record, cotangents)
+            with phase(problem.progress and problem.progress.backward, backend) as end:
+                y0_bar, params_bar = _walk_back(backend, problem, field.with_params(params), params, self, record,
+                                                cotangents)
+                end.steps, end.after = record.n_steps, y0_bar
+            return y0_bar, params_bar
 
         return backend.custom_vjp(forward, backward, y0, field.params)
 
@@ -225,6 +230,8 @@ class _ForwardLoop:
             index = state.counts.n_accepted
             step = AcceptedStep(index, state.t, h, state.y, y_new, [], [], t_end, control.reached(clip, t_end))
             state = self.writer.accepted(state, step)
+            if self.problem.progress is not None:
+                self.problem.progress.forward.step(backend, xp, state.t, t_end, index + 1)
             t, dy, fresh, next_control = control.accepted(state.control, clip, decision, t_end, z_new, None)
             counts = state.counts
             return state._replace(
@@ -281,6 +288,8 @@ def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequenc
         y_bar = carry.y_bar + xp.where(lands, g[carry.output], xp.zeros_like(carry.y_bar))
         t, h = record.times.read(m), record.steps.read(m)
         t_end = t + h
+        if problem.progress is not None:
+            problem.progress.backward.step(backend, xp, t_end, t)
 
         def back_half(y, params):
             return rk_increment(xp, field.with_params(params), tab, t_end, -h, y, nudge=nudge)

@@ -31,7 +31,7 @@ from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, registry
 from ._reversible import Reversible
-from ._solution import EventOutcome, Schedule, Solution, Stats, Status
+from ._solution import EventOutcome, ReconstructionReport, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (
     BackendUnavailableError,
@@ -224,7 +224,7 @@ __all__ = [
     "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "ParameterModifiedError",
     "PluginLoadWarning", "RecomputationError", "RecomputationWarning", "ReconstructionError",
-    "ReconstructionWarning", "Reversible", "Revolve", "Solution",
+    "ReconstructionReport", "ReconstructionWarning", "Reversible", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
     "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
     "as_gradient_mode", "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint",

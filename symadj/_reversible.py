@@ -48,7 +48,7 @@ from ._loop import Counts, Problem
 from ._output_writers import OutputsState, outputs_writer
 from ._progress import phase
 from ._rk_step import AcceptedStep, rk_increment, rk_increment_evaluations, rk_step_with_stages
-from ._solution import SolveOutputs, Stats, Status
+from ._solution import ReconstructionReport, SolveOutputs, Stats, Status
 from ._walk_checks import RECOMPUTATION_CHOICES
 from .errors import (
     GradientNotSupportedError,
@@ -146,9 +146,19 @@ class Reversible(GradientMode):
         if not backend.differentiable:
             loop = _ForwardLoop(backend, problem, field, self.coupling, y0)
             return _reported(backend, problem, lambda: loop.run(y0)[:2])
-        return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0))
+        report = None
+        if self.reconstruction != "off":
+            report = ReconstructionReport(self._tolerance(problem.xp, y0.dtype))
+        outputs, stats = _reported(backend, problem, lambda: self._solve(backend, problem, field, y0, report))
+        # Outside the custom VJP: the report is no array, and the backward pass fills it in.
+        return outputs, stats._replace(reconstruction=report)
 
-    def _solve(self, backend, problem, field, y0, times=None):
+    def _tolerance(self, xp: Any, dtype: Any) -> float:
+        if self.reconstruction_tol is not None:
+            return float(self.reconstruction_tol)
+        return float(xp.finfo(real_dtype(xp, dtype)).eps) ** 0.5
+
+    def _solve(self, backend, problem, field, y0, report):
         def forward(y0, params):
             loop = _ForwardLoop(backend, problem, field.with_params(params), self.coupling, y0)
             outputs, stats, record = loop.run(y0)
@@ -158,7 +168,7 @@ class Reversible(GradientMode):
             record, params = residuals
             with phase(problem.progress and problem.progress.backward, backend) as end:
                 y0_bar, params_bar = _walk_back(backend, problem, field.with_params(params), params, self, record,
-                                                cotangents)
+                                                cotangents, report)
                 end.steps, end.after = record.n_steps, y0_bar
             return y0_bar, params_bar
 
@@ -279,9 +289,9 @@ class _BackCarry(NamedTuple):
 
 
 def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequence[Any], mode: Reversible,
-               record: _Record, cotangents: SolveOutputs) -> tuple[Any, list]:
+               record: _Record, cotangents: SolveOutputs, report: ReconstructionReport | None) -> tuple[Any, list]:
     """The cotangents of ``y0`` and ``params``: every step undone, last first, with its VJPs;
-    the reconstructed y_0 and z_0 then checked as ``mode`` says."""
+    the reconstructed y_0 and z_0 then checked as ``mode`` says, the figure given to ``report``."""
     xp, tab, nudge = problem.xp, problem.tableau, problem.stage_nudge(record.y.dtype)
     g, n_steps, lam = cotangents.ys, record.n_steps, mode.coupling
 
@@ -314,19 +324,21 @@ def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequenc
                        xp.asarray(record.n_outputs - 1))
     walked = backend.fori_loop(0, n_steps, undo, start)
     _check_finite(backend, xp, g, walked)
-    if mode.reconstruction != "off":
-        _check_reconstruction(backend, xp, mode, record, walked)
+    if report is not None:
+        _check_reconstruction(backend, xp, mode, record, walked, report)
     return walked.y_bar + walked.z_bar + g[0], walked.params_bar
 
 
-def _check_reconstruction(backend: Backend, xp: Any, mode: Reversible, record: _Record, walked: _BackCarry) -> None:
-    """Raise or warn, as ``mode`` says, where the reconstructed y_0 or z_0 is off the true y_0
-    by more than the tolerance, relative to the larger of |y_0| and |y_N| (one run-time check)."""
-    real = real_dtype(xp, record.y0.dtype)
-    tol = mode.reconstruction_tol if mode.reconstruction_tol is not None else float(xp.finfo(real).eps) ** 0.5
+def _check_reconstruction(backend: Backend, xp: Any, mode: Reversible, record: _Record, walked: _BackCarry,
+                          report: ReconstructionReport) -> None:
+    """Give ``report`` how far the reconstructed y_0 or z_0 is off the true y_0, relative to the
+    larger of |y_0| and |y_N|; raise or warn, as ``mode`` says, past its tolerance (one host
+    callback, and one run-time check that calls the host only when it fails)."""
+    real, tol = real_dtype(xp, record.y0.dtype), report.tolerance
     scale = xp.maximum(_largest(xp, record.y0), _largest(xp, record.y)) + xp.finfo(real).smallest_normal
     gap = xp.maximum(_largest(xp, walked.y - record.y0), _largest(xp, walked.z - record.y0)) / scale
     steps = xp.astype(xp.asarray(record.n_steps), real)
+    backend.host_callback(report.add, gap)
     if mode.reconstruction == "raise":
         backend.check(gap <= tol, lambda gap, steps: ReconstructionError(_message(mode, gap, steps, tol)), gap, steps)
     else:

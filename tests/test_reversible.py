@@ -496,3 +496,87 @@ def test_backward_in_time_equals_the_reference(recorded):
     for got, want in zip(torch.autograd.grad(torch_loss(ys), [y0, *params]),
                          torch.autograd.grad(torch_loss(reference), [y0, *params])):
         assert relative(got, want) < 1e-10
+
+
+class Phase:
+    """A field that the test makes differ between the forward and the backward pass (hidden
+    state the test controls): −y·c, with c = 1 forward and ``backward_c`` while the mode walks
+    back (its walk is wrapped: under JAX, while it is traced)."""
+
+    def __init__(self, monkeypatch, backward_c):
+        self.c, walk = 1.0, _reversible._walk_back
+
+        def walking(*args, **kwargs):
+            self.c = backward_c
+            try:
+                return walk(*args, **kwargs)
+            finally:
+                self.c = 1.0
+
+        monkeypatch.setattr(_reversible, "_walk_back", walking)
+
+
+def reference_gap(f_forward, f_backward, method, y0, steps, lam):
+    """The reconstruction check's figure, measured on the reference: the pair driven forward by
+    ``f_forward``, undone by ``f_backward``; max |ŷ_0 − y_0|, |ẑ_0 − y_0| over max(|y_0|, |y_N|)."""
+    y = z = y0
+    for t, h in steps:
+        y = lam * y + (1 - lam) * z + reference_increment(f_forward, method, t, h, z)
+        z = z - reference_increment(f_forward, method, t + h, -h, y)
+    y_end = y
+    for t, h in reversed(steps):
+        z = z + reference_increment(f_backward, method, t + h, -h, y)
+        y = (y - (1 - lam) * z - reference_increment(f_backward, method, t, h, z)) / lam
+    largest = lambda x: float(abs(x).max())  # noqa: E731
+    return max(largest(y - y0), largest(z - y0)) / max(largest(y0), largest(y_end))
+
+
+def test_stats_report_the_reconstruction_gap_the_backward_pass_measured(monkeypatch, recorded):
+    phase = Phase(monkeypatch, 1.001)
+    y0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    sol = symadj.solve(lambda t, y: -phase.c * y * torch.cos(torch.as_tensor(t, dtype=y.dtype)), y0, TS,
+                       method="dopri5", gradient=symadj.Reversible(coupling=0.9, reconstruction="warn"),
+                       rtol=1e-7, atol=1e-9)
+    report = sol.stats.reconstruction
+    assert report.gap is None and report.reports == 0 and sol.stats.as_dict()["reconstruction_gap"] is None
+    with pytest.warns(symadj.ReconstructionWarning):
+        sol.ys.sum().backward()
+    with torch.no_grad():
+        want = reference_gap(lambda t, y: -y * math.cos(t), lambda t, y: -1.001 * y * math.cos(t), "dopri5",
+                             y0.detach(), recorded, 0.9)
+    assert want > 1e-4 and report.gap == pytest.approx(want, rel=1e-9) and report.reports == 1
+    assert sol.stats.as_dict()["reconstruction_gap"] == report.gap
+    assert report.tolerance == float(torch.finfo(torch.float64).eps) ** 0.5
+
+
+def test_stats_report_the_reconstruction_gap_under_jit_and_vmap(monkeypatch, recorded):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    phase = Phase(monkeypatch, 1.001)
+
+    def loss(y0):
+        sol = symadj.solve(lambda t, y: -phase.c * (y + 0.3 * y ** 3) * jnp.cos(t), y0, jnp.asarray(TS),
+                           method="rk4", gradient=symadj.Reversible(coupling=0.9, reconstruction="warn"),
+                           options={"step_size": 0.1})
+        return jnp.sum(sol.ys), sol.stats
+
+    def measured(y0):
+        return reference_gap(lambda t, y: -(y + 0.3 * y ** 3) * math.cos(t),
+                             lambda t, y: -1.001 * (y + 0.3 * y ** 3) * math.cos(t), "rk4", y0, list(recorded), 0.9)
+
+    y0, other = jnp.asarray([1.0, -2.0, 0.5]), jnp.asarray([0.0, 0.0, 0.5])
+    with pytest.warns(symadj.ReconstructionWarning):
+        _, stats = jax.jit(jax.grad(loss, has_aux=True))(y0)
+        jax.effects_barrier()
+    report, gaps = stats.reconstruction, [measured(y0), measured(other)]
+    assert report.reports == 1 and report.gap == pytest.approx(gaps[0], rel=1e-9)
+    # Under vmap each row reports and the report keeps the largest: here neither the first nor the last.
+    assert abs(gaps[0] / gaps[1] - 1) > 1e-3
+    smaller, larger = (y0, other) if gaps[0] < gaps[1] else (other, y0)
+    report.clear()
+    with pytest.warns(symadj.ReconstructionWarning):
+        _, stats = jax.jit(jax.vmap(jax.grad(loss, has_aux=True)))(jnp.stack([smaller, larger, smaller]))
+        jax.effects_barrier()
+    assert stats.reconstruction.reports == 3 and stats.reconstruction.gap == pytest.approx(max(gaps), rel=1e-9)

@@ -30,7 +30,15 @@ evaluation's VJP carries the cotangents: the cotangent of each Ψ is known befor
 evaluated, −z̄_{n+1} and then ȳ_{n+1} + the first VJP's). The gradient is that of the discrete
 reversible solve, to the rounding of the reconstruction; the reconstructed (y_0, z_0) is then
 compared with the true y_0, which catches a func with hidden state and rounding grown through
-the steps (``reconstruction=``).
+the steps (``reconstruction=``), and the figure goes to ``Stats.reconstruction``.
+
+Precision. Undoing a step is a step backward in time, which expands the rounding of the pair
+where the field contracts (and divides it by λ): a float32 pair loses, at each step, digits
+the reconstruction needs, and on the benchmark's time series its gap reaches 4e-4 over 200
+steps. For a state below float64 the pair and the scheme's sums are carried in float64 where
+the library has it (``_Widened``: func evaluated on the state cast to its dtype, its value cast
+back), so that each step is undone to float64 rounding; the outputs and cotangents cross the
+custom VJP in the state's dtype.
 """
 
 from __future__ import annotations
@@ -40,8 +48,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from ._array_api import device_of
 from ._backend import Backend, Field
-from ._complex import bytes_of, real_dtype
+from ._complex import bytes_of, cast, is_complex, real_dtype
 from ._gradients import GradientMode, _reported
 from ._landing import ControlState, landing_control
 from ._loop import Counts, Problem
@@ -110,6 +119,13 @@ class Reversible(GradientMode):
             (:class:`ReconstructionWarning`) or ``"off"``.
         reconstruction_tol: that tolerance; by default √ε of the state's dtype (1.5e-8 in
             float64, 3.5e-4 in float32), about half the digits of the gradient.
+        wide_carry: for a state below float64 (float32, complex64, half precision), keep the
+            pair (y, z) and the scheme's sums in float64 (complex128) where the library has
+            it, func evaluated in the state's dtype: the forward pass then loses no digits
+            that the reconstruction needs, and the backward pass undoes each step to float64
+            rounding (a contracting field amplifies the rounding of a float32 pair, about
+            1e4× over the benchmark's time series). Memory: two float64 states. JAX has
+            float64 only with ``jax_enable_x64``.
 
     Examples:
         >>> import torch, symadj
@@ -124,6 +140,7 @@ class Reversible(GradientMode):
     coupling: float = 0.999
     reconstruction: str = "raise"
     reconstruction_tol: float | None = None
+    wide_carry: bool = True
     name = "reversible"
 
     def __post_init__(self) -> None:
@@ -139,12 +156,14 @@ class Reversible(GradientMode):
         if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0):
             raise InvalidArgumentError(
                 f"reconstruction_tol={tol!r} must be a positive number, or None for √ε of the state's dtype")
+        if not isinstance(self.wide_carry, bool):
+            raise InvalidArgumentError(f"wide_carry={self.wide_carry!r} must be True or False")
 
     def solve(self, backend: Backend, problem: Problem, field: Field, y0: Any, times: Any = None
               ) -> tuple[Any, Stats]:
         problem = _checked(problem)
         if not backend.differentiable:
-            loop = _ForwardLoop(backend, problem, field, self.coupling, y0)
+            loop = _ForwardLoop(backend, problem, field, self._carry(problem.xp, y0), y0)
             return _reported(backend, problem, lambda: loop.run(y0)[:2])
         report = None
         if self.reconstruction != "off":
@@ -158,17 +177,23 @@ class Reversible(GradientMode):
             return float(self.reconstruction_tol)
         return float(xp.finfo(real_dtype(xp, dtype)).eps) ** 0.5
 
+    def _carry(self, xp: Any, y0: Any) -> _Carrying:
+        wide = _wide_dtype(xp, y0) if self.wide_carry else y0.dtype
+        return _Carrying(self.coupling, y0.dtype, wide)
+
     def _solve(self, backend, problem, field, y0, report):
+        carrying = self._carry(problem.xp, y0)
+
         def forward(y0, params):
-            loop = _ForwardLoop(backend, problem, field.with_params(params), self.coupling, y0)
+            loop = _ForwardLoop(backend, problem, field.with_params(params), carrying, y0)
             outputs, stats, record = loop.run(y0)
             return outputs, stats, (record, params)
 
         def backward(residuals, cotangents):
             record, params = residuals
             with phase(problem.progress and problem.progress.backward, backend) as end:
-                y0_bar, params_bar = _walk_back(backend, problem, field.with_params(params), params, self, record,
-                                                cotangents, report)
+                y0_bar, params_bar = _walk_back(backend, problem, carrying.field(problem.xp, field.with_params(params)),
+                                                params, self, record, cotangents, report)
                 end.steps, end.after = record.n_steps, y0_bar
             return y0_bar, params_bar
 
@@ -193,28 +218,72 @@ def _checked(problem: Problem) -> Problem:
     return replace(problem, options=replace(problem.options, land_on_outputs=True))
 
 
+class _Carrying(NamedTuple):
+    """How the pair is carried: the coupling λ, the state's dtype, and the pair's (wider, or the same)."""
+
+    coupling: float
+    dtype: Any
+    wide: Any
+
+    def field(self, xp: Any, field: Field) -> Field:
+        """``field`` as the scheme evaluates it on the pair."""
+        return field if self.wide == self.dtype else _Widened(xp, field, self.dtype, self.wide)
+
+
+class _Widened(Field):
+    """A field evaluated on a wider pair: at the state cast to the state's dtype, its value cast back."""
+
+    def __init__(self, xp: Any, field: Field, dtype: Any, wide: Any) -> None:
+        self.xp, self.inner, self.dtype, self.wide, self.params = xp, field, dtype, wide, field.params
+
+    def __call__(self, t: Any, y: Any) -> Any:
+        return cast(self.xp, self.inner(t, cast(self.xp, y, self.dtype)), self.wide)
+
+    def with_params(self, params: Any) -> Field:
+        return _Widened(self.xp, self.inner.with_params(params), self.dtype, self.wide)
+
+
+def _wide_dtype(xp: Any, y0: Any) -> Any:
+    """float64 (complex128 for a complex state) where the state is narrower and the library
+    makes it on the state's device; the state's dtype otherwise."""
+    wide = xp.complex128 if is_complex(xp, y0.dtype) else xp.float64
+    if y0.dtype == wide or not xp.isdtype(y0.dtype, ("real floating", "complex floating")):
+        return y0.dtype
+    try:
+        with warnings.catch_warnings():  # JAX without jax_enable_x64 makes float32, and warns
+            warnings.simplefilter("ignore")
+            made = xp.zeros((), dtype=wide, device=device_of(y0))
+    except (TypeError, RuntimeError, ValueError):  # a device without float64 (Apple's MPS)
+        return y0.dtype
+    return wide if made.dtype == wide else y0.dtype
+
+
 class _ForwardLoop:
     """The coupled scheme's forward loop over (y, z), with the base pair's step-size control."""
 
-    def __init__(self, backend: Backend, problem: Problem, field: Field, coupling: float, y0: Any) -> None:
+    def __init__(self, backend: Backend, problem: Problem, field: Field, carrying: _Carrying, y0: Any) -> None:
         """The loop for a solve from ``y0`` (its dtype and shape; :meth:`run` takes the value)."""
-        self.backend, self.xp, self.problem, self.field, self.coupling = backend, problem.xp, problem, field, coupling
+        self.backend, self.xp, self.problem, self.carrying = backend, problem.xp, problem, carrying
+        self.field, self.coupling = carrying.field(problem.xp, field), carrying.coupling
         self.tab, ts = problem.tableau, problem.ts
         direction = self.xp.sign(ts[-1] - ts[0])
         self.nudge = problem.stage_nudge(y0.dtype)
         self.writer = outputs_writer(backend, problem, direction, False)
-        self.control = landing_control(backend, problem, field, y0, direction, fsal=False)
+        self.control = landing_control(backend, problem, self.field, cast(self.xp, y0, carrying.wide), direction,
+                                       fsal=False)
 
     def run(self, y0: Any) -> tuple[SolveOutputs, Stats, _Record]:
-        """The outputs, the statistics, and what the backward pass reads."""
+        """The outputs (in the state's dtype), the statistics, and what the backward pass reads
+        (in the pair's)."""
         backend, problem, ts = self.backend, self.problem, self.problem.ts
+        y0 = cast(self.xp, y0, self.carrying.wide)
         t, dy, control, evaluations = self.control.start(self.field, ts[0], y0)
         capacity = problem.options.max_steps
         state = _Carry(t, y0, y0, dy, int(Status.RUNNING), Counts(0, 0, evaluations), control, None,
                        backend.buffer(capacity, t), backend.buffer(capacity, t))
         state = self.writer.start(state)
         state = backend.while_loop(self.running, self.attempt, state, max_iterations=capacity)
-        outputs = SolveOutputs(self.writer.finish(state.outputs, y0))
+        outputs = SolveOutputs(cast(self.xp, self.writer.finish(state.outputs, y0), self.carrying.dtype))
         n = problem.n_outputs
         record = _Record(y0, state.y, state.z, state.times, state.steps, state.counts.n_accepted,
                          state.outputs.steps.stack(n), state.outputs.next_output)
@@ -292,8 +361,9 @@ def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequenc
                record: _Record, cotangents: SolveOutputs, report: ReconstructionReport | None) -> tuple[Any, list]:
     """The cotangents of ``y0`` and ``params``: every step undone, last first, with its VJPs;
     the reconstructed y_0 and z_0 then checked as ``mode`` says, the figure given to ``report``."""
-    xp, tab, nudge = problem.xp, problem.tableau, problem.stage_nudge(record.y.dtype)
-    g, n_steps, lam = cotangents.ys, record.n_steps, mode.coupling
+    xp, tab, dtype = problem.xp, problem.tableau, cotangents.ys.dtype
+    nudge = problem.stage_nudge(dtype)
+    g, n_steps, lam = cast(xp, cotangents.ys, record.y.dtype), record.n_steps, mode.coupling
 
     def undo(i: Any, carry: _BackCarry) -> _BackCarry:
         m = n_steps - 1 - i
@@ -326,7 +396,7 @@ def _walk_back(backend: Backend, problem: Problem, field: Field, params: Sequenc
     _check_finite(backend, xp, g, walked)
     if report is not None:
         _check_reconstruction(backend, xp, mode, record, walked, report)
-    return walked.y_bar + walked.z_bar + g[0], walked.params_bar
+    return cast(xp, walked.y_bar + walked.z_bar + g[0], dtype), walked.params_bar
 
 
 def _check_reconstruction(backend: Backend, xp: Any, mode: Reversible, record: _Record, walked: _BackCarry,
@@ -339,10 +409,12 @@ def _check_reconstruction(backend: Backend, xp: Any, mode: Reversible, record: _
     gap = xp.maximum(_largest(xp, walked.y - record.y0), _largest(xp, walked.z - record.y0)) / scale
     steps = xp.astype(xp.asarray(record.n_steps), real)
     backend.host_callback(report.add, gap)
+    narrow = str(record.y.dtype) if xp.finfo(real).bits < 64 else None
     if mode.reconstruction == "raise":
-        backend.check(gap <= tol, lambda gap, steps: ReconstructionError(_message(mode, gap, steps, tol)), gap, steps)
+        backend.check(gap <= tol, lambda gap, steps: ReconstructionError(_message(mode, gap, steps, tol, narrow)),
+                      gap, steps)
     else:
-        backend.host_callback(lambda gap, steps: _warn(mode, gap, steps, tol), gap, steps)
+        backend.host_callback(lambda gap, steps: _warn(mode, gap, steps, tol, narrow), gap, steps)
 
 
 def _check_finite(backend: Backend, xp: Any, incoming: Any, walked: _BackCarry) -> None:
@@ -362,18 +434,28 @@ def _largest(xp: Any, x: Any) -> Any:
     return xp.max(xp.abs(x))
 
 
-def _warn(mode: Reversible, gap: Any, steps: Any, tol: float) -> None:
+def _warn(mode: Reversible, gap: Any, steps: Any, tol: float, narrow: str | None) -> None:
     if not float(gap) <= tol:
-        warnings.warn(_message(mode, gap, steps, tol), ReconstructionWarning, stacklevel=2)
+        warnings.warn(_message(mode, gap, steps, tol, narrow), ReconstructionWarning, stacklevel=2)
 
 
-def _message(mode: Reversible, gap: Any, steps: Any, tol: float) -> str:
+def _message(mode: Reversible, gap: Any, steps: Any, tol: float, narrow: str | None) -> str:
+    """The check's message; ``narrow``: the pair's dtype where it was carried below float64."""
+    if narrow is None:
+        carried = ""
+    elif mode.wide_carry:
+        carried = (f". The pair was carried in {narrow}, for want of float64 here: with JAX, "
+                   f"jax.config.update('jax_enable_x64', True) lets it carry the pair in float64 (the state stays "
+                   f"{narrow})")
+    else:
+        carried = f". The pair was carried in {narrow}: symadj.Reversible(wide_carry=True) carries it in float64"
     return (
         f"gradient='reversible': the backward pass reconstructed the initial state {float(gap):.3g} off the true "
         f"one, relative to the state's size, over {int(steps)} steps (tolerance {tol:.3g}): either func does not "
         f"give the same value for the same (t, y) (a stochastic layer in training mode, hidden state, a "
-        f"non-deterministic kernel), or rounding errors grew through the steps (coupling={mode.coupling} divides "
-        f"them by λ at each step; a stiff field or many steps amplify them). Raise the coupling towards 1 (0.999 "
-        f"is the default), put the model in eval mode, or use gradient='symplectic', which stores the states; "
-        f"symadj.Reversible(reconstruction='warn') or 'off', or a larger reconstruction_tol, accepts the gap"
+        f"non-deterministic kernel), or rounding errors grew through the steps (undoing a step is a step backward "
+        f"in time, which expands them where the field contracts; coupling={mode.coupling} divides them by λ at "
+        f"each step). Put the model in eval mode, raise the coupling towards 1 (0.999 is the default), solve in "
+        f"float64, or use gradient='symplectic', which stores the states; symadj.Reversible(reconstruction='warn') "
+        f"or 'off', or a larger reconstruction_tol, accepts the gap{carried}"
     )

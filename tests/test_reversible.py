@@ -580,3 +580,30 @@ def test_stats_report_the_reconstruction_gap_under_jit_and_vmap(monkeypatch, rec
         _, stats = jax.jit(jax.vmap(jax.grad(loss, has_aux=True)))(jnp.stack([smaller, larger, smaller]))
         jax.effects_barrier()
     assert stats.reconstruction.reports == 3 and stats.reconstruction.gap == pytest.approx(max(gaps), rel=1e-9)
+
+
+def test_a_float32_pair_is_carried_in_float64_where_the_reconstruction_amplifies_its_rounding():
+    """Undoing 200 steps at λ = 0.95 amplifies the rounding of the pair about 0.95^(−200) ≈ 3e4 times (a
+    rotating field: the base steps neither grow nor shrink it), past √ε for a float32 pair; carried in float64
+    (the default), the pair is undone to about 1e-9 and the gradient is the float64 one's to float32 rounding."""
+
+    def solve(dtype, wide):
+        y0 = torch.tensor([[1.0, 0.0], [0.3, -2.0]], dtype=dtype, requires_grad=True)
+        w = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=dtype, requires_grad=True)
+        sol = symadj.solve(lambda t, y: torch.tanh(y) @ w.T, y0, [0.0, 10.0], method="rk4", adjoint_params=[w],
+                           gradient=symadj.Reversible(0.95, reconstruction="warn", wide_carry=wide),
+                           options={"step_size": 0.05})
+        with _no_warning() as caught:
+            grads = torch.autograd.grad((sol.ys[-1] ** 2).sum() + sol.ys[-1].sum(), [y0, w])
+        warned = [str(c.message) for c in caught if issubclass(c.category, symadj.ReconstructionWarning)]
+        return sol, torch.cat([g.double().reshape(-1) for g in grads]), warned
+
+    exact, exact_grad, _ = solve(torch.float64, True)
+    wide, wide_grad, warned = solve(torch.float32, True)
+    assert wide.ys.dtype == torch.float32 and not warned
+    assert wide.stats.reconstruction.gap < 1e-8 and int(wide.stats.checkpoint_bytes) == 2 * 4 * 8 + 2 * 200 * 8
+    assert relative(wide.ys.double(), exact.ys) < 1e-6 and relative(wide_grad, exact_grad) < 1e-6
+    narrow, narrow_grad, warned = solve(torch.float32, False)
+    assert narrow.stats.reconstruction.gap > 10 * narrow.stats.reconstruction.tolerance
+    assert relative(narrow_grad, exact_grad) > 1e-4
+    assert len(warned) == 1 and "carried in torch.float32: symadj.Reversible(wide_carry=True)" in warned[0]

@@ -11,9 +11,11 @@ and the solution reported is y_n. The forward pass is a loop of its own over the
 (:class:`_ForwardLoop`), not ``_loop.integrate`` with a wrapped field: the pair is no
 Runge–Kutta step of any tableau, and the error estimate is the base pair's on the z half-step
 alone. It reuses the loop's parts: the step-size side (``_landing.LandingControl``: the
-controller, landing on the final time and ``step_t``; its fresh first derivative
+controller, landing on the final time, ``step_t`` and ``jump_t``; its fresh first derivative
 f(t_{n+1}, z_{n+1}) is the next z half-step's first stage, so no FSAL reuse) and the outputs
-writer (``_output_writers``, with steps landed on every output time).
+writer (``_output_writers``, with steps landed on every output time). As in the other modes a
+step onto a jump ends an ulp before it, where its z half-step starts (t_n + h_n, the t_{n+1}
+above), and the next step starts an ulp after it: each step records its own t_n and h_n.
 
 Outputs are landed on, not interpolated: a continuous extension of the coupled scheme would
 have to be derived and tested for its order, and the gradient through it would need the
@@ -211,10 +213,6 @@ def _checked(problem: Problem) -> Problem:
             "func's step callbacks (callback_step, callback_accept_step, callback_reject_step) are not called by "
             "gradient='reversible' yet: use gradient='symplectic' (default), 'checkpoint' or 'backprop', or remove "
             "them from func")
-    if problem.options.jump_t:
-        raise InvalidArgumentError(
-            "options['jump_t'] is not supported with gradient='reversible' yet: use options['step_t'] "
-            "(a step ends there) or gradient='symplectic'")
     return replace(problem, options=replace(problem.options, land_on_outputs=True))
 
 
@@ -270,7 +268,7 @@ class _ForwardLoop:
         self.nudge = problem.stage_nudge(y0.dtype)
         self.writer = outputs_writer(backend, problem, direction, False)
         self.control = landing_control(backend, problem, self.field, cast(self.xp, y0, carrying.wide), direction,
-                                       fsal=False)
+                                       fsal=False, state_dtype=y0.dtype)
 
     def run(self, y0: Any) -> tuple[SolveOutputs, Stats, _Record]:
         """The outputs (in the state's dtype), the statistics, and what the backward pass reads

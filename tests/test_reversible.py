@@ -165,13 +165,11 @@ def test_numpy_forward_is_the_reversible_scheme(recorded):
     assert relative(ys, reference) < 1e-12
 
 
-def test_events_jumps_and_step_callbacks_are_refused():
+def test_events_and_step_callbacks_are_refused():
     f, y0, params = torch_problem()
     with pytest.raises(symadj.GradientNotSupportedError, match="symplectic"):
         symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params,
                      event=lambda t, y: y.sum() - 100.0)
-    with pytest.raises(symadj.InvalidArgumentError, match="jump_t"):
-        symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params, options={"jump_t": [0.5]})
 
     class WithCallback(torch.nn.Module):
         def forward(self, t, y):
@@ -607,3 +605,78 @@ def test_a_float32_pair_is_carried_in_float64_where_the_reconstruction_amplifies
     assert narrow.stats.reconstruction.gap > 10 * narrow.stats.reconstruction.tolerance
     assert relative(narrow_grad, exact_grad) > 1e-4
     assert len(warned) == 1 and "carried in torch.float32: symadj.Reversible(wide_carry=True)" in warned[0]
+
+
+def jumping(f, jumps):
+    """``f`` times 1, 2, 3, ... past each of ``jumps`` (t ≥ jump: the right side)."""
+
+    def g(t, y):
+        t = torch.as_tensor(t, dtype=y.dtype)
+        return f(t, y) * (1 + sum((t >= jump).to(y.dtype) for jump in jumps))
+
+    return g
+
+
+@pytest.mark.parametrize("jumps", [[0.55], [0.0, 0.7]], ids=["inside", "at-outputs"])
+@pytest.mark.parametrize("kwargs", [{"options": {"step_size": 0.1}}, {"rtol": 1e-7, "atol": 1e-9}],
+                         ids=["fixed", "adaptive"])
+def test_jump_t_equals_the_reference(jumps, kwargs, recorded):
+    """As in the other modes, a step onto a jump ends one ulp before it (its stages see the side before) and
+    the next starts one ulp after it with a fresh first stage (the reversible scheme has no FSAL reuse anyway);
+    the reference replays those steps."""
+    f, y0, params = torch_problem()
+    g = jumping(f, jumps)
+    options = {**kwargs.get("options", {}), "jump_t": jumps}
+    ys = symadj.odeint(g, y0, TS, method="dopri5", gradient="reversible", adjoint_params=params,
+                       **{**kwargs, "options": options})
+    for jump in jumps:
+        if jump > 0:
+            assert any(t + h == math.nextafter(jump, -1) for t, h in recorded)
+        assert any(t == math.nextafter(jump, 1) for t, _ in recorded)
+    reference = torch.stack(reference_solve(g, "dopri5", y0, recorded, TS))
+    assert relative(ys.detach(), reference.detach()) < 1e-12
+    for got, want in zip(torch.autograd.grad(torch_loss(ys), [y0, *params]),
+                         torch.autograd.grad(torch_loss(reference), [y0, *params])):
+        assert relative(got, want) < 1e-10
+
+
+def test_jump_t_sides_are_those_of_the_state_dtype_when_the_pair_is_wider():
+    """A float32 state, its pair carried in float64: func still sees a float32 ulp on each side of the jump
+    (a float64 ulp would round back onto the jump, and the step before it would see the side after)."""
+    seen = []
+
+    def f(t, y):
+        seen.append(float(t))
+        return -y * (1.0 if float(t) < 0.55 else 2.0)
+
+    y0 = torch.ones(2, requires_grad=True)
+    symadj.solve(f, y0, [0.0, 1.0], method="rk4", gradient="reversible",
+                 options={"step_size": 0.1, "jump_t": [0.55]}).ys.sum().backward()
+    jump = torch.tensor(0.55, dtype=torch.float32)
+    sides = {float(torch.nextafter(jump, torch.tensor(side, dtype=torch.float32))) for side in (0.0, 1.0)}
+    assert {t for t in seen if abs(t - 0.55) < 1e-3} == sides
+
+
+def test_jax_jump_t_under_jit_equals_the_reference(recorded):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    func, y0, params = TestJax.problem()
+
+    def g(t, y, args):
+        return func(t, y, args) * jnp.where(t >= 0.55, 2.0, 1.0)
+
+    def solve(y0, params):
+        return symadj.odeint(g, y0, jnp.asarray(TS), args=params, method="bosh3", gradient="reversible",
+                             rtol=1e-7, atol=1e-9, options={"jump_t": [0.55]})
+
+    grads = jax.jit(jax.grad(lambda y0, p: TestJax.loss(solve(y0, p)), argnums=(0, 1)))(y0, params)
+    steps = list(recorded)
+    assert any(t == math.nextafter(0.55, 1) for t, _ in steps)
+
+    def reference(y0, params):
+        return jnp.stack(reference_solve(lambda t, y: g(t, y, params), "bosh3", y0, steps, TS))
+
+    expected = jax.grad(lambda y0, p: TestJax.loss(reference(y0, p)), argnums=(0, 1))(y0, params)
+    for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
+        assert relative(got, want) < 1e-10

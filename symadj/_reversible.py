@@ -206,8 +206,10 @@ def _checked(problem: Problem) -> Problem:
     """``problem`` with steps landed on every output time; refuses what the mode does not support yet."""
     if problem.events is not None:
         raise GradientNotSupportedError(
-            "gradient='reversible' does not support events yet: use gradient='symplectic' (default), "
-            "'checkpoint' or 'backprop'")
+            "gradient='reversible' does not support events (event=): an event time is located on a continuous "
+            "extension of the steps and differentiated through it, and the coupled scheme has none (it lands on its "
+            "output times instead). Use gradient='symplectic' (the default), 'checkpoint' or 'backprop', or "
+            "'adjoint' for an event function returning one value for the whole state")
     if problem.callbacks is not None:
         raise GradientNotSupportedError(
             "func's step callbacks (callback_step, callback_accept_step, callback_reject_step) are not called by "

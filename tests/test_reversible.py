@@ -167,9 +167,14 @@ def test_numpy_forward_is_the_reversible_scheme(recorded):
 
 def test_events_and_step_callbacks_are_refused():
     f, y0, params = torch_problem()
-    with pytest.raises(symadj.GradientNotSupportedError, match="symplectic"):
+    with pytest.raises(symadj.GradientNotSupportedError) as refused:
         symadj.solve(f, y0, TS, gradient="reversible", adjoint_params=params,
                      event=lambda t, y: y.sum() - 100.0)
+    message = str(refused.value)
+    assert "does not support events (event=)" in message and "continuous extension" in message
+    for mode in ("symplectic", "checkpoint", "backprop", "adjoint"):  # every mode that supports events
+        assert f"'{mode}'" in message
+        symadj.solve(f, y0, TS, gradient=mode, adjoint_params=params, event=lambda t, y: y.sum() - 100.0)
 
     class WithCallback(torch.nn.Module):
         def forward(self, t, y):

@@ -167,12 +167,7 @@ class Reversible(GradientMode):
         if not backend.differentiable:
             loop = _ForwardLoop(backend, problem, field, self._carry(problem.xp, y0), y0)
             return _reported(backend, problem, lambda: loop.run(y0)[:2])
-        report = None
-        if self.reconstruction != "off":
-            report = ReconstructionReport(self._tolerance(problem.xp, y0.dtype))
-        outputs, stats = _reported(backend, problem, lambda: self._solve(backend, problem, field, y0, report))
-        # Outside the custom VJP: the report is no array, and the backward pass fills it in.
-        return outputs, stats._replace(reconstruction=report)
+        return _reported(backend, problem, lambda: self._solve(backend, problem, field, y0))
 
     def _tolerance(self, xp: Any, dtype: Any) -> float:
         if self.reconstruction_tol is not None:
@@ -183,8 +178,11 @@ class Reversible(GradientMode):
         wide = _wide_dtype(xp, y0) if self.wide_carry else y0.dtype
         return _Carrying(self.coupling, y0.dtype, wide)
 
-    def _solve(self, backend, problem, field, y0, report):
+    def _solve(self, backend, problem, field, y0, times=None):
         carrying = self._carry(problem.xp, y0)
+        report = None
+        if self.reconstruction != "off":
+            report = ReconstructionReport(self._tolerance(problem.xp, y0.dtype))
 
         def forward(y0, params):
             loop = _ForwardLoop(backend, problem, field.with_params(params), carrying, y0)
@@ -199,7 +197,9 @@ class Reversible(GradientMode):
                 end.steps, end.after = record.n_steps, y0_bar
             return y0_bar, params_bar
 
-        return backend.custom_vjp(forward, backward, y0, field.params)
+        outputs, stats = backend.custom_vjp(forward, backward, y0, field.params)
+        # Outside the custom VJP: the report is no array, and the backward pass fills it in.
+        return outputs, stats._replace(reconstruction=report)
 
 
 def _checked(problem: Problem) -> Problem:

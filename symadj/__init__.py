@@ -31,7 +31,8 @@ from ._gradient_names import as_gradient_mode
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
 from ._options import SolverOptions
 from ._plugins import BackendStatus, registry
-from ._solution import EventOutcome, Schedule, Solution, Stats, Status
+from ._reversible import Reversible
+from ._solution import EventOutcome, ReconstructionReport, Schedule, Solution, Stats, Status
 from ._tableau import Tableau
 from .errors import (
     BackendUnavailableError,
@@ -44,6 +45,8 @@ from .errors import (
     PluginLoadWarning,
     RecomputationError,
     RecomputationWarning,
+    ReconstructionError,
+    ReconstructionWarning,
     SolverError,
     StepSizeUnderflowError,
     SymadjError,
@@ -221,7 +224,8 @@ __all__ = [
     "CheckpointPolicy", "CheckpointedBackprop", "ContinuousAdjoint", "DuplicateNameError", "Field", "GradientMode",
     "GradientNotSupportedError",
     "InvalidArgumentError", "MaxStepsError", "NonFiniteError", "Offload", "ParameterModifiedError",
-    "PluginLoadWarning", "RecomputationError", "RecomputationWarning", "Revolve", "Solution",
+    "PluginLoadWarning", "RecomputationError", "RecomputationWarning", "ReconstructionError",
+    "ReconstructionReport", "ReconstructionWarning", "Reversible", "Revolve", "Solution",
     "Schedule", "SolverError", "SolverOptions", "Stages", "Stats", "Status", "StepSizeUnderflowError", "Symplectic",
     "SymadjError", "SymadjWarning", "Tableau", "TableauError", "UnknownNameError", "as_checkpoint_policy",
     "as_gradient_mode", "get_backend", "get_tableau", "hookimpl", "list_backends", "list_tableaux", "odeint",

@@ -119,8 +119,9 @@ def solve(
         rtol: relative tolerance of the embedded error estimate (may be a traced value in JAX).
         atol: absolute tolerance of the embedded error estimate.
         gradient: ``"auto"`` (the default: exact, the fastest within a memory budget, see
-            :class:`AutoGradient`), ``"symplectic"`` (exact, least memory), ``"checkpoint"``,
-            ``"backprop"``, ``"adjoint"``, or a :class:`GradientMode`.
+            :class:`AutoGradient`), ``"symplectic"`` (exact, least memory per step), ``"checkpoint"``,
+            ``"backprop"``, ``"adjoint"``, ``"reversible"`` (exact for its own coupled scheme, memory
+            independent of the number of steps), or a :class:`GradientMode`.
         backend: ``"torch"``, ``"jax"``, ``"numpy"``, ...; by default the one that handles ``y0``.
         options: solver options, see :class:`SolverOptions` (unknown names are listed).
         args: extra argument passed to ``func``; gradients flow to it (JAX).

@@ -5,16 +5,18 @@ from __future__ import annotations
 from ._auto_gradient import AutoGradient
 from ._continuous_adjoint import ContinuousAdjoint
 from ._gradients import Backprop, CheckpointedBackprop, GradientMode, Symplectic
+from ._reversible import Reversible
 from .errors import UnknownNameError
 
 _GRADIENT_MODES: dict[str, type[GradientMode]] = {
-    mode.name: mode for mode in (Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint, AutoGradient)
+    mode.name: mode
+    for mode in (AutoGradient, Symplectic, CheckpointedBackprop, Backprop, ContinuousAdjoint, Reversible)
 }
 
 
 def as_gradient_mode(mode: str | GradientMode) -> GradientMode:
-    """Turn a name (``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``, ``"auto"``) into
-    its :class:`GradientMode`; instances pass through.
+    """Turn a name (``"auto"``, ``"symplectic"``, ``"checkpoint"``, ``"backprop"``, ``"adjoint"``,
+    ``"reversible"``) into its :class:`GradientMode`; instances pass through.
 
     Args:
         mode: a :class:`GradientMode` or its name.

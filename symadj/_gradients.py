@@ -34,8 +34,9 @@ class GradientMode(abc.ABC):
 
     The modes are :class:`AutoGradient` (``"auto"``, the default), :class:`Symplectic`
     (``"symplectic"``), :class:`CheckpointedBackprop` (``"checkpoint"``), :class:`Backprop`
-    (``"backprop"``) and :class:`ContinuousAdjoint` (``"adjoint"``); a name is turned into
-    its object at once. All
+    (``"backprop"``), :class:`ContinuousAdjoint` (``"adjoint"``) and :class:`Reversible`
+    (``"reversible"``, whose forward pass is a scheme of its own); a name is turned into its
+    object at once. All
     treat step sizes as constants; the exact modes give the gradient of the discrete solve. A
     mode is a frozen dataclass: equal to another of its kind with the same settings, and hashable.
 

@@ -189,20 +189,25 @@ class JumpingControl(LandingControl):
         return t_start, dy_new, backend.select(jumped, 1, 0)
 
 
-def landing_control(backend: Any, problem: Any, f: VectorField, y0: Any, direction: Any) -> LandingControl:
-    """The step-size side of a solve of ``problem`` from ``y0``: with jumps or without, chosen here once."""
+def landing_control(backend: Any, problem: Any, f: VectorField, y0: Any, direction: Any, fsal: bool = True,
+                    state_dtype: Any = None) -> LandingControl:
+    """The step-size side of a solve of ``problem`` from ``y0``: with jumps or without, chosen here once.
+    ``fsal=False``: the next step's first derivative is always evaluated afresh at its start
+    (a scheme whose steps do not end where the base step's FSAL stage lies). ``state_dtype``:
+    the dtype func gets its state in, where ``y0`` is carried wider (it sets the ulp of a nudge)."""
     xp, tab, options, ts = problem.xp, problem.tableau, problem.options, problem.ts
     landings = landing_times(xp, ts, direction, problem.interpolant is not None, options.step_t, options.jump_t)
-    stages_nudge = problem.stage_nudge(y0.dtype)
+    state_dtype = y0.dtype if state_dtype is None else state_dtype
+    stages_nudge = problem.stage_nudge(state_dtype)
 
     def first_derivative(t: Any, y: Any) -> Any:
         return f(stage_time(t, direction, 0.0, stages_nudge), y)
 
     # With perturb, the FSAL derivative (at t + h, one ulp before) is not the next step's first.
-    reuses_fsal = tab.fsal and not options.perturb
+    reuses_fsal = fsal and tab.fsal and not options.perturb
     controller = controller_for(tab, options)
     if not options.jump_t:
         return LandingControl(backend, problem, controller, landings, direction, first_derivative, reuses_fsal)
     # func gets t in the state's (real) dtype: jump sides and perturbed stages are an ulp of it.
-    nudge = Nudge.for_state(xp, y0.dtype, ts.dtype)
+    nudge = Nudge.for_state(xp, state_dtype, ts.dtype)
     return JumpingControl(backend, problem, controller, landings, direction, first_derivative, reuses_fsal, nudge)

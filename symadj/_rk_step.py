@@ -145,6 +145,24 @@ def rk_step_with_stages(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y
     return rk_solution(xp, tab, h, y, derivatives), None, derivatives, states
 
 
+def rk_increment(xp: Any, f: VectorField, tab: Tableau, t: Any, h: Any, y: Any, k0: Any = None,
+                 nudge: Nudge | None = None, derivatives: Sequence[Any] | None = None) -> Any:
+    """h Σ b_i k_i, the step's increment from (t, y), evaluating only the stages up to the last
+    with a non-zero weight (dopri5's FSAL stage has none); from ``derivatives`` when given."""
+    weights = [(i, b) for i, b in enumerate(tab.floats.b) if b != 0.0]
+    if derivatives is None:
+        last = weights[-1][0]
+        states, derivatives = rk_stages(xp, f, tab, t, h, y, k0, last + 1, nudge)
+        if last > 0:
+            derivatives.append(f(stage_time(t, h, tab.floats.c[last], nudge), states[last]))
+    return xp.astype(h, y.dtype) * weighted_sum([(b, derivatives[i]) for i, b in weights])
+
+
+def rk_increment_evaluations(tab: Tableau) -> int:
+    """Evaluations of f in one :func:`rk_increment` (its f(t, y) included)."""
+    return 1 + max(i for i, b in enumerate(tab.floats.b) if b != 0.0)
+
+
 def rk_advance_evaluations(tab: Tableau) -> int:
     """Evaluations of f in one :func:`rk_advance` (its f(t, y) included)."""
     return 1 + max(tab.stages - 2, 0) + (0 if tab.fsal or tab.stages == 1 else 1)

@@ -57,6 +57,53 @@ class Schedule(enum.IntEnum):
     THINNED = 5
 
 
+class ReconstructionReport:
+    """The reconstruction check of ``gradient="reversible"`` (:attr:`Stats.reconstruction`),
+    filled in by the backward pass when it runs.
+
+    The backward pass reconstructs y_0 and z_0 from the final pair; its figure is the larger
+    of max |ŷ_0 − y_0| and max |ẑ_0 − y_0|, relative to the larger of max |y_0| and max |y_N|.
+    The forward solve returns this object empty (the backward pass has not run yet); a backward
+    pass reports into it, also from a compiled program (a host callback when it runs). Under
+    ``jax.jit`` the object belongs to the compiled function, so it gathers the reports of
+    every run (:meth:`clear` starts afresh); under ``jax.vmap`` each batch element reports.
+
+    Attributes:
+        gap: the largest figure reported, or ``None`` before any backward pass ran.
+        tolerance: the figure past which the mode raises or warns.
+        reports: how many figures were reported (backward passes, times batch elements).
+
+    Examples:
+        >>> import torch, symadj
+        >>> y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        >>> sol = symadj.solve(lambda t, y: -y, y0, [0.0, 1.0], method="rk4", gradient="reversible",
+        ...                    options={"step_size": 0.1})
+        >>> sol.stats.reconstruction.gap is None
+        True
+        >>> sol.ys[-1].sum().backward()
+        >>> sol.stats.reconstruction.gap < sol.stats.reconstruction.tolerance
+        True
+    """
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.gap: float | None = None
+        self.reports = 0
+
+    def add(self, gap: Any) -> None:
+        """Report one backward pass's figure (the backward pass calls this)."""
+        value = float(gap)
+        self.gap = value if self.gap is None or not value <= self.gap else self.gap
+        self.reports += 1
+
+    def clear(self) -> None:
+        """Forget the figures reported so far."""
+        self.gap, self.reports = None, 0
+
+    def __repr__(self) -> str:
+        return f"ReconstructionReport(gap={self.gap!r}, tolerance={self.tolerance:.3g}, reports={self.reports})"
+
+
 class Stats(NamedTuple):
     """Solver statistics of the forward solve.
 
@@ -89,6 +136,8 @@ class Stats(NamedTuple):
         graph_bytes: with ``gradient="auto"``, the bytes autograd saved for the steps with a
             graph, as measured (0 for the other modes, which do not measure it). The memory
             the backward pass holds at peak is :attr:`peak_bytes`.
+        reconstruction: with ``gradient="reversible"``, a :class:`ReconstructionReport` that
+            the backward pass fills in; ``None`` otherwise (and with ``reconstruction="off"``).
 
     Examples:
         >>> import numpy as np, symadj
@@ -112,6 +161,7 @@ class Stats(NamedTuple):
     graph_steps: Any = 0
     walk_steps: Any = 0
     graph_bytes: Any = 0
+    reconstruction: ReconstructionReport | None = None
 
     @property
     def peak_bytes(self) -> Any:
@@ -119,10 +169,12 @@ class Stats(NamedTuple):
         checkpoint_bytes``, what ``gradient="auto"`` keeps within its budget."""
         return self.graph_bytes + self.checkpoint_bytes
 
-    def as_dict(self) -> dict[str, int | float | str]:
+    def as_dict(self) -> dict[str, int | float | str | None]:
         """Plain Python numbers, for loggers (TensorBoard, Weights & Biases, ...): the counts
         as ``int``, ``t_final`` as ``float``, ``status`` and ``schedule`` by name (read on the
-        host: not under ``jax.jit``). Event outcomes are in :attr:`Solution.event`.
+        host: not under ``jax.jit``). Event outcomes are in :attr:`Solution.event`; with
+        ``gradient="reversible"``, ``reconstruction_gap`` is the reconstruction check's figure
+        (``None`` before the backward pass ran).
 
         Examples:
             >>> import numpy as np, symadj
@@ -130,7 +182,7 @@ class Stats(NamedTuple):
             >>> stats.as_dict()["status"], stats.as_dict()["n_accepted"] > 0
             ('SUCCESS', True)
         """
-        numbers: dict[str, int | float | str] = {
+        numbers: dict[str, int | float | str | None] = {
             name: int(getattr(self, name))
             for name in ("n_attempts", "n_accepted", "n_rejected", "n_fevals", "n_outputs", "checkpoint_bytes",
                          "extra_fevals", "graph_steps", "walk_steps", "graph_bytes")
@@ -138,6 +190,8 @@ class Stats(NamedTuple):
         numbers["t_final"] = float(self.t_final)
         numbers["status"] = Status(int(self.status)).name
         numbers["schedule"] = Schedule(int(self.schedule)).name
+        if self.reconstruction is not None:
+            numbers["reconstruction_gap"] = self.reconstruction.gap
         return numbers
 
     @property
@@ -158,7 +212,7 @@ class Stats(NamedTuple):
             return repr(value)
 
         fields = ", ".join(f"{name}={shown(name, getattr(self, name))}" for name in self._fields
-                           if name != "events" or self.events is not None)
+                           if name not in ("events", "reconstruction") or getattr(self, name) is not None)
         return f"Stats({fields})"
 
 

@@ -77,7 +77,7 @@ class UnknownNameError(InvalidArgumentError):
         ...     symadj.odeint(lambda t, y: -y, np.ones(1), [0.0, 1.0], gradient="sympletic")
         ... except symadj.UnknownNameError as exc:
         ...     print(exc.kind, exc.known)
-        gradient ['adjoint', 'auto', 'backprop', 'checkpoint', 'symplectic']
+        gradient ['adjoint', 'auto', 'backprop', 'checkpoint', 'reversible', 'symplectic']
     """
 
     def __init__(self, kind: str, name: object, known: Iterable[str], hint: str = "") -> None:
@@ -209,6 +209,33 @@ class RecomputationError(SymadjError, RuntimeError):
     """
 
 
+class ReconstructionError(RecomputationError):
+    """The reversible mode's backward pass did not reconstruct the initial state.
+
+    ``gradient="reversible"`` reconstructs each step's state from the next one; the
+    reconstructed y_0 and z_0 are compared with the true y_0. They drift apart where func is
+    not a function of ``(t, y)`` alone (as for :class:`RecomputationError`), or where rounding
+    errors grow through the steps (a coupling λ far below 1, a stiff field, many steps): the
+    gradient would be that of another solve, or inaccurate. A :class:`RecomputationError`, so
+    a handler of that catches this too; ``symadj.Reversible(reconstruction="warn")`` warns
+    with :class:`ReconstructionWarning` instead.
+
+    Examples:
+        >>> import torch, symadj
+        >>> calls = []
+        >>> def drifting(t, y):  # hidden state: each call differs
+        ...     calls.append(1)
+        ...     return -y + 1e-3 * len(calls)
+        >>> y0 = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        >>> ys = symadj.odeint(drifting, y0, [0.0, 1.0], method="rk4", gradient="reversible",
+        ...                    options={"step_size": 0.1})
+        >>> ys[-1].sum().backward()
+        Traceback (most recent call last):
+            ...
+        symadj.errors.ReconstructionError: gradient='reversible': the backward pass reconstructed ...
+    """
+
+
 class ParameterModifiedError(SymadjError, RuntimeError):
     """A parameter of a solve was changed in place between its forward and backward pass.
 
@@ -239,6 +266,17 @@ class RecomputationWarning(SymadjWarning):
         >>> import symadj
         >>> symadj.Symplectic(recomputation="warn")
         Symplectic(recomputation='warn')
+    """
+
+
+class ReconstructionWarning(RecomputationWarning):
+    """The reversible mode's backward pass did not reconstruct the initial state, and the mode
+    was told to warn (``reconstruction="warn"``) rather than raise :class:`ReconstructionError`.
+
+    Examples:
+        >>> import symadj
+        >>> symadj.Reversible(reconstruction="warn")
+        Reversible(reconstruction='warn')
     """
 
 

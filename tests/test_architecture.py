@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_rk_step", "_interpolant", "_landing", "_stepsize", "_plugins", "_tableaux_plugin", "_revolve"),
     ("_walk", "_symplectic_step", "_events", "_walks", "_auto_storage", "_checkpoint_policies", "_output_cotangents",
      "_walk_checks", "_observers", "_output_writers", "_recorder", "_loop"),
-    ("_gradients", "_continuous_adjoint", "_gradient_names", "_time_gradients", "_auto_gradient"),
+    ("_gradients", "_continuous_adjoint", "_reversible", "_gradient_names", "_time_gradients", "_auto_gradient"),
     ("_api", "_arguments", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
     ("_cli", "__main__", "bench", "testing"),
 )

@@ -22,7 +22,14 @@ from symadj.bench import measure, plot, report, runner, worker
 from symadj.bench.cases import BenchCaseInfo, Peer
 from symadj.bench.config import bench_config, points
 from symadj.bench.methods import SYMADJ_MODES, Method, all_methods, get_method, select
-from symadj.bench.problems import ProblemSpec, gradient_vector, make_arrays, problem_arrays, vector_field
+from symadj.bench.problems import (
+    ProblemSpec,
+    gradient_vector,
+    loss_of,
+    make_arrays,
+    problem_arrays,
+    vector_field,
+)
 from symadj.errors import UnknownNameError
 
 FIGURES = ("seconds", "peak_mib", "fevals", "grad_rel_error")
@@ -92,6 +99,38 @@ def test_timeseries_is_chosen_by_name_at_its_defaults_and_left_out_of_the_defaul
     assert [p.id for p in quick] == ["timeseries"] and quick[0].spec.outputs == 7 and quick[0].spec.width == 32
 
 
+def test_bigstate_is_chosen_by_name_and_its_states_outweigh_its_network():
+    spec = {p.id: p.spec for p in points(parse("--problem", "bigstate", "--sweep", "off"))}["bigstate"]
+    assert "bigstate" not in {p.id for p in points(parse())}
+    arrays = make_arrays(spec)
+    state = arrays["y0"][0].size
+    network = sum(w.size + b.size for w, b in arrays["params"])
+    # A float32 state of 1 MiB, and a network of a few thousand weights: one state a step for
+    # some 200 steps (N·|y|, about 200 MiB) dwarfs the graph of one evaluation.
+    assert state * 4 == 2**20 and network < state / 50
+    quick = points(parse("--problem", "bigstate", "--quick", "--sweep", "off"))
+    assert [p.id for p in quick] == ["bigstate"] and quick[0].spec.batch * quick[0].spec.features < state
+    small = ProblemSpec("bigstate", layers=2, width=8, batch=4, features=3, end=1.0)
+    small_arrays = problem_arrays(small, np.asarray)
+    ys = np.stack([small_arrays.y0, 2 * small_arrays.y0])
+    assert loss_of(np, small, ys) == pytest.approx(np.mean(4 * small_arrays.y0 ** 2))  # the final state's
+    assert vector_field(np, small, 0.0, small_arrays.y0, small_arrays.params).shape == (4, 3)
+
+
+@pytest.mark.slow
+def test_diffrax_reversible_heun_runs_as_a_peer():
+    pytest.importorskip("diffrax")
+    spec = ProblemSpec("mlp", layers=2, width=8, batch=4, features=3, end=0.5, rtol=1e-5, atol=1e-5, gain=1.0)
+    methods = (get_method("diffrax:ReversibleHeun"), get_method("symadj-jax:reversible"))
+    config = runner.BenchConfig(points=(runner.Point("mlp", spec),), methods=methods, repeats=1, threads=1)
+    rows = {row.method: row for row in runner.run(config, runner.Progress(2, stream=io.StringIO()))}
+    for name, row in rows.items():
+        assert row.status == "ok", f"{name}: {row.status}"
+        # Another scheme (second order) than the reference's: its gradient is the problem's to its tolerance.
+        assert row.steps > 0 and row.grad_rel_error < 1e-2, (name, row)
+    assert rows["diffrax:ReversibleHeun"].steps > rows["symadj-jax:reversible"].steps
+
+
 def test_timeseries_arrays_fit_a_teacher_trajectory_whatever_the_solver_settings():
     spec = ProblemSpec("timeseries", layers=2, width=8, batch=4, features=3, end=2.0, outputs=6)
     arrays = make_arrays(spec)
@@ -125,7 +164,10 @@ def test_cli_reports_an_unknown_name_without_a_traceback(capsys):
 def test_every_peer_and_mode_is_known():
     names = {method.name for method in all_methods()}
     assert {"symadj-torch:symplectic", "symadj-jax:backprop", "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
-            "diffrax:RecursiveCheckpointAdjoint", "diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint"} <= names
+            "diffrax:RecursiveCheckpointAdjoint", "diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint",
+            "diffrax:ReversibleHeun", "symadj-jax:reversible"} <= names
+    # diffrax's reversible solver compiles slowly: a quick run leaves it out unless named.
+    assert not get_method("diffrax:ReversibleHeun").quick
     assert [m.name for m in select(["torch"], ["adjoint"])] == ["symadj-torch:adjoint", "torchdiffeq:odeint_adjoint"]
 
 
@@ -201,8 +243,7 @@ def third_backend(monkeypatch):
 
 def test_a_third_backend_brings_its_case_and_peer_through_the_hook(third_backend):
     third = ["symadj-third:auto", "symadj-third:symplectic", "symadj-third:checkpoint", "symadj-third:backprop",
-             "symadj-third:adjoint",
-             "thirdpeer:odeint", "thirdpeer:odeint_slow"]
+             "symadj-third:adjoint", "symadj-third:reversible", "thirdpeer:odeint", "thirdpeer:odeint_slow"]
     names = [m.name for m in all_methods()]
     assert names[-7:] == third and "symadj-torch:symplectic" in names and "diffrax:DirectAdjoint" in names
     assert [m.name for m in bench_config(parse("--backend", "third")).methods] == third

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(path for path in (ROOT / "docs" / "examples").glob("*.py") if not path.name.startswith("_"))
 PUBLIC_MODULES = [
     "symadj", "symadj._api", "symadj._backend", "symadj._gradients", "symadj._continuous_adjoint",
-    "symadj._gradient_names", "symadj._options",
+    "symadj._gradient_names", "symadj._reversible", "symadj._options",
     "symadj._plugins", "symadj._solution", "symadj._state", "symadj._tableau", "symadj.backend", "symadj.errors",
     "symadj.hookspecs", "symadj._checkpoint_policies", "symadj._sizes", "symadj._bench_case", "symadj.bench.problems",
     "symadj.testing",

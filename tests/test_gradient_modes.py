@@ -13,7 +13,7 @@ import pytest
 import symadj
 from symadj import GradientMode, as_gradient_mode
 
-MODES = [symadj.Backprop, symadj.Symplectic, symadj.CheckpointedBackprop, symadj.ContinuousAdjoint]
+MODES = [symadj.Backprop, symadj.Symplectic, symadj.CheckpointedBackprop, symadj.ContinuousAdjoint, symadj.Reversible]
 SETTINGS = [
     (symadj.Backprop, {}, "Backprop()"),
     (symadj.Symplectic, {}, "Symplectic()"),
@@ -25,6 +25,8 @@ SETTINGS = [
     (symadj.ContinuousAdjoint, {}, "ContinuousAdjoint()"),
     (symadj.ContinuousAdjoint, {"rtol": 1e-6, "options": {"norm": "seminorm"}},
      "ContinuousAdjoint(rtol=1e-06, options={'norm': 'seminorm'})"),
+    (symadj.Reversible, {}, "Reversible()"),
+    (symadj.Reversible, {"coupling": 0.99}, "Reversible(coupling=0.99)"),
 ]
 
 

@@ -42,7 +42,7 @@ def lines_of(text: str, phase: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(f"symadj {phase}:")]
 
 
-@pytest.mark.parametrize("gradient", ["symplectic", "checkpoint", "adjoint"])
+@pytest.mark.parametrize("gradient", ["symplectic", "checkpoint", "adjoint", "reversible"])
 def test_long_solve_shows_both_phases_with_steps_and_time_left(plain_text, capsys, gradient):
     _, sol = oscillator_solve(gradient, progress=True)
     err = capsys.readouterr().err

@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from symadj import InvalidArgumentError, Solution
+from symadj import InvalidArgumentError, ReconstructionReport, Solution
 from symadj.backend import Backend, Buffer, Field
 
 from ._jax_internals import ClosedJaxpr, Tracer, jaxpr_as_fun, memory_space, trace_state_clean
@@ -32,6 +32,8 @@ from ._jax_internals import ClosedJaxpr, Tracer, jaxpr_as_fun, memory_space, tra
 # A Solution can leave a jitted function.
 jax.tree_util.register_pytree_node(
     Solution, lambda sol: ((sol.ts, sol.ys, sol.stats), None), lambda _, children: Solution(*children))
+# Stats may carry one; it holds no arrays, and the backward pass's host callback fills it in.
+jax.tree_util.register_pytree_node(ReconstructionReport, lambda report: ((), report), lambda report, _: report)
 
 
 @jax.tree_util.register_pytree_node_class

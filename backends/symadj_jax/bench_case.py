@@ -131,12 +131,19 @@ class BenchCase:
             return loss
         import diffrax
 
-        solver = {"dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5}[spec.method]()
+        if method.mode == "ReversibleHeun":
+            # diffrax's reversible solver, second order: the problem's tableau gives way, and its
+            # steps, ten to a hundred times the tableau's, get a bound of their own.
+            solver, adjoint = diffrax.ReversibleHeun(), diffrax.RecursiveCheckpointAdjoint()
+            bound = {"max_steps": 2**16}
+        else:
+            solver = {"dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5}[spec.method]()
+            adjoint = getattr(diffrax, method.mode)()
 
         def loss(params: Any, y0: Any, times: Any, target: Any) -> Any:
             sol = diffrax.diffeqsolve(
                 diffrax.ODETerm(field), solver, times[0], times[-1], None, y0, args=params,
-                saveat=diffrax.SaveAt(ts=times), adjoint=getattr(diffrax, method.mode)(),
+                saveat=diffrax.SaveAt(ts=times), adjoint=adjoint,
                 stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), **bound)
             return loss_of(jnp, spec, sol.ys, target), sol.stats["num_accepted_steps"]
 
@@ -144,7 +151,11 @@ class BenchCase:
 
     def _compile(self, field: Any) -> Any:
         grad = jax.jit(jax.value_and_grad(self._loss(field), argnums=(0, 1), has_aux=True))
-        return grad.lower(*self._arguments).compile()
+        # The reversible mode carries a float32 pair in float64, which JAX makes only with x64
+        # (the arrays stay float32): compiled with it, as a user of the mode would.
+        wide = self.method.library == "symadj" and self.method.mode == "reversible"
+        with jax.enable_x64(wide or jax.config.jax_enable_x64):
+            return grad.lower(*self._arguments).compile()
 
     @property
     def _arguments(self) -> tuple:

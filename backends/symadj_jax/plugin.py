@@ -22,8 +22,10 @@ def symadj_register_backends() -> list[BackendInfo]:
 def symadj_bench_cases() -> list[BenchCaseInfo]:
     # A quick run compiles each JAX method once, diffrax's the slowest to compile (20 to 30 s
     # each on 2 cores): it keeps diffrax's default adjoint, and --method names the others.
-    diffrax = Peer("diffrax", ("RecursiveCheckpointAdjoint", "BacksolveAdjoint", "DirectAdjoint"),
-                   ("diffrax", "equinox"), "pip install diffrax", slow_modes=("BacksolveAdjoint", "DirectAdjoint"))
+    # ReversibleHeun is diffrax's reversible solver (not an adjoint), run with its default adjoint.
+    diffrax = Peer("diffrax", ("RecursiveCheckpointAdjoint", "BacksolveAdjoint", "DirectAdjoint", "ReversibleHeun"),
+                   ("diffrax", "equinox"), "pip install diffrax",
+                   slow_modes=("BacksolveAdjoint", "DirectAdjoint", "ReversibleHeun"))
     one_thread = ("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     return [BenchCaseInfo("jax", module="symadj_jax.bench_case", library="jax", extra="symadj[jax]", peers=(diffrax,),
                           order=20, versions=("jaxlib",), single_thread_env=(one_thread,))]

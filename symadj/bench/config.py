@@ -22,6 +22,9 @@ DEFAULTS: dict[str, ProblemSpec] = {
     "pendulum": ProblemSpec("pendulum", layers=3, width=64, batch=256, method="dopri8", end=2.0, outputs=11),
     "timeseries": ProblemSpec("timeseries", layers=2, width=64, batch=64, features=8, rtol=1e-5, atol=1e-5,
                               end=10.0, outputs=200),
+    # A 1 MiB float32 state over about 130 steps, the network small: the states a mode keeps
+    # a step (N·|y|) dominate its memory.
+    "bigstate": ProblemSpec("bigstate", layers=2, width=32, batch=4096, features=64, end=20.0),
 }
 # What a plain ``symadj bench`` runs, and ``--quick``; the others are chosen with --problem.
 DEFAULT_KINDS = ("mlp", "cnf", "pendulum")
@@ -33,6 +36,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "cnf": {"layers": 3, "width": 32, "batch": 64, "gain": 1.0},
     "pendulum": {"layers": 3, "width": 32, "batch": 32, "end": 1.0, "outputs": 5, "gain": 1.0},
     "timeseries": {"width": 32, "batch": 16, "outputs": 50, "gain": 1.0},
+    "bigstate": {"batch": 64, "features": 32, "end": 8.0},
 }
 SWEEPS = ("end", "rtol", "off")
 SWEEP_VALUES = {"end": (0.5, 1.0, 2.0, 4.0), "rtol": (1e-5, 1e-6, 1e-7, 1e-8)}

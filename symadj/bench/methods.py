@@ -12,7 +12,7 @@ from .. import _plugins
 from ..errors import UnknownNameError
 from .cases import BenchCaseInfo
 
-SYMADJ_MODES = ("auto", "symplectic", "checkpoint", "backprop", "adjoint")
+SYMADJ_MODES = ("auto", "symplectic", "checkpoint", "backprop", "adjoint", "reversible")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,11 @@ import numpy as np
 
 from ..errors import UnknownNameError
 
-KINDS = ("mlp", "cnf", "pendulum", "timeseries")
+KINDS = ("mlp", "cnf", "pendulum", "timeseries", "bigstate")
 # Problems whose field is the network alone, dy/dt = MLP(y), on ``features`` per sample.
-PLAIN_MLP = ("mlp", "timeseries")
+PLAIN_MLP = ("mlp", "timeseries", "bigstate")
+# Problems whose loss is the mean square of the final state.
+FINAL_SQUARE = ("mlp", "bigstate")
 # Problems whose ``extra`` array is a target trajectory, fitted by the mean squared error
 # over every output time.
 FITTED = ("pendulum", "timeseries")
@@ -42,7 +44,9 @@ class ProblemSpec:
             normalising flow with a Hutchinson trace), ``"pendulum"`` (learned damped
             pendulum dynamics, several output times) or ``"timeseries"`` (dy/dt = MLP(y)
             fitted at every one of many output times to the trajectory of another,
-            differently seeded network, as a latent ODE is fitted to a time series).
+            differently seeded network, as a latent ODE is fitted to a time series) or
+            ``"bigstate"`` (as ``"mlp"``, with a small network on a large state over many
+            steps: the states a mode keeps a step, N·|y|, dominate memory).
         layers: linear layers of the network.
         width: hidden width.
         batch: trajectories (samples) in the batch.
@@ -114,7 +118,7 @@ def make_arrays(spec: ProblemSpec) -> dict[str, Any]:
     sizes = [state_size(spec)] + [spec.width] * (spec.layers - 1) + [output_size(spec)]
     params = _mlp_params(rng, sizes, spec.gain)
     times = np.linspace(0.0, spec.end, spec.outputs)
-    if spec.kind == "mlp":
+    if spec.kind in FINAL_SQUARE:
         return {"params": params, "y0": (rng.normal(size=(spec.batch, spec.features)),), "times": times, "extra": None}
     if spec.kind == "timeseries":
         y0 = rng.normal(size=(spec.batch, spec.features))
@@ -249,10 +253,10 @@ def vector_field(xp: Any, spec: ProblemSpec, t: Any, y: Any, params: list[tuple[
 
 def loss_of(xp: Any, spec: ProblemSpec, ys: Any, target: Any = None) -> Any:
     """The scalar the benchmark differentiates, from the states ``ys`` at every output time:
-    the mean square of the final state (mlp), the mean squared error against
+    the mean square of the final state (mlp, bigstate), the mean squared error against
     :attr:`ProblemArrays.target` (pendulum, timeseries), or the negative mean
     log-likelihood under a standard normal (cnf)."""
-    if spec.kind == "mlp":
+    if spec.kind in FINAL_SQUARE:
         return xp.mean(ys[-1] ** 2)
     if spec.kind in FITTED:
         return xp.mean((ys - target) ** 2)

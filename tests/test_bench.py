@@ -245,7 +245,7 @@ def test_a_third_backend_brings_its_case_and_peer_through_the_hook(third_backend
     third = ["symadj-third:auto", "symadj-third:symplectic", "symadj-third:checkpoint", "symadj-third:backprop",
              "symadj-third:adjoint", "symadj-third:reversible", "thirdpeer:odeint", "thirdpeer:odeint_slow"]
     names = [m.name for m in all_methods()]
-    assert names[-7:] == third and "symadj-torch:symplectic" in names and "diffrax:DirectAdjoint" in names
+    assert names[-8:] == third and "symadj-torch:symplectic" in names and "diffrax:DirectAdjoint" in names
     assert [m.name for m in bench_config(parse("--backend", "third")).methods] == third
     assert [m.name for m in bench_config(parse("--quick", "--backend", "third")).methods] == third[:-1]
     assert get_method("thirdpeer:odeint").requires == ("numpy", "no_such_module_here")

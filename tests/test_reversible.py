@@ -89,6 +89,7 @@ def recorded(monkeypatch):
 
 
 def relative(a, b):
+    a, b = (x.detach() if isinstance(x, torch.Tensor) else x for x in (a, b))
     return float((abs(a - b) ** 2).sum() ** 0.5 / max(float((abs(b) ** 2).sum() ** 0.5), 1e-300))
 
 

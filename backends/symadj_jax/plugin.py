@@ -15,7 +15,7 @@ def _load():
 @hookimpl
 def symadj_register_backends() -> list[BackendInfo]:
     return [BackendInfo("jax", library="jax", extra="symadj[jax]", array_modules=("jax", "jaxlib"), load=_load,
-                        modules=(("equinox", "symadj_jax.equinox"),))]
+                        modules=(("equinox", "symadj_jax.equinox"), ("diffrax", "symadj_jax.diffrax_adjoint")))]
 
 
 @hookimpl

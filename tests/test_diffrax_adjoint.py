@@ -35,6 +35,15 @@ def solve(adjoint, solver, controller, saveat, y0, args, dt0=0.1, **kwargs):
                                stepsize_controller=controller, saveat=saveat, max_steps=512, **kwargs)
 
 
+def weighted_sum(tree):
+    """A loss that weighs every output differently, so that a misplaced cotangent shows."""
+    total = 0.0
+    for leaf in jax.tree.leaves(tree):
+        weights = jnp.arange(1.0, 1.0 + leaf.size).reshape(leaf.shape)
+        total = total + jnp.sum(weights * jnp.sin(jnp.where(jnp.isfinite(leaf), leaf, 0.0)))
+    return total
+
+
 def loss_and_grad(adjoint, solver, controller, saveat, **kwargs):
     y0, args = problem()
 
@@ -42,8 +51,7 @@ def loss_and_grad(adjoint, solver, controller, saveat, **kwargs):
     def run(y0, args):
         def loss(y0, args):
             sol = solve(adjoint, solver, controller, saveat, y0, args, **kwargs)
-            weights = jnp.arange(1.0, 1.0 + sol.ys.size).reshape(sol.ys.shape)
-            return jnp.sum(weights * jnp.sin(sol.ys)), sol
+            return weighted_sum(sol.ys), sol
 
         return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(y0, args)
 
@@ -53,8 +61,8 @@ def loss_and_grad(adjoint, solver, controller, saveat, **kwargs):
 def assert_same_solve_and_gradient(solver, controller, saveat, **kwargs):
     (_, ours), grad = loss_and_grad(SymplecticAdjoint(), solver, controller, saveat, **kwargs)
     (_, theirs), expected = loss_and_grad(diffrax.RecursiveCheckpointAdjoint(), solver, controller, saveat, **kwargs)
-    np.testing.assert_array_equal(ours.ts, theirs.ts)
-    np.testing.assert_array_equal(ours.ys, theirs.ys)
+    for got, want in zip(jax.tree.leaves((ours.ts, ours.ys)), jax.tree.leaves((theirs.ts, theirs.ys))):
+        np.testing.assert_array_equal(got, want)
     assert ours.stats["num_accepted_steps"] == theirs.stats["num_accepted_steps"]
     assert ours.stats["num_rejected_steps"] == theirs.stats["num_rejected_steps"]
     assert ours.result == theirs.result
@@ -91,3 +99,152 @@ def test_rejected_steps_are_walked_past():
     (_, sol), _ = loss_and_grad(SymplecticAdjoint(), diffrax.Dopri5(), controller, SAVEATS["ts"], dt0=1.0)
     assert sol.stats["num_rejected_steps"] > 0  # else the comparison below tests nothing new
     assert_same_solve_and_gradient(diffrax.Dopri5(), controller, SAVEATS["ts"], dt0=1.0)
+
+
+STEPS = {
+    "steps": diffrax.SaveAt(steps=True),
+    "t0-steps-fn": diffrax.SaveAt(t0=True, steps=True, fn=lambda t, y, a: y * a["b"] * t),
+    "subs": diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.linspace(0.0, T1, 4)), diffrax.SubSaveAt(steps=True),
+                                 diffrax.SubSaveAt(t1=True, fn=lambda t, y, a: jnp.sum(y**2))]),
+}
+
+
+@pytest.mark.parametrize("saveat", list(STEPS), ids=str)
+@pytest.mark.parametrize("controller", [diffrax.ConstantStepSize(), diffrax.PIDController(rtol=1e-4, atol=1e-6)],
+                         ids=lambda c: type(c).__name__)
+def test_saveat_steps_and_subs(controller, saveat):
+    assert_same_solve_and_gradient(diffrax.Tsit5(), controller, STEPS[saveat])
+
+
+@pytest.mark.parametrize("controller", [
+    diffrax.StepTo(ts=jnp.array([0.0, 0.3, 0.35, 1.0, T1])),
+    diffrax.PIDController(rtol=1e-5, atol=1e-7, jump_ts=jnp.array([0.5, 1.2]), step_ts=jnp.array([0.7])),
+], ids=["StepTo", "PID-jump_ts-step_ts"])
+def test_step_to_and_jumps(controller):
+    dt0 = None if isinstance(controller, diffrax.StepTo) else 0.1
+    assert_same_solve_and_gradient(diffrax.Dopri5(), controller, SAVEATS["t0-ts-t1-fn"], dt0=dt0)
+
+
+def test_throw_false_keeps_the_accepted_steps():
+    controller = diffrax.PIDController(rtol=1e-8, atol=1e-8)
+    (_, sol), _ = loss_and_grad(SymplecticAdjoint(), diffrax.Heun(), controller, SAVEATS["ts"], throw=False)
+    assert sol.result != diffrax.RESULTS.successful  # max_steps=512 runs out: the failed solve is differentiated
+    assert_same_solve_and_gradient(diffrax.Heun(), controller, SAVEATS["ts"], throw=False)
+
+
+class _SSPRK3(diffrax.AbstractERK):
+    """A user's explicit solver: a ButcherTableau diffrax does not ship."""
+
+    tableau = diffrax.ButcherTableau(c=np.array([1.0, 0.5]), b_sol=np.array([1 / 6, 1 / 6, 2 / 3]),
+                                     b_error=np.array([1 / 6, 1 / 6, -1 / 3]),
+                                     a_lower=(np.array([1.0]), np.array([0.25, 0.25])))
+    interpolation_cls = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+
+    def order(self, terms):
+        return 3
+
+
+def test_a_users_explicit_solver():
+    assert symadj.diffrax.partner_tableau(_SSPRK3.tableau, 3, "ssprk3").name == "ssprk3"
+    assert_same_solve_and_gradient(_SSPRK3(), diffrax.PIDController(rtol=1e-4, atol=1e-6), SAVEATS["t0-ts-t1-fn"])
+
+
+def grads_of(loss, *primals):
+    """``loss(adjoint, *primals)``'s gradient under both adjoints, jitted."""
+    ours = eqx.filter_jit(eqx.filter_grad(lambda *p: loss(SymplecticAdjoint(), *p)))(*primals)
+    theirs = eqx.filter_jit(eqx.filter_grad(lambda *p: loss(diffrax.RecursiveCheckpointAdjoint(), *p)))(*primals)
+    return ours, theirs
+
+
+def assert_close_trees(ours, theirs):
+    for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(want))))
+
+
+def test_a_closure_over_a_traced_array_is_differentiated():
+    y0, args = problem()
+
+    def loss(adjoint, w):
+        term = diffrax.ODETerm(lambda t, y, _: jnp.tanh(w @ y))
+        return weighted_sum(diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, 0.1, y0, adjoint=adjoint,
+                                                saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 5)), max_steps=64).ys)
+
+    ours, theirs = grads_of(loss, args["w"])
+    assert float(jnp.max(jnp.abs(ours))) > 0.1
+    assert_close_trees(ours, theirs)
+
+
+class _Field(eqx.Module):
+    mlp: eqx.nn.MLP
+
+    def __call__(self, t, y, args):
+        return self.mlp(y) * jnp.cos(t)
+
+
+@pytest.mark.parametrize("how", ["field", "closed-over"])
+def test_equinox_modules(how):
+    y0, _ = problem()
+    mlp = eqx.nn.MLP(3, 3, 8, 2, key=jax.random.PRNGKey(0))
+
+    def loss(adjoint, mlp):
+        term = diffrax.ODETerm(_Field(mlp) if how == "field" else (lambda t, y, _: mlp(y)))
+        controller = diffrax.PIDController(rtol=1e-5, atol=1e-7)
+        return weighted_sum(diffrax.diffeqsolve(term, diffrax.Dopri5(), 0.0, 1.0, 0.1, y0, adjoint=adjoint,
+                                                stepsize_controller=controller, max_steps=64).ys)
+
+    assert_close_trees(*grads_of(loss, mlp))
+
+
+def test_vmap_over_initial_states_and_a_pytree_state():
+    y0, args = problem()
+
+    def loss(adjoint, y0, args):
+        term = diffrax.ODETerm(lambda t, y, a: {"p": jnp.tanh(a["w"] @ y["q"]), "q": -y["p"]})
+        sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, 0.1, y0, args=args, adjoint=adjoint,
+                                  stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7),
+                                  saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, 1.0, 5)), max_steps=64)
+        return weighted_sum(sol.ys)
+
+    def batched(adjoint):
+        grad = jax.grad(lambda y, a: loss(adjoint, y, a), argnums=(0, 1))
+        states = {"p": jnp.stack([y0, 2 * y0, -y0]), "q": jnp.stack([y0, y0, 0.5 * y0])}
+        return jax.jit(jax.vmap(grad, in_axes=(0, None)))(states, args)
+
+    assert_close_trees(batched(SymplecticAdjoint()), batched(diffrax.RecursiveCheckpointAdjoint()))
+
+
+def test_time_running_backwards():
+    y0, args = problem()
+
+    def loss(adjoint, args):
+        saveat = diffrax.SaveAt(ts=jnp.array([1.9, 1.0, 0.5]), t1=True)
+        return weighted_sum(diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), T1, 0.0, -0.1, y0,
+                                                args=args, adjoint=adjoint, saveat=saveat, max_steps=64).ys)
+
+    assert_close_trees(*grads_of(loss, args))
+
+
+def _sde_terms():
+    brownian = diffrax.VirtualBrownianTree(0.0, T1, tol=1e-3, shape=(3,), key=jax.random.PRNGKey(0))
+    return diffrax.MultiTerm(diffrax.ODETerm(field), diffrax.ControlTerm(lambda t, y, a: jnp.eye(3), brownian))
+
+
+REFUSED = {
+    "implicit solver": dict(solver=diffrax.Kvaerno5(), stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-6)),
+    "SDE terms": dict(terms=_sde_terms(), solver=diffrax.Euler()),
+    "CDE term": dict(terms=diffrax.ControlTerm(lambda t, y, a: jnp.eye(3), diffrax.LinearInterpolation(
+        ts=jnp.array([0.0, T1]), ys=jnp.zeros((2, 3))))),
+    "dense": dict(saveat=diffrax.SaveAt(dense=True)),
+    "steps=2": dict(saveat=diffrax.SaveAt(steps=2)),
+    "event": dict(event=diffrax.Event(lambda t, y, args, **kw: y[0] > 10.0)),
+    "max_steps=None": dict(max_steps=None),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED), ids=str)
+def test_out_of_scope_solves_are_refused_when_traced(case):
+    y0, args = problem()
+    kwargs = dict(terms=diffrax.ODETerm(field), solver=diffrax.Tsit5(), t0=0.0, t1=T1, dt0=0.1, y0=y0, args=args,
+                  max_steps=64) | REFUSED[case]
+    with pytest.raises(symadj.diffrax.DiffraxScopeError, match="RecursiveCheckpointAdjoint"):
+        jax.grad(lambda y: jnp.sum(diffrax.diffeqsolve(**(kwargs | dict(y0=y)), adjoint=SymplecticAdjoint()).ys))(y0)

@@ -130,11 +130,11 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
     erk = isinstance(solver, diffrax.AbstractERK) and not solver.tableau.implicit
     if not (erk or isinstance(solver, diffrax.Euler)):
         _refuse("solver", f"{type(solver).__name__} is not an explicit Runge–Kutta solver (AbstractERK)")
-    if not isinstance(terms, diffrax.AbstractTerm) or isinstance(terms, diffrax.MultiTerm):
-        _refuse("terms", "only one ODE term is supported (not SDE, CDE or multi-term solves)")
-    control = terms.contr(0.0, 1.0)
-    if not all(jnp.ndim(leaf) == 0 for leaf in jtu.tree_leaves(control)):
-        _refuse("terms", f"{type(terms).__name__} has a control that is not time (a CDE or SDE term)")
+    # diffeqsolve wraps each term for the time direction, in a class diffrax does not export.
+    inner = terms.term if type(terms).__name__ == "WrapTerm" else terms
+    if not isinstance(inner, diffrax.ODETerm):
+        _refuse("terms", f"{type(inner).__name__} is not one ODETerm (SDE, CDE and multi-term solves are not "
+                         f"supported: their control carries gradients this adjoint does not follow)")
     if event is not None:
         _refuse("event", "events are not supported yet")
     if max_steps is None:
@@ -144,8 +144,10 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
     if saveat.dense or saveat.solver_state or saveat.controller_state or saveat.made_jump:
         _refuse("saveat", "dense=True, solver_state, controller_state and made_jump are not supported")
     for sub in jtu.tree_leaves(saveat.subs, is_leaf=_is_subsaveat):
-        if sub.steps:
-            _refuse("saveat", "SaveAt(steps=...) is not supported yet")
+        if sub.steps not in (False, True, 0, 1):
+            _refuse("saveat", f"SaveAt(steps={sub.steps}) is not supported (steps=True is)")
+        if sub.steps and sub.ts is not None:
+            _refuse("saveat", "ts= and steps=True in one SubSaveAt are not supported; give them as two subs")
     return _solver_tableau(solver, terms)
 
 
@@ -271,6 +273,7 @@ class _Walk(NamedTuple):
     solver: Any
     static: Any  # the non-differentiable part of (args, terms, the SubSaveAts' fns)
     ts_subs: tuple[tuple[Any, int, int, Any], ...]  # per SubSaveAt with ts: (sub, its index, row offset, cotangent)
+    steps_subs: tuple[tuple[int, int, Any, Any], ...]  # per SubSaveAt(steps=True): (its index, offset, ts, cotangent)
     record: _Record
     count: jax.Array
     y_final: Any
@@ -340,6 +343,10 @@ def _step_back(walk: _Walk, n, lam, diff_bar, diff):
     last = len(record.tprev) - 1
     y_next = jtu.tree_map(lambda b, f: jnp.where(n + 1 < walk.count, b[jnp.minimum(n + 1, last)], f),
                           record.y, walk.y_final)
+    for index, offset, ts, cotangent in walk.steps_subs:
+        y_bar, theta_bar = _output_vjp(walk, index, ts[offset + n], y_next, diff,
+                                       jtu.tree_map(lambda c, row=offset + n: c[row], cotangent))
+        lam, diff_bar = _add(lam, y_bar), _add(diff_bar, theta_bar)
     states, ks, times, control = _stages(walk, diff, tprev, tnext, y)
     k_out = [None] * len(ks)
     if walk.ts_subs:
@@ -390,12 +397,14 @@ def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, init_st
     diff, static = eqx.partition((args, terms, fns), eqx.is_inexact_array)
     outputs = _subs_and_cotangents(saveat, residuals.save_state, grad_obj[0].save_state)
     ts_subs = tuple((sub, i, int(sub.t0), g) for i, (sub, g) in enumerate(outputs) if sub.ts is not None)
-    walk = _Walk(tableau, solver, static, ts_subs, residuals.record, residuals.count, residuals.y_final,
+    primal = jtu.tree_leaves(residuals.save_state, is_leaf=lambda x: type(x).__name__ == "SaveState")
+    steps_subs = tuple((i, int(sub.t0), primal[i].ts, g) for i, (sub, g) in enumerate(outputs) if sub.steps)
+    walk = _Walk(tableau, solver, static, ts_subs, steps_subs, residuals.record, residuals.count, residuals.y_final,
                  residuals.ts_end)
     lam = jtu.tree_map(jnp.zeros_like, residuals.y_final)
     diff_bar = jtu.tree_map(jnp.zeros_like, diff)
     for i, (sub, g) in enumerate(outputs):
-        if sub.t1:
+        if sub.t1 and not sub.steps:  # steps=True saves the final state as its last step
             y_bar, theta_bar = _output_vjp(walk, i, residuals.t_final, residuals.y_final, diff,
                                            jtu.tree_map(lambda c: c[-1], g))
             lam, diff_bar = _add(lam, y_bar), _add(diff_bar, theta_bar)

@@ -9,7 +9,7 @@ Design (issue 29).
   ``SaveAt(ts=...)`` outputs begin, at the index of the accepted step (a rejected step is
   overwritten by the next try). Steps, ``ys``, ``stats`` and ``result`` are diffrax's.
 * **The backward pass is the symplectic partner of the solver's tableau.** The whole loop
-  is one ``equinox.filter_custom_vjp`` of ``(y0, args, terms)``, as diffrax's
+  is one ``equinox.filter_custom_vjp`` of ``(y0, args, term, fns)``, as diffrax's
   ``BacksolveAdjoint``; the backward pass walks the accepted steps in reverse. Each step
   recomputes its stages from its stored start state (``term.vf_prod``, as diffrax's
   Runge–Kutta step), then takes one vector–Jacobian product per stage with the partner's
@@ -18,20 +18,24 @@ Design (issue 29).
   gives κ_i = b_i λ' + Σ_{j>i} a_ji μ_j (+ the outputs' cotangent on k_i), μ_i = ∂k_iᵀ κ_i,
   λ_n = λ' + Σ μ_i: the exact gradient of the discrete solve, as backpropagation through it
   (``RecursiveCheckpointAdjoint``) gives, holding one stage's graph at a time.
-* **Outputs.** ``SaveAt(t0, t1)`` add their cotangent to λ at the first and last state;
-  ``SaveAt(ts=...)`` outputs are diffrax's own interpolation of the step (its
-  ``interpolation_cls`` over ``y0, y1, k``), so their cotangent on ``(y0, y1, k)`` is the
+* **Outputs.** ``SaveAt(t0, t1, steps=True)`` add their cotangent (through ``fn``) to λ at
+  the state they saved; ``SaveAt(ts=...)`` outputs are diffrax's own interpolation of the step
+  (its ``interpolation_cls`` over ``y0, y1, k``), so their cotangent on ``(y0, y1, k)`` is the
   vector–Jacobian product of that interpolation, taken in the step that produced them.
+* **Closures.** The term's ``vf``, ``contr``, ``prod`` and each ``SaveAt`` ``fn`` are
+  closure-converted (``equinox.filter_closure_convert``) before the custom rule, and travel in
+  its differentiable argument: arrays they close over (a traced parameter, diffrax's time
+  direction) are then differentiated, not lost or leaked as tracers.
 * **Step sizes** carry no gradient to ``y0`` or the parameters in diffrax (its controllers
   stop gradients through the error estimate), so the accepted steps are constants here; the
   times ``t0``, ``t1``, ``ts``, ``dt0`` are not differentiated (equinox raises if asked).
-* **Memory**: one state per accepted step (``max_steps`` states are allocated, as
-  ``RecursiveCheckpointAdjoint(checkpoints=max_steps)``), the stages of one step, one
+* **Memory**: one state per attempted-and-kept step (``max_steps`` states are allocated, as
+  ``RecursiveCheckpointAdjoint(checkpoints=max_steps)`` would), the stages of one step, one
   stage's graph. A budget (fewer stored states, recomputed segments) is not done yet.
 * **Out of scope, refused when traced** (naming ``RecursiveCheckpointAdjoint``): solvers that
-  are not explicit Runge–Kutta, terms that are not one ODE term, events,
-  ``SaveAt(steps=..., dense=True, solver_state=..., controller_state=..., made_jump=...)``,
-  ``max_steps=None``, a ``solver_state`` passed in by the caller.
+  are not explicit Runge–Kutta, terms that are not one ``ODETerm`` (SDE, CDE, multi-term),
+  events, ``SaveAt(dense=True, steps=n>1, solver_state, controller_state, made_jump)``, ``ts``
+  and ``steps`` in one ``SubSaveAt``, ``max_steps=None``, a ``solver_state`` passed in.
 
 Examples:
     >>> import diffrax, jax.numpy as jnp

@@ -362,20 +362,36 @@ def _step_back(walk: _Walk, n, lam, diff_bar, diff):
         diff_bar = _add(diff_bar, outputs_bar)
         if "k" in dense:
             k_out = [jtu.tree_map(lambda k, i=i: k[i], dense_bar["k"]) for i in range(len(ks))]
-    coefficients = walk.tableau.adjoint
     lam_n = lam if not walk.ts_subs else _add(lam, dense_bar["y0"])
-    mus: list[Any] = [None] * len(ks)
-    for i in reversed(range(len(ks))):
-        if not coefficients.active[i] and k_out[i] is None:
-            continue
-        later = [(coefficients.coupling[i][j], mus[j]) for j in range(i + 1, len(ks)) if mus[j] is not None]
-        kappa = _scaled_sum([(coefficients.input_weight[i], lam)] + later, lam)
-        if k_out[i] is not None:
-            kappa = _add(kappa, k_out[i])
-        mu, theta_bar = jax.vjp(_stage_fn(walk, times[i], control), states[i], diff)[1](kappa)
-        mus[i] = mu
-        lam_n = _add(lam_n, mu)
-        diff_bar = _add(diff_bar, theta_bar)
+    return _stage_walk(walk, states, times, control, lam, k_out, lam_n, diff_bar, diff)
+
+
+def _stage_walk(walk: _Walk, states, times, control, lam, k_out, lam_n, diff_bar, diff):
+    """The partner scheme's stages, last to first, as one ``lax.scan``: one stage's graph is live at a time.
+
+    κ_p = input_weight_p λ' + Σ_q coupling_pq μ_q (+ the outputs' cotangent on k_p),
+    μ_p, θ̄_p = the stage's vector–Jacobian product with κ_p; stages no cotangent reaches are skipped.
+    """
+    coefficients = walk.tableau.adjoint
+    order = [i for i in reversed(range(len(states))) if coefficients.active[i] or k_out[i] is not None]
+    stack = lambda trees: jtu.tree_map(lambda *x: jnp.stack(x), *trees)  # noqa: E731
+    zeros = jtu.tree_map(jnp.zeros_like, lam)
+    inputs = (stack([states[i] for i in order]), jnp.stack([times[i] for i in order]),
+              jnp.asarray([coefficients.input_weight[i] for i in order]),
+              jnp.asarray([[coefficients.coupling[i][j] for j in order] for i in order]),
+              stack([zeros if k_out[i] is None else k_out[i] for i in order]), jnp.arange(len(order)))
+
+    def stage(carry, xs):
+        mus, lam_n, diff_bar = carry
+        state, t, weight, coupling, out, p = xs
+        kappa = jtu.tree_map(lambda l, m, o: weight.astype(l.dtype) * l + jnp.tensordot(coupling.astype(m.dtype), m,
+                                                                                          axes=1) + o, lam, mus, out)
+        mu, theta_bar = jax.vjp(_stage_fn(walk, t, control), state, diff)[1](kappa)
+        mus = jtu.tree_map(lambda m, x: m.at[p].set(x), mus, mu)
+        return (mus, _add(lam_n, mu), _add(diff_bar, theta_bar)), None
+
+    mus = jtu.tree_map(lambda x: jnp.zeros((len(order),) + x.shape, x.dtype), lam)
+    (_, lam_n, diff_bar), _ = lax.scan(stage, (mus, lam_n, diff_bar), inputs)
     return lam_n, diff_bar
 
 

@@ -248,3 +248,13 @@ def test_out_of_scope_solves_are_refused_when_traced(case):
                   max_steps=64) | REFUSED[case]
     with pytest.raises(symadj.diffrax.DiffraxScopeError, match="RecursiveCheckpointAdjoint"):
         jax.grad(lambda y: jnp.sum(diffrax.diffeqsolve(**(kwargs | dict(y0=y)), adjoint=SymplecticAdjoint()).ys))(y0)
+
+
+@pytest.mark.parametrize("case", ["implicit solver", "dense", "max_steps=None"], ids=str)
+def test_out_of_scope_solves_still_solve_forward(case):
+    y0, args = problem()
+    kwargs = dict(terms=diffrax.ODETerm(field), solver=diffrax.Tsit5(), t0=0.0, t1=T1, dt0=0.1, y0=y0, args=args,
+                  max_steps=64) | REFUSED[case]
+    ours = diffrax.diffeqsolve(**kwargs, adjoint=SymplecticAdjoint())
+    theirs = diffrax.diffeqsolve(**kwargs, adjoint=diffrax.RecursiveCheckpointAdjoint())
+    np.testing.assert_array_equal(ours.ys, theirs.ys)

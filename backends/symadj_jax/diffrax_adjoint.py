@@ -203,12 +203,12 @@ def _recording_loop(box: list, max_steps: int):
     return outer_while_loop
 
 
-def _plain_loop(max_steps: int):
+def _plain_loop(max_steps: int | None):
     def outer_while_loop(cond_fun, body_fun, init_val, **kwargs):
         del kwargs
 
         def cond(carry):
-            return cond_fun(carry[0]) & (carry[1] < max_steps)
+            return cond_fun(carry[0]) if max_steps is None else cond_fun(carry[0]) & (carry[1] < max_steps)
 
         return lax.while_loop(cond, lambda carry: (body_fun(carry[0]), carry[1] + 1), (init_val, 0))[0]
 
@@ -442,6 +442,20 @@ def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, init_st
     return (lam, *diff_bar)
 
 
+def _refusing_differentiation(tree, error: DiffraxScopeError):
+    """``tree`` unchanged, except that differentiating any of its arrays raises ``error`` when traced."""
+
+    @jax.custom_jvp
+    def identity(x):
+        return x
+
+    @identity.defjvp
+    def _refuse_jvp(primals, tangents):
+        raise error
+
+    return jtu.tree_map(lambda x: identity(x) if eqx.is_inexact_array(x) else x, tree)
+
+
 class _ConvertedTerm(diffrax.AbstractTerm):
     """A term whose functions are closure-converted: what they close over are leaves, differentiable."""
 
@@ -512,8 +526,15 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
         ``throw``, ``passed_controller_state``, ``progress_meter``), passed on to diffrax's loop.
         """
         del kwargs["throw"], kwargs["passed_controller_state"]
-        tableau = _check_scope(terms=terms, solver=solver, saveat=saveat, event=event, max_steps=max_steps,
-                               passed_solver_state=passed_solver_state)
+        try:
+            tableau = _check_scope(terms=terms, solver=solver, saveat=saveat, event=event, max_steps=max_steps,
+                                   passed_solver_state=passed_solver_state)
+        except DiffraxScopeError as error:
+            # Out of scope: diffrax's forward solve still runs; differentiating it raises ``error``.
+            y0, args, terms = _refusing_differentiation((init_state.y, args, terms), error)
+            return self._loop(args=args, terms=terms, solver=solver, event=event, saveat=saveat,
+                              max_steps=max_steps, init_state=eqx.tree_at(lambda s: s.y, init_state, y0),
+                              inner_while_loop=_inner_while_loop, outer_while_loop=_plain_loop(max_steps), **kwargs)
         y0 = init_state.y
         term, fns = _converted(terms, saveat, init_state, args)
         init_state = _without_gradient(eqx.tree_at(lambda s: s.y, init_state, object()))

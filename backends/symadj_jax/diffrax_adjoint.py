@@ -32,7 +32,8 @@ Design (issue 29).
 * **Memory**: one state per attempted-and-kept step (``max_steps`` states are allocated, as
   ``RecursiveCheckpointAdjoint(checkpoints=max_steps)`` would), the stages of one step, one
   stage's graph. A budget (fewer stored states, recomputed segments) is not done yet.
-* **Out of scope, refused when traced** (naming ``RecursiveCheckpointAdjoint``): solvers that
+* **Out of scope** (naming ``RecursiveCheckpointAdjoint``, when the solve is differentiated; its
+  forward solve still runs, diffrax's loop unchanged): solvers that
   are not explicit Runge–Kutta, terms that are not one ``ODETerm`` (SDE, CDE, multi-term),
   events, ``SaveAt(dense=True, steps=n>1, solver_state, controller_state, made_jump)``, ``ts``
   and ``steps`` in one ``SubSaveAt``, ``max_steps=None``, a ``solver_state`` passed in.
@@ -506,7 +507,8 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
     ``args`` and the terms' parameters equal ``RecursiveCheckpointAdjoint``'s (the gradient of
     the discrete solve), computed by the symplectic partner of the solver's tableau, one
     vector–Jacobian product per stage. Explicit Runge–Kutta solvers, one ODE term,
-    ``SaveAt(t0, t1, ts, fn)``; anything else raises :class:`DiffraxScopeError` when traced.
+    ``SaveAt(t0, t1, ts, steps=True, fn, subs)``; differentiating anything else raises
+    :class:`DiffraxScopeError` when traced (its forward solve runs as diffrax's).
 
     Examples:
         >>> import diffrax, jax, jax.numpy as jnp

@@ -7,6 +7,7 @@ import pytest
 
 diffrax = pytest.importorskip("diffrax")
 eqx = pytest.importorskip("equinox")
+optx = pytest.importorskip("optimistix")
 
 import jax  # noqa: E402
 
@@ -58,8 +59,9 @@ def loss_and_grad(adjoint, solver, controller, saveat, **kwargs):
     return run(y0, args)
 
 
-def assert_same_solve_and_gradient(solver, controller, saveat, **kwargs):
-    (_, ours), grad = loss_and_grad(SymplecticAdjoint(), solver, controller, saveat, **kwargs)
+def assert_same_solve_and_gradient(solver, controller, saveat, adjoint=None, **kwargs):
+    adjoint = SymplecticAdjoint() if adjoint is None else adjoint
+    (_, ours), grad = loss_and_grad(adjoint, solver, controller, saveat, **kwargs)
     (_, theirs), expected = loss_and_grad(diffrax.RecursiveCheckpointAdjoint(), solver, controller, saveat, **kwargs)
     for got, want in zip(jax.tree.leaves((ours.ts, ours.ys)), jax.tree.leaves((theirs.ts, theirs.ys))):
         np.testing.assert_array_equal(got, want)
@@ -224,6 +226,96 @@ def test_time_running_backwards():
     assert_close_trees(*grads_of(loss, args))
 
 
+THINNED = {
+    "checkpoints=2": SymplecticAdjoint(checkpoints=2),
+    "checkpoints=6": SymplecticAdjoint(checkpoints=6),
+    "memory=1200": SymplecticAdjoint(memory=1200),  # 50 states of 24 bytes for max_steps=512: 34 kept
+}
+
+
+@pytest.mark.parametrize("adjoint", list(THINNED), ids=str)
+def test_thinned_states_give_the_same_gradient(adjoint):
+    adjoint = THINNED[adjoint]
+    y0, _ = problem()
+    held = adjoint.plan(512, y0)
+    controller = diffrax.PIDController(rtol=1e-10, atol=1e-12)  # 51 steps
+    (_, sol), _ = loss_and_grad(adjoint, diffrax.Tsit5(), controller, SAVEATS["t0-ts-t1-fn"], dt0=0.05)
+    assert int(sol.stats["num_accepted_steps"]) > held.checkpoints > 1  # thinned: strides 2, 4, ... ran
+    saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=jnp.linspace(0.0, T1, 23)), diffrax.SubSaveAt(steps=True),
+                                  diffrax.SubSaveAt(t0=True, t1=True, fn=lambda t, y, a: y * a["b"])])
+    assert_same_solve_and_gradient(diffrax.Tsit5(), controller, saveat, adjoint=adjoint, dt0=0.05)
+
+
+def test_the_held_states_follow_the_budget():
+    y0 = jnp.zeros(100)  # 800 bytes a state
+    assert SymplecticAdjoint().plan(4096, y0) == (64, 64)  # about 2·√max_steps states by default
+    assert SymplecticAdjoint(memory=800 * 5000).plan(4096, y0) == (4096, 1)  # all fit: no recomputation
+    held = SymplecticAdjoint(memory=800 * 200).plan(4096, y0)
+    assert held.states <= 200 and held.checkpoints * held.segment >= 4096
+    assert SymplecticAdjoint(checkpoints=1001).plan(4096, y0) == (1000, 8)
+    with pytest.raises(symadj.SymadjError, match="memory >= "):
+        SymplecticAdjoint(memory=800 * 20).plan(4096, y0)
+    with pytest.raises(symadj.SymadjError, match="checkpoints=0"):
+        SymplecticAdjoint(checkpoints=0)
+
+
+def _temp_bytes(adjoint, max_steps):
+    """Compiled temp memory of a gradient through a small MLP field's solve."""
+    mlp = eqx.nn.MLP(64, 64, 128, 2, key=jax.random.PRNGKey(0))
+    params, static = eqx.partition(mlp, eqx.is_array)
+
+    def loss(params, y0):
+        term = diffrax.ODETerm(lambda t, y, _: eqx.combine(params, static)(y))
+        sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), 0.0, 1.0, 0.1, y0, adjoint=adjoint, max_steps=max_steps,
+                                  stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7))
+        return jnp.sum(sol.ys)
+
+    compiled = jax.jit(jax.grad(loss)).lower(params, jnp.ones(64)).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_compiled_memory_is_bounded():
+    default, rca = _temp_bytes(SymplecticAdjoint(), 4096), _temp_bytes(diffrax.RecursiveCheckpointAdjoint(), 4096)
+    assert default < rca
+    small, large = (_temp_bytes(SymplecticAdjoint(memory="128KiB"), m) for m in (1024, 8192))
+    # Beyond the budget, only the per-step scalars (two times, one ts index: 24 bytes a step) grow.
+    assert large - small <= 24 * (8192 - 1024) + 16 * 1024
+
+
+@pytest.mark.parametrize("event", [
+    diffrax.Event(lambda t, y, args, **kw: y[0] < 0.2),
+    diffrax.Event(lambda t, y, args, **kw: y[0] - 0.2),
+], ids=["boolean", "real"])
+def test_an_event_without_root_finder_ends_the_differentiated_solve(event):
+    # The event (at t = 1.1) ends the solve before the last ts: t1 is saved in the row after 0.32's.
+    saveat = SAVEATS["t0-ts-t1-fn"]
+    (_, sol), _ = loss_and_grad(SymplecticAdjoint(), diffrax.Tsit5(), diffrax.ConstantStepSize(), saveat, event=event)
+    assert sol.result == diffrax.RESULTS.event_occurred and float(sol.ts[4]) < 1.5
+    assert_same_solve_and_gradient(diffrax.Tsit5(), diffrax.ConstantStepSize(), saveat, event=event)
+
+
+TIMES = {
+    "t0": lambda t: dict(t0=t - 1.0),
+    "t1": lambda t: dict(t1=t + 1.0),
+    "ts": lambda t: dict(saveat=diffrax.SaveAt(ts=jnp.stack([0.5 * t, t]))),
+    "dt0": lambda t: dict(dt0=0.1 * t),
+    "StepTo": lambda t: dict(dt0=None, stepsize_controller=diffrax.StepTo(ts=jnp.stack([0.0, t, T1]))),
+}
+
+
+@pytest.mark.parametrize("case", list(TIMES), ids=str)
+def test_gradients_to_times_are_refused(case):
+    y0, args = problem()
+
+    def loss(t):
+        kwargs = dict(terms=diffrax.ODETerm(field), solver=diffrax.Tsit5(), t0=0.0, t1=T1, dt0=0.1, y0=y0,
+                      args=args, max_steps=64) | TIMES[case](t)
+        return jnp.sum(diffrax.diffeqsolve(**kwargs, adjoint=SymplecticAdjoint()).ys)
+
+    with pytest.raises(symadj.diffrax.DiffraxScopeError, match="times.*RecursiveCheckpointAdjoint"):
+        jax.grad(loss)(1.0)
+
+
 def _sde_terms():
     brownian = diffrax.VirtualBrownianTree(0.0, T1, tol=1e-3, shape=(3,), key=jax.random.PRNGKey(0))
     return diffrax.MultiTerm(diffrax.ODETerm(field), diffrax.ControlTerm(lambda t, y, a: jnp.eye(3), brownian))
@@ -236,7 +328,8 @@ REFUSED = {
         ts=jnp.array([0.0, T1]), ys=jnp.zeros((2, 3))))),
     "dense": dict(saveat=diffrax.SaveAt(dense=True)),
     "steps=2": dict(saveat=diffrax.SaveAt(steps=2)),
-    "event": dict(event=diffrax.Event(lambda t, y, args, **kw: y[0] > 10.0)),
+    "event with a root finder": dict(event=diffrax.Event(lambda t, y, args, **kw: y[0] - 10.0,
+                                                         root_finder=optx.Newton(rtol=1e-8, atol=1e-8))),
     "max_steps=None": dict(max_steps=None),
 }
 

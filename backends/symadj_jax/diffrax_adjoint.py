@@ -51,6 +51,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -66,7 +67,10 @@ from jax import lax
 
 import symadj
 from symadj import SymadjError
+from symadj.errors import InvalidArgumentError
 
+#: The default bound on the states held, in bytes: the JAX backend's ``checkpoints="auto"`` budget.
+DEFAULT_MEMORY = 48 << 20
 _ALTERNATIVE = "pass adjoint=diffrax.RecursiveCheckpointAdjoint() for this solve"
 
 
@@ -74,8 +78,16 @@ class DiffraxScopeError(SymadjError, ValueError):
     """A ``diffeqsolve`` that :class:`SymplecticAdjoint` does not differentiate (raised at trace time)."""
 
 
+def _scope_error(argument: str, reason: str) -> DiffraxScopeError:
+    return DiffraxScopeError(f"symadj.diffrax.SymplecticAdjoint: {argument}: {reason}; {_ALTERNATIVE}")
+
+
 def _refuse(argument: str, reason: str) -> None:
-    raise DiffraxScopeError(f"symadj.diffrax.SymplecticAdjoint: {argument}: {reason}; {_ALTERNATIVE}")
+    raise _scope_error(argument, reason)
+
+
+_TIMES = _scope_error("t0, t1, ts, dt0", "gradients with respect to times (the interval, SaveAt's ts, the step "
+                                          "controller's times) are not supported")
 
 
 def _is_subsaveat(x: Any) -> bool:
@@ -140,8 +152,10 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
     if not isinstance(inner, diffrax.ODETerm):
         _refuse("terms", f"{type(inner).__name__} is not one ODETerm (SDE, CDE and multi-term solves are not "
                          f"supported: their control carries gradients this adjoint does not follow)")
-    if event is not None:
-        _refuse("event", "events are not supported yet")
+    if event is not None and event.root_finder is not None:
+        _refuse("event", "an Event with a root_finder is not supported (its event time depends on the state: "
+                         "a gradient this adjoint does not follow); an Event without one (the solve stops at the "
+                         "end of the step where it triggers) is")
     if max_steps is None:
         _refuse("max_steps", "None is not supported (the backward pass stores one state per step); give a bound")
     if passed_solver_state:
@@ -156,13 +170,91 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
     return _solver_tableau(solver, terms)
 
 
+class Plan(NamedTuple):
+    """What :class:`SymplecticAdjoint` holds for the backward pass of one solve.
+
+    ``checkpoints`` states are kept by the forward pass (those of every ``stride``-th accepted
+    step, the stride doubling each time they fill); the backward pass recomputes the steps
+    of one stride forward from a kept state into ``segment`` more states, then walks them
+    back. Besides: three scalars per step of ``max_steps`` (times, where its ``ts`` outputs
+    begin), the stages of one step and one stage's graph.
+    """
+
+    checkpoints: int
+    segment: int
+
+    @property
+    def states(self) -> int:
+        """States held at the backward pass's peak (kept plus one recomputed segment)."""
+        return self.checkpoints + (self.segment if self.segment > 1 else 0)
+
+
+def _pow2_at_least(x: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(x, 1))))
+
+
+def _with_checkpoints(checkpoints: int, max_steps: int) -> Plan:
+    if checkpoints >= max_steps:
+        return Plan(max_steps, 1)
+    checkpoints = max(2, checkpoints - checkpoints % 2)  # halving keeps every other slot
+    return Plan(checkpoints, _pow2_at_least(math.ceil(max_steps / checkpoints)))
+
+
+def plan(max_steps: int, state_bytes: int, checkpoints: int | None = None, memory: int | None = None) -> Plan:
+    """The states :class:`SymplecticAdjoint` holds for a solve of at most ``max_steps`` steps.
+
+    ``checkpoints`` fixes the kept states; else at most ``memory`` bytes of states are held
+    (the default: :data:`DEFAULT_MEMORY`), and with no ``memory`` given about
+    2·√``max_steps`` states, as ``RecursiveCheckpointAdjoint``'s default keeps about
+    √(2·``max_steps``) copies of its loop state.
+
+    Raises:
+        InvalidArgumentError: ``memory`` holds too few states for ``max_steps`` steps, naming the least.
+
+    Examples:
+        >>> plan(4096, 8 * 100)
+        Plan(checkpoints=64, segment=64)
+        >>> plan(4096, 8 * 100, memory=8 * 100 * 5000)
+        Plan(checkpoints=4096, segment=1)
+        >>> plan(4096, 8 * 100, checkpoints=1000)
+        Plan(checkpoints=1000, segment=8)
+    """
+    if checkpoints is not None:
+        return _with_checkpoints(checkpoints, max_steps)
+    budget = (DEFAULT_MEMORY if memory is None else memory) // max(state_bytes, 1)
+    if memory is not None and budget >= max_steps:
+        return Plan(max_steps, 1)
+    segment = _pow2_at_least(math.ceil(math.sqrt(max_steps)))
+    kept = math.ceil(max_steps / segment)
+    sqrt_plan = _with_checkpoints(kept + kept % 2, max_steps)
+    if memory is None and sqrt_plan.states <= budget:
+        return sqrt_plan
+    segment = 2
+    while segment <= budget:
+        kept = budget - segment
+        if kept - kept % 2 >= 2 and (kept - kept % 2) * segment >= max_steps:
+            return _with_checkpoints(kept, max_steps)
+        segment *= 2
+    if memory is None:  # a state larger than the default budget: the fewest states instead
+        return sqrt_plan
+    raise InvalidArgumentError(
+        f"symadj.diffrax.SymplecticAdjoint(memory={memory}): {budget} states of {state_bytes} bytes fit, too few "
+        f"for max_steps={max_steps}; give memory >= {sqrt_plan.states * state_bytes} bytes, or lower max_steps")
+
+
 class _Record(NamedTuple):
-    """What the forward pass keeps for the backward one, indexed by accepted step."""
+    """What the forward pass keeps for the backward one.
+
+    Per accepted step (scalars, ``max_steps`` of each): its start and end times and where its
+    ``SaveAt(ts=...)`` outputs begin. States: ``checkpoints`` slots holding the start state of
+    every ``stride``-th step (slot ``j`` holds step ``j · stride``).
+    """
 
     tprev: jax.Array
     tnext: jax.Array
-    y: Any
     ts_start: tuple[jax.Array, ...]  # per SubSaveAt with ts: the first ts index the step saves
+    y: Any
+    stride: jax.Array
 
 
 def _ts_indices(state) -> tuple[jax.Array, ...]:
@@ -170,16 +262,31 @@ def _ts_indices(state) -> tuple[jax.Array, ...]:
     return tuple(s.saveat_ts_index for s in subs)
 
 
-def _recording_loop(box: list, max_steps: int):
-    """An ``outer_while_loop`` for diffrax's loop that also records each accepted step into ``box``."""
+def _halve(record: _Record) -> _Record:
+    """Every other kept state, in the first half of the slots; the stride doubles."""
+    half = lambda b: b.at[: b.shape[0] // 2].set(b[0 : b.shape[0] - 1 : 2])  # noqa: E731
+    return record._replace(y=jtu.tree_map(half, record.y), stride=2 * record.stride)
+
+
+def _keep(record: _Record, n, y, checkpoints: int) -> _Record:
+    """``record`` with the start state ``y`` of accepted step ``n`` kept if ``n`` is on the stride."""
+    record = lax.cond(n == checkpoints * record.stride, _halve, lambda r: r, record)
+    slot = jnp.where(n % record.stride == 0, n // record.stride, checkpoints)  # out of range: dropped
+    return record._replace(y=jtu.tree_map(lambda b, x: b.at[slot].set(x, mode="drop"), record.y, y))
+
+
+def _recording_loop(box: list, max_steps: int, checkpoints: int):
+    """An ``outer_while_loop`` for diffrax's loop that also records each accepted step into ``box``
+    (a rejected step is overwritten by the next try, which has the same index and start state)."""
 
     def outer_while_loop(cond_fun, body_fun, init_val, **kwargs):
         del kwargs
         empty = _Record(
             tprev=jnp.zeros(max_steps, jnp.result_type(init_val.tprev)),
             tnext=jnp.zeros(max_steps, jnp.result_type(init_val.tnext)),
-            y=jtu.tree_map(lambda x: jnp.zeros((max_steps,) + jnp.shape(x), x.dtype), init_val.y),
             ts_start=tuple(jnp.zeros(max_steps, jnp.int32) for _ in _ts_indices(init_val)),
+            y=jtu.tree_map(lambda x: jnp.zeros((checkpoints,) + jnp.shape(x), x.dtype), init_val.y),
+            stride=jnp.asarray(1, jnp.int32),
         )
 
         def cond(carry):
@@ -189,10 +296,9 @@ def _recording_loop(box: list, max_steps: int):
         def body(carry):
             state, record, count = carry
             n = state.num_accepted_steps
-            record = _Record(
+            record = _keep(record, n, state.y, checkpoints)._replace(
                 tprev=record.tprev.at[n].set(state.tprev),
                 tnext=record.tnext.at[n].set(state.tnext),
-                y=jtu.tree_map(lambda buf, x: buf.at[n].set(x), record.y, state.y),
                 ts_start=tuple(buf.at[n].set(i) for buf, i in zip(record.ts_start, _ts_indices(state))),
             )
             return body_fun(state), record, count + 1
@@ -233,17 +339,18 @@ def _run(y_args_terms, *, adjoint, init_state, outer_while_loop, saveat, **kwarg
 
 
 @eqx.filter_custom_vjp
-def _solve(y_args_terms, *, adjoint, tableau, init_state, max_steps, **kwargs):
+def _solve(y_args_terms, *, adjoint, tableau, plan, init_state, max_steps, **kwargs):
     return _run(y_args_terms, adjoint=adjoint, init_state=init_state, outer_while_loop=_plain_loop(max_steps),
                 max_steps=max_steps, **kwargs)
 
 
 @_solve.def_fwd
-def _solve_fwd(perturbed, y_args_terms, *, adjoint, tableau, init_state, max_steps, **kwargs):
+def _solve_fwd(perturbed, y_args_terms, *, adjoint, tableau, plan, init_state, max_steps, **kwargs):
     del perturbed
     box: list = []
     final_state, aux = _run(y_args_terms, adjoint=adjoint, init_state=init_state,
-                            outer_while_loop=_recording_loop(box, max_steps), max_steps=max_steps, **kwargs)
+                            outer_while_loop=_recording_loop(box, max_steps, plan.checkpoints),
+                            max_steps=max_steps, **kwargs)
     residuals = _Residuals(box[0], final_state.y, final_state.tprev, final_state.num_accepted_steps,
                            _ts_indices(final_state), final_state.save_state)
     return (final_state, aux), residuals
@@ -340,14 +447,46 @@ def _outputs_vjp(walk: _Walk, n, diff, tprev, tnext, dense):
     return dense_bar, diff_bar
 
 
-def _step_back(walk: _Walk, n, lam, diff_bar, diff):
-    """One accepted step in reverse: λ_{n+1} → λ_n and the parameters' cotangent, by the partner scheme."""
+def _advance(walk: _Walk, diff, n, y):
+    """Accepted step ``n`` recomputed from its start state ``y``: y + Σ b_i k_i, as diffrax's step."""
+    _, ks, _, _ = _stages(walk, diff, walk.record.tprev[n], walk.record.tnext[n], y)
+    return _add(y, _scaled_sum(list(zip(walk.tableau.floats.b, ks)), y))
+
+
+def _walk_segment(walk: _Walk, j, segment: int, lam, diff_bar, diff):
+    """The steps from kept slot ``j`` to the next, in reverse: recomputed forward from the slot's state
+    into ``segment`` states (none when every step's state was kept), then walked back."""
+    stride = walk.record.stride
+    start = j * stride
+    end = jnp.minimum(start + stride, walk.count)
+    kept = lambda i: jtu.tree_map(lambda b: b[jnp.minimum(i, b.shape[0] - 1)], walk.record.y)  # noqa: E731
+    y_end = jtu.tree_map(lambda k, f: jnp.where(end < walk.count, k, f), kept(j + 1), walk.y_final)
+    states = jtu.tree_map(lambda b, y: jnp.zeros((segment,) + y.shape, y.dtype).at[0].set(b[j]), walk.record.y,
+                          y_end)
+    if segment > 1:
+        def forward(i, states):
+            y = _advance(walk, diff, start + i - 1, jtu.tree_map(lambda b: b[i - 1], states))
+            return jtu.tree_map(lambda b, x: b.at[i].set(x), states, y)
+
+        states = lax.fori_loop(1, end - start, forward, states)
+
+    def back(carry):
+        n, lam, diff_bar = carry
+        y = jtu.tree_map(lambda b: b[n - start], states)
+        y_next = jtu.tree_map(lambda b, e: jnp.where(n + 1 < end, b[jnp.minimum(n + 1 - start, segment - 1)], e),
+                              states, y_end)
+        lam, diff_bar = _step_back(walk, n, y, y_next, lam, diff_bar, diff)
+        return n - 1, lam, diff_bar
+
+    _, lam, diff_bar = lax.while_loop(lambda carry: carry[0] >= start, back, (end - 1, lam, diff_bar))
+    return lam, diff_bar
+
+
+def _step_back(walk: _Walk, n, y, y_next, lam, diff_bar, diff):
+    """Accepted step ``n`` (from ``y`` to ``y_next``) in reverse: λ_{n+1} → λ_n and the parameters'
+    cotangent, by the partner scheme."""
     record = walk.record
     tprev, tnext = record.tprev[n], record.tnext[n]
-    y = jtu.tree_map(lambda b: b[n], record.y)
-    last = len(record.tprev) - 1
-    y_next = jtu.tree_map(lambda b, f: jnp.where(n + 1 < walk.count, b[jnp.minimum(n + 1, last)], f),
-                          record.y, walk.y_final)
     for index, offset, ts, cotangent in walk.steps_subs:
         y_bar, theta_bar = _output_vjp(walk, index, ts[offset + n], y_next, diff,
                                        jtu.tree_map(lambda c, row=offset + n: c[row], cotangent))
@@ -412,7 +551,7 @@ def _subs_and_cotangents(saveat, save_state, grad_save_state):
 
 
 @_solve.def_bwd
-def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, init_state, solver, saveat, **kwargs):
+def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, plan, init_state, solver, saveat, **kwargs):
     del perturbed, kwargs
     y0, args, terms, fns = y_args_terms
     diff, static = eqx.partition((args, terms, fns), eqx.is_inexact_array)
@@ -426,16 +565,19 @@ def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, init_st
     diff_bar = jtu.tree_map(jnp.zeros_like, diff)
     for i, (sub, g) in enumerate(outputs):
         if sub.t1 and not sub.steps:  # steps=True saves the final state as its last step
+            # The row t1 was written to: the last, unless an event ended the solve before some ts.
+            row = primal[i].save_index - 1
             y_bar, theta_bar = _output_vjp(walk, i, residuals.t_final, residuals.y_final, diff,
-                                           jtu.tree_map(lambda c: c[-1], g))
+                                           jtu.tree_map(lambda c, row=row: c[row], g))
             lam, diff_bar = _add(lam, y_bar), _add(diff_bar, theta_bar)
 
     def body(carry):
-        n, lam, diff_bar = carry
-        lam, diff_bar = _step_back(walk, n, lam, diff_bar, diff)
-        return n - 1, lam, diff_bar
+        j, lam, diff_bar = carry
+        lam, diff_bar = _walk_segment(walk, j, plan.segment, lam, diff_bar, diff)
+        return j - 1, lam, diff_bar
 
-    _, lam, diff_bar = lax.while_loop(lambda carry: carry[0] >= 0, body, (residuals.count - 1, lam, diff_bar))
+    last = jnp.where(residuals.count > 0, (residuals.count - 1) // residuals.record.stride, -1)
+    _, lam, diff_bar = lax.while_loop(lambda carry: carry[0] >= 0, body, (last, lam, diff_bar))
     for i, (sub, g) in enumerate(outputs):
         if sub.t0:
             y_bar, theta_bar = _output_vjp(walk, i, init_state.tprev, y0, diff, jtu.tree_map(lambda c: c[0], g))
@@ -494,9 +636,27 @@ def _converted(terms, saveat, init_state, args):
 
 
 def _without_gradient(init_state):
-    """The solver's and controller's initial states carry no gradient: the walk recomputes every stage."""
-    return eqx.tree_at(lambda s: (s.solver_state, s.controller_state), init_state,
-                       replace_fn=lax.stop_gradient, is_leaf=lambda x: x is None)
+    """The loop's initial state as the custom rule takes it: its times refuse a gradient (``_TIMES``);
+    the rest carries none (the solver's and controller's states: the walk recomputes every stage;
+    the outputs saved at t0: the walk adds their cotangent; the event's values: where it triggers
+    is discrete)."""
+    times = lambda s: (s.tprev, s.tnext, s.event_tprev, s.event_tnext, s.dense_ts)  # noqa: E731
+    init_state = eqx.tree_at(times, init_state, replace_fn=lambda x: _refusing_differentiation(x, _TIMES),
+                             is_leaf=lambda x: x is None)
+    constant = lambda s: (s.solver_state, s.controller_state, s.save_state, s.event_dense_info,  # noqa: E731
+                          s.event_values)
+    return eqx.tree_at(constant, init_state, replace_fn=lax.stop_gradient, is_leaf=lambda x: x is None)
+
+
+def _positive_or_none(checkpoints: int | None) -> int | None:
+    if checkpoints is None or (isinstance(checkpoints, int) and not isinstance(checkpoints, bool) and checkpoints > 0):
+        return checkpoints
+    raise InvalidArgumentError(f"SymplecticAdjoint(checkpoints={checkpoints!r}): give a positive integer "
+                               f"(the states to keep), or None for a memory budget")
+
+
+def _bytes_or_none(memory: int | str | None) -> int | None:
+    return None if memory is None else symadj.parse_bytes(memory, "SymplecticAdjoint(memory=...)")
 
 
 class SymplecticAdjoint(diffrax.AbstractAdjoint):
@@ -521,6 +681,14 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
         -0.1353
     """
 
+    checkpoints: int | None = eqx.field(default=None, static=True, converter=_positive_or_none)
+    memory: int | None = eqx.field(default=None, static=True, converter=_bytes_or_none)
+
+    def plan(self, max_steps: int, y0: Any) -> Plan:
+        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps."""
+        return plan(max_steps, sum(x.size * x.dtype.itemsize for x in jtu.tree_leaves(y0)), self.checkpoints,
+                    self.memory)
+
     def loop(self, *, args, terms, solver, event, saveat, max_steps, init_state, passed_solver_state, **kwargs):
         """Run diffrax's loop under the symplectic adjoint (diffrax's ``AbstractAdjoint`` contract).
 
@@ -533,14 +701,19 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
                                    passed_solver_state=passed_solver_state)
         except DiffraxScopeError as error:
             # Out of scope: diffrax's forward solve still runs; differentiating it raises ``error``.
-            y0, args, terms = _refusing_differentiation((init_state.y, args, terms), error)
+            args, terms, event, saveat, init_state, kwargs = _refusing_differentiation(
+                (args, terms, event, saveat, init_state, kwargs), error)
             return self._loop(args=args, terms=terms, solver=solver, event=event, saveat=saveat,
-                              max_steps=max_steps, init_state=eqx.tree_at(lambda s: s.y, init_state, y0),
-                              inner_while_loop=_inner_while_loop, outer_while_loop=_plain_loop(max_steps), **kwargs)
+                              max_steps=max_steps, init_state=init_state, inner_while_loop=_inner_while_loop,
+                              outer_while_loop=_plain_loop(max_steps), **kwargs)
         y0 = init_state.y
         term, fns = _converted(terms, saveat, init_state, args)
+        # Times reach the solve outside its custom rule: a gradient to them raises _TIMES when traced.
+        saveat, kwargs = _refusing_differentiation((saveat, kwargs), _TIMES)
         init_state = _without_gradient(eqx.tree_at(lambda s: s.y, init_state, object()))
-        final_state, aux = _solve((y0, args, term, fns), adjoint=self, tableau=tableau, init_state=init_state,
+        held = self.plan(max_steps, y0)
+        final_state, aux = _solve((y0, args, term, fns), adjoint=self, tableau=tableau, plan=held,
+                                  init_state=init_state,
                                   solver=solver, event=event, saveat=saveat, max_steps=max_steps, **kwargs)
         # Counts and the result code leave the custom rule with a (zero) tangent that diffrax's
         # error_if cannot linearise; they carry no gradient anyway.

@@ -17,5 +17,8 @@ _contents = registry.plugin_module("diffrax")
 SymplecticAdjoint = _contents.SymplecticAdjoint
 DiffraxScopeError = _contents.DiffraxScopeError
 partner_tableau = _contents.partner_tableau
+Plan = _contents.Plan
+plan = _contents.plan
+DEFAULT_MEMORY = _contents.DEFAULT_MEMORY
 
-__all__ = ["DiffraxScopeError", "SymplecticAdjoint", "partner_tableau"]
+__all__ = ["DEFAULT_MEMORY", "DiffraxScopeError", "Plan", "SymplecticAdjoint", "partner_tableau", "plan"]

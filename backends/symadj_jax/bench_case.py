@@ -35,6 +35,18 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     return field
 
 
+def _diffrax_adjoint(mode: str) -> Any:
+    """diffrax's adjoint class named ``mode``, or symadj's (``"SymplecticAdjoint"``: the row
+    "diffrax + symadj adjoint"), each with its defaults, as a user would pass it."""
+    import diffrax
+
+    if mode == "SymplecticAdjoint":
+        from .diffrax_adjoint import SymplecticAdjoint
+
+        return SymplecticAdjoint()
+    return getattr(diffrax, mode)()
+
+
 def configure(threads: int, dtype: str) -> None:
     """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS)."""
     if dtype == "float64":
@@ -136,7 +148,7 @@ class BenchCase:
         def loss(params: Any, y0: Any, times: Any, target: Any) -> Any:
             sol = diffrax.diffeqsolve(
                 diffrax.ODETerm(field), solver, times[0], times[-1], None, y0, args=params,
-                saveat=diffrax.SaveAt(ts=times), adjoint=getattr(diffrax, method.mode)(),
+                saveat=diffrax.SaveAt(ts=times), adjoint=_diffrax_adjoint(method.mode),
                 stepsize_controller=diffrax.PIDController(rtol=spec.rtol, atol=spec.atol), **bound)
             return loss_of(jnp, spec, sol.ys, target), sol.stats["num_accepted_steps"]
 

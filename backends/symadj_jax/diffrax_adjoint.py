@@ -18,25 +18,38 @@ Design (issue 29).
   gives κ_i = b_i λ' + Σ_{j>i} a_ji μ_j (+ the outputs' cotangent on k_i), μ_i = ∂k_iᵀ κ_i,
   λ_n = λ' + Σ μ_i: the exact gradient of the discrete solve, as backpropagation through it
   (``RecursiveCheckpointAdjoint``) gives, holding one stage's graph at a time.
-* **Outputs.** ``SaveAt(t0, t1, steps=True)`` add their cotangent (through ``fn``) to λ at
+* **Outputs.** ``SaveAt(t0, t1, steps=...)`` add their cotangent (through ``fn``) to λ at
   the state they saved; ``SaveAt(ts=...)`` outputs are diffrax's own interpolation of the step
   (its ``interpolation_cls`` over ``y0, y1, k``), so their cotangent on ``(y0, y1, k)`` is the
-  vector–Jacobian product of that interpolation, taken in the step that produced them.
+  vector–Jacobian product of that interpolation, taken in the step that produced them. Rows are
+  found as diffrax writes them: the forward pass records, per step and ``SubSaveAt``, the first
+  row the step writes and the first of its ``ts`` it saves (its ``ts`` rows, then its
+  ``steps=k`` row when k divides the step count); ``t1``'s row is the last written, which an
+  event can leave before unreached ``ts`` rows.
 * **Closures.** The term's ``vf``, ``contr``, ``prod`` and each ``SaveAt`` ``fn`` are
   closure-converted (``equinox.filter_closure_convert``) before the custom rule, and travel in
   its differentiable argument: arrays they close over (a traced parameter, diffrax's time
   direction) are then differentiated, not lost or leaked as tracers.
 * **Step sizes** carry no gradient to ``y0`` or the parameters in diffrax (its controllers
-  stop gradients through the error estimate), so the accepted steps are constants here; the
-  times ``t0``, ``t1``, ``ts``, ``dt0`` are not differentiated (equinox raises if asked).
-* **Memory**: one state per attempted-and-kept step (``max_steps`` states are allocated, as
-  ``RecursiveCheckpointAdjoint(checkpoints=max_steps)`` would), the stages of one step, one
-  stage's graph. A budget (fewer stored states, recomputed segments) is not done yet.
+  stop gradients through the error estimate), so the accepted steps are constants here. An
+  ``Event`` without a root finder only chooses the last step, so it is differentiated alike.
+  Times (``t0``, ``t1``, ``ts``, ``dt0``, the controller's) reach the loop outside the custom
+  rule: each passes a ``custom_jvp`` identity that raises :class:`DiffraxScopeError` if a
+  tangent reaches it (not equinox's or JAX's internal errors).
+* **Memory** (:func:`plan`): the forward pass keeps the start state of every ``stride``-th
+  accepted step in ``checkpoints`` slots, halving them and doubling the stride when they
+  fill; the backward pass recomputes a stride's steps from its kept state into ``segment``
+  states (the step is y + Σ b_i k_i, as diffrax's) and walks them back. By default about
+  2·√``max_steps`` states are held (``RecursiveCheckpointAdjoint`` keeps about
+  √(2·``max_steps``) copies of its loop state), at most :data:`DEFAULT_MEMORY` bytes;
+  ``memory=`` or ``checkpoints=`` set them. Per step of ``max_steps``: two times, and an
+  index per ``SubSaveAt`` with ``ts`` and per one with ``steps``.
 * **Out of scope** (naming ``RecursiveCheckpointAdjoint``, when the solve is differentiated; its
   forward solve still runs, diffrax's loop unchanged): solvers that
   are not explicit Runge–Kutta, terms that are not one ``ODETerm`` (SDE, CDE, multi-term),
-  events, ``SaveAt(dense=True, steps=n>1, solver_state, controller_state, made_jump)``, ``ts``
-  and ``steps`` in one ``SubSaveAt``, ``max_steps=None``, a ``solver_state`` passed in.
+  an ``Event`` with a root finder, ``SaveAt(dense=True, solver_state, controller_state,
+  made_jump)``, ``max_steps=None`` (the slots and the segment are sized from it), a
+  ``solver_state`` passed in.
 
 Examples:
     >>> import diffrax, jax.numpy as jnp
@@ -162,11 +175,6 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
         _refuse("solver_state", "a solver state passed in is not differentiated; omit it")
     if saveat.dense or saveat.solver_state or saveat.controller_state or saveat.made_jump:
         _refuse("saveat", "dense=True, solver_state, controller_state and made_jump are not supported")
-    for sub in jtu.tree_leaves(saveat.subs, is_leaf=_is_subsaveat):
-        if sub.steps not in (False, True, 0, 1):
-            _refuse("saveat", f"SaveAt(steps={sub.steps}) is not supported (steps=True is)")
-        if sub.steps and sub.ts is not None:
-            _refuse("saveat", "ts= and steps=True in one SubSaveAt are not supported; give them as two subs")
     return _solver_tableau(solver, terms)
 
 
@@ -176,8 +184,8 @@ class Plan(NamedTuple):
     ``checkpoints`` states are kept by the forward pass (those of every ``stride``-th accepted
     step, the stride doubling each time they fill); the backward pass recomputes the steps
     of one stride forward from a kept state into ``segment`` more states, then walks them
-    back. Besides: three scalars per step of ``max_steps`` (times, where its ``ts`` outputs
-    begin), the stages of one step and one stage's graph.
+    back. Besides, per step of ``max_steps``: its two times and, per ``SubSaveAt`` with ``ts``
+    or ``steps``, an index; the stages of one step and one stage's graph.
     """
 
     checkpoints: int
@@ -252,7 +260,8 @@ class _Record(NamedTuple):
 
     tprev: jax.Array
     tnext: jax.Array
-    ts_start: tuple[jax.Array, ...]  # per SubSaveAt with ts: the first ts index the step saves
+    ts_start: tuple[jax.Array, ...]  # per SubSaveAt: the first of its ts the step saves
+    save_start: tuple[jax.Array, ...]  # per SubSaveAt: the first row the step writes
     y: Any
     stride: jax.Array
 
@@ -260,6 +269,11 @@ class _Record(NamedTuple):
 def _ts_indices(state) -> tuple[jax.Array, ...]:
     subs = jtu.tree_leaves(state.save_state, is_leaf=lambda x: type(x).__name__ == "SaveState")
     return tuple(s.saveat_ts_index for s in subs)
+
+
+def _save_indices(state) -> tuple[jax.Array, ...]:
+    subs = jtu.tree_leaves(state.save_state, is_leaf=lambda x: type(x).__name__ == "SaveState")
+    return tuple(s.save_index for s in subs)
 
 
 def _halve(record: _Record) -> _Record:
@@ -275,16 +289,19 @@ def _keep(record: _Record, n, y, checkpoints: int) -> _Record:
     return record._replace(y=jtu.tree_map(lambda b, x: b.at[slot].set(x, mode="drop"), record.y, y))
 
 
-def _recording_loop(box: list, max_steps: int, checkpoints: int):
+def _recording_loop(box: list, max_steps: int, checkpoints: int, saveat):
     """An ``outer_while_loop`` for diffrax's loop that also records each accepted step into ``box``
     (a rejected step is overwritten by the next try, which has the same index and start state)."""
 
     def outer_while_loop(cond_fun, body_fun, init_val, **kwargs):
         del kwargs
+        subs = jtu.tree_leaves(saveat.subs, is_leaf=_is_subsaveat)
         empty = _Record(
             tprev=jnp.zeros(max_steps, jnp.result_type(init_val.tprev)),
             tnext=jnp.zeros(max_steps, jnp.result_type(init_val.tnext)),
-            ts_start=tuple(jnp.zeros(max_steps, jnp.int32) for _ in _ts_indices(init_val)),
+            # Indices only for the SubSaveAts that read them (ts; steps): one unused slot for the others.
+            ts_start=tuple(jnp.zeros(max_steps if sub.ts is not None else 1, jnp.int32) for sub in subs),
+            save_start=tuple(jnp.zeros(max_steps if sub.steps else 1, jnp.int32) for sub in subs),
             y=jtu.tree_map(lambda x: jnp.zeros((checkpoints,) + jnp.shape(x), x.dtype), init_val.y),
             stride=jnp.asarray(1, jnp.int32),
         )
@@ -299,7 +316,9 @@ def _recording_loop(box: list, max_steps: int, checkpoints: int):
             record = _keep(record, n, state.y, checkpoints)._replace(
                 tprev=record.tprev.at[n].set(state.tprev),
                 tnext=record.tnext.at[n].set(state.tnext),
-                ts_start=tuple(buf.at[n].set(i) for buf, i in zip(record.ts_start, _ts_indices(state))),
+                ts_start=tuple(buf.at[n].set(i, mode="drop") for buf, i in zip(record.ts_start, _ts_indices(state))),
+                save_start=tuple(buf.at[n].set(i, mode="drop")
+                                 for buf, i in zip(record.save_start, _save_indices(state))),
             )
             return body_fun(state), record, count + 1
 
@@ -349,7 +368,7 @@ def _solve_fwd(perturbed, y_args_terms, *, adjoint, tableau, plan, init_state, m
     del perturbed
     box: list = []
     final_state, aux = _run(y_args_terms, adjoint=adjoint, init_state=init_state,
-                            outer_while_loop=_recording_loop(box, max_steps, plan.checkpoints),
+                            outer_while_loop=_recording_loop(box, max_steps, plan.checkpoints, kwargs["saveat"]),
                             max_steps=max_steps, **kwargs)
     residuals = _Residuals(box[0], final_state.y, final_state.tprev, final_state.num_accepted_steps,
                            _ts_indices(final_state), final_state.save_state)
@@ -384,8 +403,8 @@ class _Walk(NamedTuple):
     tableau: symadj.Tableau
     solver: Any
     static: Any  # the non-differentiable part of (args, terms, the SubSaveAts' fns)
-    ts_subs: tuple[tuple[Any, int, int, Any], ...]  # per SubSaveAt with ts: (sub, its index, row offset, cotangent)
-    steps_subs: tuple[tuple[int, int, Any, Any], ...]  # per SubSaveAt(steps=True): (its index, offset, ts, cotangent)
+    ts_subs: tuple[tuple[Any, int, Any], ...]  # per SubSaveAt with ts: (sub, its index, cotangent)
+    steps_subs: tuple[tuple[Any, int, Any, Any], ...]  # per SubSaveAt with steps: (sub, index, saved ts, cotangent)
     record: _Record
     count: jax.Array
     y_final: Any
@@ -428,23 +447,48 @@ def _outputs_vjp(walk: _Walk, n, diff, tprev, tnext, dense):
     """Cotangents on the step's ``dense`` (y0, y1, k) and on ``diff`` of its ``SaveAt(ts=...)`` outputs."""
     dense_bar = jtu.tree_map(jnp.zeros_like, dense)
     diff_bar = jtu.tree_map(jnp.zeros_like, diff)
-    for m, (sub, index, offset, cotangent) in enumerate(walk.ts_subs):
-        end = jnp.where(n + 1 < walk.count, walk.record.ts_start[m][jnp.minimum(n + 1, len(walk.record.tprev) - 1)],
-                        walk.ts_end[m])
+    for sub, index, cotangent in walk.ts_subs:
+        start, end = _ts_range(walk, index, n)
 
-        def one(row, bars, sub=sub, index=index, offset=offset, cotangent=cotangent):
-            t = sub.ts[row]
+        def one(i, bars, sub=sub, index=index, cotangent=cotangent, start=start):
+            t = sub.ts[i]
 
             def output(dense, diff):
                 args, _, fns = eqx.combine(diff, walk.static)
                 y = walk.solver.interpolation_cls(t0=tprev, t1=tnext, **dense).evaluate(t)
                 return fns[index](t, y, args)
 
-            g = jtu.tree_map(lambda c: c[offset + row], cotangent)
+            # Without steps, the ts rows follow t0's; with steps, they start where the step writes.
+            row = walk.record.save_start[index][n] + i - start if sub.steps else int(sub.t0) + i
+            g = jtu.tree_map(lambda c: c[row], cotangent)
             return _add(bars, jax.vjp(output, dense, diff)[1](g))
 
-        dense_bar, diff_bar = lax.fori_loop(walk.record.ts_start[m][n], end, one, (dense_bar, diff_bar))
+        dense_bar, diff_bar = lax.fori_loop(start, end, one, (dense_bar, diff_bar))
     return dense_bar, diff_bar
+
+
+def _ts_range(walk: _Walk, index: int, n):
+    """The ``ts`` indices that accepted step ``n`` saves for the ``index``-th SubSaveAt: [start, end)."""
+    following = walk.record.ts_start[index][jnp.minimum(n + 1, len(walk.record.tprev) - 1)]
+    return walk.record.ts_start[index][n], jnp.where(n + 1 < walk.count, following, walk.ts_end[index])
+
+
+def _steps_output_vjp(walk: _Walk, n, y_next, diff):
+    """Cotangents on ``(y_next, diff)`` of the outputs ``SaveAt(steps=k)`` saves after step ``n``: those of
+    every k-th accepted step, in the row after the step's ``ts`` outputs."""
+    y_bar, diff_bar = jtu.tree_map(jnp.zeros_like, y_next), jtu.tree_map(jnp.zeros_like, diff)
+    for sub, index, saved_ts, cotangent in walk.steps_subs:
+        row = walk.record.save_start[index][n]
+        if sub.ts is not None:
+            start, end = _ts_range(walk, index, n)
+            row = row + end - start
+        saved = (n + 1) % int(sub.steps) == 0
+        row = jnp.minimum(row, len(saved_ts) - 1)
+        t = jnp.where(saved, saved_ts[row], walk.record.tnext[n])
+        g = jtu.tree_map(lambda c, saved=saved, row=row: jnp.where(saved, c[row], jnp.zeros_like(c[row])), cotangent)
+        y_b, diff_b = _output_vjp(walk, index, t, y_next, diff, g)
+        y_bar, diff_bar = _add(y_bar, y_b), _add(diff_bar, diff_b)
+    return y_bar, diff_bar
 
 
 def _advance(walk: _Walk, diff, n, y):
@@ -487,9 +531,8 @@ def _step_back(walk: _Walk, n, y, y_next, lam, diff_bar, diff):
     cotangent, by the partner scheme."""
     record = walk.record
     tprev, tnext = record.tprev[n], record.tnext[n]
-    for index, offset, ts, cotangent in walk.steps_subs:
-        y_bar, theta_bar = _output_vjp(walk, index, ts[offset + n], y_next, diff,
-                                       jtu.tree_map(lambda c, row=offset + n: c[row], cotangent))
+    if walk.steps_subs:
+        y_bar, theta_bar = _steps_output_vjp(walk, n, y_next, diff)
         lam, diff_bar = _add(lam, y_bar), _add(diff_bar, theta_bar)
     states, ks, times, control = _stages(walk, diff, tprev, tnext, y)
     k_out = [None] * len(ks)
@@ -556,19 +599,20 @@ def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, plan, i
     y0, args, terms, fns = y_args_terms
     diff, static = eqx.partition((args, terms, fns), eqx.is_inexact_array)
     outputs = _subs_and_cotangents(saveat, residuals.save_state, grad_obj[0].save_state)
-    ts_subs = tuple((sub, i, int(sub.t0), g) for i, (sub, g) in enumerate(outputs) if sub.ts is not None)
+    ts_subs = tuple((sub, i, g) for i, (sub, g) in enumerate(outputs) if sub.ts is not None)
     primal = jtu.tree_leaves(residuals.save_state, is_leaf=lambda x: type(x).__name__ == "SaveState")
-    steps_subs = tuple((i, int(sub.t0), primal[i].ts, g) for i, (sub, g) in enumerate(outputs) if sub.steps)
+    steps_subs = tuple((sub, i, primal[i].ts, g) for i, (sub, g) in enumerate(outputs) if sub.steps)
     walk = _Walk(tableau, solver, static, ts_subs, steps_subs, residuals.record, residuals.count, residuals.y_final,
                  residuals.ts_end)
     lam = jtu.tree_map(jnp.zeros_like, residuals.y_final)
     diff_bar = jtu.tree_map(jnp.zeros_like, diff)
     for i, (sub, g) in enumerate(outputs):
-        if sub.t1 and not sub.steps:  # steps=True saves the final state as its last step
+        if sub.t1 and sub.steps != 1:  # steps=1 saves the final state as its last step; steps=k, if k | N
             # The row t1 was written to: the last, unless an event ended the solve before some ts.
             row = primal[i].save_index - 1
-            y_bar, theta_bar = _output_vjp(walk, i, residuals.t_final, residuals.y_final, diff,
-                                           jtu.tree_map(lambda c, row=row: c[row], g))
+            saved = residuals.count % int(sub.steps) != 0 if sub.steps else True
+            y_bar, theta_bar = _output_vjp(walk, i, residuals.t_final, residuals.y_final, diff, jtu.tree_map(
+                lambda c, row=row, saved=saved: jnp.where(saved, c[row], jnp.zeros_like(c[row])), g))
             lam, diff_bar = _add(lam, y_bar), _add(diff_bar, theta_bar)
 
     def body(carry):

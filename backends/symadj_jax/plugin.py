@@ -22,7 +22,8 @@ def symadj_register_backends() -> list[BackendInfo]:
 def symadj_bench_cases() -> list[BenchCaseInfo]:
     # A quick run compiles each JAX method once, diffrax's the slowest to compile (20 to 30 s
     # each on 2 cores): it keeps diffrax's default adjoint, and --method names the others.
-    diffrax = Peer("diffrax", ("RecursiveCheckpointAdjoint", "BacksolveAdjoint", "DirectAdjoint"),
+    # "diffrax:SymplecticAdjoint" is diffrax's solve with adjoint=symadj.diffrax.SymplecticAdjoint().
+    diffrax = Peer("diffrax", ("RecursiveCheckpointAdjoint", "SymplecticAdjoint", "BacksolveAdjoint", "DirectAdjoint"),
                    ("diffrax", "equinox"), "pip install diffrax", slow_modes=("BacksolveAdjoint", "DirectAdjoint"))
     one_thread = ("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     return [BenchCaseInfo("jax", module="symadj_jax.bench_case", library="jax", extra="symadj[jax]", peers=(diffrax,),

@@ -125,7 +125,8 @@ def test_cli_reports_an_unknown_name_without_a_traceback(capsys):
 def test_every_peer_and_mode_is_known():
     names = {method.name for method in all_methods()}
     assert {"symadj-torch:symplectic", "symadj-jax:backprop", "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
-            "diffrax:RecursiveCheckpointAdjoint", "diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint"} <= names
+            "diffrax:RecursiveCheckpointAdjoint", "diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint",
+            "diffrax:SymplecticAdjoint"} <= names
     assert [m.name for m in select(["torch"], ["adjoint"])] == ["symadj-torch:adjoint", "torchdiffeq:odeint_adjoint"]
 
 

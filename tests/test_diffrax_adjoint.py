@@ -373,3 +373,9 @@ def test_out_of_scope_solves_still_solve_forward(case):
     ours = diffrax.diffeqsolve(**kwargs, adjoint=SymplecticAdjoint())
     theirs = diffrax.diffeqsolve(**kwargs, adjoint=diffrax.RecursiveCheckpointAdjoint())
     np.testing.assert_array_equal(ours.ys, theirs.ys)
+
+
+def test_the_bench_row_is_diffrax_with_this_adjoint():
+    bench_case = pytest.importorskip("symadj_jax.bench_case")
+    assert isinstance(bench_case._diffrax_adjoint("SymplecticAdjoint"), SymplecticAdjoint)
+    assert isinstance(bench_case._diffrax_adjoint("RecursiveCheckpointAdjoint"), diffrax.RecursiveCheckpointAdjoint)

@@ -729,7 +729,13 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
     memory: int | None = eqx.field(default=None, static=True, converter=_bytes_or_none)
 
     def plan(self, max_steps: int, y0: Any) -> Plan:
-        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps."""
+        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps.
+
+        Examples:
+            >>> import jax.numpy as jnp
+            >>> SymplecticAdjoint(memory="1MiB").plan(4096, jnp.zeros(1000, jnp.float32))
+            Plan(checkpoints=230, segment=32)
+        """
         return plan(max_steps, sum(x.size * x.dtype.itemsize for x in jtu.tree_leaves(y0)), self.checkpoints,
                     self.memory)
 

@@ -170,7 +170,8 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
                          "a gradient this adjoint does not follow); an Event without one (the solve stops at the "
                          "end of the step where it triggers) is")
     if max_steps is None:
-        _refuse("max_steps", "None is not supported (the backward pass stores one state per step); give a bound")
+        _refuse("max_steps", "None is not supported (the kept states and the per-step times are sized from it); "
+                             "give a bound")
     if passed_solver_state:
         _refuse("solver_state", "a solver state passed in is not differentiated; omit it")
     if saveat.dense or saveat.solver_state or saveat.controller_state or saveat.made_jump:

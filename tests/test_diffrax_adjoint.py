@@ -379,3 +379,9 @@ def test_the_bench_row_is_diffrax_with_this_adjoint():
     bench_case = pytest.importorskip("symadj_jax.bench_case")
     assert isinstance(bench_case._diffrax_adjoint("SymplecticAdjoint"), SymplecticAdjoint)
     assert isinstance(bench_case._diffrax_adjoint("RecursiveCheckpointAdjoint"), diffrax.RecursiveCheckpointAdjoint)
+
+
+def test_an_empty_state_solves():
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: None), diffrax.Tsit5(), 0.0, 1.0, 0.1, None,
+                              adjoint=SymplecticAdjoint(), max_steps=16)
+    assert sol.ys is None and int(sol.stats["num_accepted_steps"]) == 10

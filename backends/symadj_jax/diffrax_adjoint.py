@@ -353,7 +353,7 @@ def _with_fns(saveat, fns):
 
 def _run(y_args_terms, *, adjoint, init_state, outer_while_loop, saveat, **kwargs):
     y, args, terms, fns = y_args_terms
-    init_state = eqx.tree_at(lambda s: s.y, init_state, y)
+    init_state = eqx.tree_at(lambda s: s.y, init_state, y, is_leaf=lambda x: x is None or type(x) is object)
     return adjoint._loop(args=args, terms=terms, init_state=init_state, inner_while_loop=_inner_while_loop,
                          outer_while_loop=outer_while_loop, saveat=_with_fns(saveat, fns), **kwargs)
 
@@ -761,7 +761,7 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
         term, fns = _converted(terms, saveat, init_state, args)
         # Times reach the solve outside its custom rule: a gradient to them raises _TIMES when traced.
         saveat, kwargs = _refusing_differentiation((saveat, kwargs), _TIMES)
-        init_state = _without_gradient(eqx.tree_at(lambda s: s.y, init_state, object()))
+        init_state = _without_gradient(eqx.tree_at(lambda s: s.y, init_state, object(), is_leaf=lambda x: x is None))
         held = self.plan(max_steps, y0)
         final_state, aux = _solve((y0, args, term, fns), adjoint=self, tableau=tableau, plan=held,
                                   init_state=init_state,

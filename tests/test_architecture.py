@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_walk", "_symplectic_step", "_events", "_walks", "_auto_storage", "_checkpoint_policies", "_output_cotangents",
      "_walk_checks", "_observers", "_output_writers", "_recorder", "_loop"),
     ("_gradients", "_continuous_adjoint", "_reversible", "_gradient_names", "_time_gradients", "_auto_gradient"),
-    ("_api", "_arguments", "backend", "__init__", "torch", "equinox", "torchdiffeq"),
+    ("_api", "_arguments", "backend", "__init__", "torch", "equinox", "torchdiffeq", "diffrax"),
     ("_cli", "__main__", "bench", "testing"),
 )
 #: Packages of the plugins and of the benchmark, which the core (every layer but the last) never imports.

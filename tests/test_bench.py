@@ -165,7 +165,7 @@ def test_every_peer_and_mode_is_known():
     names = {method.name for method in all_methods()}
     assert {"symadj-torch:symplectic", "symadj-jax:backprop", "torchdiffeq:odeint", "torchdiffeq:odeint_adjoint",
             "diffrax:RecursiveCheckpointAdjoint", "diffrax:BacksolveAdjoint", "diffrax:DirectAdjoint",
-            "diffrax:ReversibleHeun", "symadj-jax:reversible"} <= names
+            "diffrax:ReversibleHeun", "symadj-jax:reversible", "diffrax:SymplecticAdjoint"} <= names
     # diffrax's reversible solver compiles slowly: a quick run leaves it out unless named.
     assert not get_method("diffrax:ReversibleHeun").quick
     assert [m.name for m in select(["torch"], ["adjoint"])] == ["symadj-torch:adjoint", "torchdiffeq:odeint_adjoint"]

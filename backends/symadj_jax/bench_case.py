@@ -35,6 +35,18 @@ def make_field(spec: ProblemSpec, probe: Any, on_call: Any = None) -> Any:
     return field
 
 
+def _diffrax_adjoint(mode: str) -> Any:
+    """diffrax's adjoint class named ``mode``, or symadj's (``"SymplecticAdjoint"``: the row
+    "diffrax + symadj adjoint"), each with its defaults, as a user would pass it."""
+    import diffrax
+
+    if mode == "SymplecticAdjoint":
+        from .diffrax_adjoint import SymplecticAdjoint
+
+        return SymplecticAdjoint()
+    return getattr(diffrax, mode)()
+
+
 def configure(threads: int, dtype: str) -> None:
     """Set up the worker process: float64 needs JAX's x64 mode (threads are set by XLA_FLAGS)."""
     if dtype == "float64":
@@ -138,7 +150,7 @@ class BenchCase:
             bound = {"max_steps": 2**16}
         else:
             solver = {"dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8, "tsit5": diffrax.Tsit5}[spec.method]()
-            adjoint = getattr(diffrax, method.mode)()
+            adjoint = _diffrax_adjoint(method.mode)
 
         def loss(params: Any, y0: Any, times: Any, target: Any) -> Any:
             sol = diffrax.diffeqsolve(

@@ -217,6 +217,7 @@ def test_equinox_modules(how):
     assert_close_trees(*grads_of(loss, mlp))
 
 
+@pytest.mark.slow
 def test_vmap_over_initial_states_and_a_pytree_state():
     y0, args = problem()
 

@@ -31,6 +31,10 @@ CASES = [  # (method, coupling, solver keywords); a coupling far from 1 lets a w
     ("bosh3", 0.9, {"rtol": 1e-6, "atol": 1e-8}),
 ]
 IDS = [f"{m}-{lam}-{'fixed' if 'options' in k else 'adaptive'}" for m, lam, k in CASES]
+# Compiling the JAX reference takes seconds a case: the default run keeps a fixed-step and an
+# adaptive case, the slow run the rest.
+JAX_CASES = [pytest.param(*case, id=ident, marks=() if ident in (IDS[2], IDS[3]) else pytest.mark.slow)
+             for case, ident in zip(CASES, IDS)]
 
 
 def coefficients(method):
@@ -214,7 +218,7 @@ class TestJax:
         weights = jnp.arange(1, ys.shape[0] + 1, dtype=jnp.float64).reshape(-1, 1, 1)
         return jnp.sum(weights * (ys ** 2 + ys))
 
-    @pytest.mark.parametrize(("method", "coupling", "kwargs"), CASES, ids=IDS)
+    @pytest.mark.parametrize(("method", "coupling", "kwargs"), JAX_CASES)
     def test_jit_grad_equals_the_reference(self, method, coupling, kwargs, recorded):
         import jax
         import jax.numpy as jnp
@@ -355,6 +359,7 @@ def test_torch_float32_equals_the_reference(recorded):
 class TestJaxTransforms:
     jax = pytest.importorskip("jax")
 
+    @pytest.mark.slow
     def test_vmap_of_grad_equals_grad_per_row(self):
         import jax
         import jax.numpy as jnp

@@ -275,20 +275,27 @@ def test_thinned_states_give_the_same_gradient(adjoint):
     pytest.param("checkpoints=2", "t0-ts-t1-fn", id="checkpoints=2-t0-ts-t1-fn"),
     pytest.param("checkpoints=2", "t1", id="checkpoints=2-t1", marks=pytest.mark.slow),
     pytest.param("checkpoints=4", "ts", id="checkpoints=4-ts", marks=pytest.mark.slow),
-    pytest.param("memory=192", "t0-ts-t1-fn", id="memory=192-t0-ts-t1-fn", marks=pytest.mark.slow),
+    pytest.param("memory=512", "t0-ts-t1-fn", id="memory=512-t0-ts-t1-fn", marks=pytest.mark.slow),
 ])
-def test_unbounded_max_steps_with_kept_states(kept, saveat):
+def test_unbounded_max_steps_with_kept_states(kept, saveat, monkeypatch):
     """max_steps=None with K kept loop states: 10 accepted steps (and rejected tries) through K = 2 or 4 slots
-    and segments of K states, so steps are re-run from a slot, from a segment's slot, and quadratically within."""
-    adjoint, checkpoints = {"checkpoints=2": (SymplecticAdjoint(checkpoints=2), 2),
-                            "checkpoints=4": (SymplecticAdjoint(checkpoints=4), 4),
-                            "memory=192": (SymplecticAdjoint(memory=192), 4)}[kept]  # 8 states of 24 bytes
-    y0, _ = problem()
-    assert adjoint.plan(None, y0) == (checkpoints, checkpoints)
+    and segments of K states, so steps are re-run from a slot, from a segment's slot, and quadratically within;
+    memory= counts whole loop states (the state, the solver's and the controller's), not states of y0's size."""
+    from symadj_jax import diffrax_adjoint
+
+    planned = []
+    monkeypatch.setattr(diffrax_adjoint, "plan", lambda *a, **k: planned.append(a) or plan(*a, **k))
+    plan = symadj.diffrax.plan
+    adjoint = {"checkpoints=2": SymplecticAdjoint(checkpoints=2), "checkpoints=4": SymplecticAdjoint(checkpoints=4),
+               "memory=512": SymplecticAdjoint(memory=512)}[kept]
     controller = diffrax.PIDController(rtol=1e-7, atol=1e-7)
     sol = assert_same_solve_and_gradient(diffrax.Tsit5(), controller, SAVEATS[saveat], adjoint=adjoint, dt0=1.0,
-                                         reference=diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints),
+                                         reference=diffrax.RecursiveCheckpointAdjoint(checkpoints=4),
                                          max_steps=None)
+    (_, slot_bytes, *_), *_ = planned
+    assert slot_bytes > 2 * 3 * 8  # a loop state: more than y and the solver's last stage
+    checkpoints = plan(None, slot_bytes, adjoint.checkpoints, adjoint.memory).checkpoints
+    assert checkpoints * slot_bytes * 2 <= (adjoint.memory or float("inf"))
     assert int(sol.stats["num_rejected_steps"]) > 0
     assert int(sol.stats["num_accepted_steps"]) > checkpoints * 2  # thinned at least once, segments re-run
 

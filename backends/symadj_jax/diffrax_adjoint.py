@@ -909,16 +909,17 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
     checkpoints: int | None = eqx.field(default=None, static=True, converter=_positive_or_none)
     memory: int | None = eqx.field(default=None, static=True, converter=_bytes_or_none)
 
-    def plan(self, max_steps: int, y0: Any) -> Plan:
-        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps.
+    def plan(self, max_steps: int | None, y0: Any) -> Plan:
+        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps
+        (with ``max_steps=None``, ``y0`` is what one slot keeps: diffrax's loop state).
 
         Examples:
             >>> import jax.numpy as jnp
             >>> SymplecticAdjoint(memory="1MiB").plan(4096, jnp.zeros(1000, jnp.float32))
             Plan(checkpoints=230, segment=32)
         """
-        return plan(max_steps, sum(x.size * x.dtype.itemsize for x in jtu.tree_leaves(y0)), self.checkpoints,
-                    self.memory)
+        leaves = [x for x in jtu.tree_leaves(y0) if eqx.is_array(x)]
+        return plan(max_steps, sum(x.size * x.dtype.itemsize for x in leaves), self.checkpoints, self.memory)
 
     def loop(self, *, args, terms, solver, event, saveat, max_steps, init_state, passed_solver_state, **kwargs):
         """Run diffrax's loop under the symplectic adjoint (diffrax's ``AbstractAdjoint`` contract).
@@ -939,11 +940,12 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
                               max_steps=max_steps, init_state=init_state, inner_while_loop=_inner_while_loop,
                               outer_while_loop=_plain_loop(max_steps), **kwargs)
         y0 = init_state.y
+        # With max_steps=None a slot keeps diffrax's whole loop state (the solver's state too), not y.
+        held = self.plan(max_steps, y0 if max_steps is not None else _strip(init_state))
         term, fns = _converted(terms, saveat, init_state, args)
         # Times reach the solve outside its custom rule: a gradient to them raises _TIMES when traced.
         saveat, kwargs = _refusing_differentiation((saveat, kwargs), _TIMES)
         init_state = _without_gradient(eqx.tree_at(lambda s: s.y, init_state, object(), is_leaf=lambda x: x is None))
-        held = self.plan(max_steps, y0)
         final_state, aux = _solve((y0, args, term, fns), adjoint=self, tableau=tableau, plan=held,
                                   init_state=init_state,
                                   solver=solver, event=event, saveat=saveat, max_steps=max_steps, **kwargs)

@@ -31,9 +31,9 @@ def problem():
     return jnp.array([1.0, -0.5, 0.3]), args
 
 
-def solve(adjoint, solver, controller, saveat, y0, args, dt0=0.1, **kwargs):
+def solve(adjoint, solver, controller, saveat, y0, args, dt0=0.1, max_steps=512, **kwargs):
     return diffrax.diffeqsolve(diffrax.ODETerm(field), solver, 0.0, T1, dt0, y0, args=args, adjoint=adjoint,
-                               stepsize_controller=controller, saveat=saveat, max_steps=512, **kwargs)
+                               stepsize_controller=controller, saveat=saveat, max_steps=max_steps, **kwargs)
 
 
 def weighted_sum(tree):
@@ -59,10 +59,11 @@ def loss_and_grad(adjoint, solver, controller, saveat, **kwargs):
     return run(y0, args)
 
 
-def assert_same_solve_and_gradient(solver, controller, saveat, adjoint=None, **kwargs):
+def assert_same_solve_and_gradient(solver, controller, saveat, adjoint=None, reference=None, **kwargs):
     adjoint = SymplecticAdjoint() if adjoint is None else adjoint
+    reference = diffrax.RecursiveCheckpointAdjoint() if reference is None else reference
     (_, ours), grad = loss_and_grad(adjoint, solver, controller, saveat, **kwargs)
-    (_, theirs), expected = loss_and_grad(diffrax.RecursiveCheckpointAdjoint(), solver, controller, saveat, **kwargs)
+    (_, theirs), expected = loss_and_grad(reference, solver, controller, saveat, **kwargs)
     for got, want in zip(jax.tree.leaves((ours.ts, ours.ys)), jax.tree.leaves((theirs.ts, theirs.ys))):
         np.testing.assert_array_equal(got, want)
     assert ours.stats["num_accepted_steps"] == theirs.stats["num_accepted_steps"]
@@ -70,6 +71,7 @@ def assert_same_solve_and_gradient(solver, controller, saveat, adjoint=None, **k
     assert ours.result == theirs.result
     for got, want in zip(jax.tree.leaves(grad), jax.tree.leaves(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * float(jnp.max(jnp.abs(want))))
+    return ours
 
 
 def grid(*axes, fast):
@@ -269,6 +271,46 @@ def test_thinned_states_give_the_same_gradient(adjoint):
     assert_same_solve_and_gradient(diffrax.Tsit5(), controller, saveat, adjoint=adjoint, dt0=0.05)
 
 
+@pytest.mark.parametrize(("kept", "saveat"), [
+    pytest.param("checkpoints=2", "t0-ts-t1-fn", id="checkpoints=2-t0-ts-t1-fn"),
+    pytest.param("checkpoints=2", "t1", id="checkpoints=2-t1", marks=pytest.mark.slow),
+    pytest.param("checkpoints=4", "ts", id="checkpoints=4-ts", marks=pytest.mark.slow),
+    pytest.param("memory=512", "t0-ts-t1-fn", id="memory=512-t0-ts-t1-fn", marks=pytest.mark.slow),
+])
+def test_unbounded_max_steps_with_kept_states(kept, saveat, monkeypatch):
+    """max_steps=None with K kept loop states: 10 accepted steps (and rejected tries) through K = 2 or 4 slots
+    and segments of K states, so steps are re-run from a slot, from a segment's slot, and quadratically within;
+    memory= counts whole loop states (the state, the solver's and the controller's), not states of y0's size."""
+    from symadj_jax import diffrax_adjoint
+
+    planned = []
+    monkeypatch.setattr(diffrax_adjoint, "plan", lambda *a, **k: planned.append(a) or plan(*a, **k))
+    plan = symadj.diffrax.plan
+    adjoint = {"checkpoints=2": SymplecticAdjoint(checkpoints=2), "checkpoints=4": SymplecticAdjoint(checkpoints=4),
+               "memory=512": SymplecticAdjoint(memory=512)}[kept]
+    controller = diffrax.PIDController(rtol=1e-7, atol=1e-7)
+    sol = assert_same_solve_and_gradient(diffrax.Tsit5(), controller, SAVEATS[saveat], adjoint=adjoint, dt0=1.0,
+                                         reference=diffrax.RecursiveCheckpointAdjoint(checkpoints=4),
+                                         max_steps=None)
+    (_, slot_bytes, *_), *_ = planned
+    assert slot_bytes > 2 * 3 * 8  # a loop state: more than y and the solver's last stage
+    checkpoints = plan(None, slot_bytes, adjoint.checkpoints, adjoint.memory).checkpoints
+    assert checkpoints * slot_bytes * 2 <= (adjoint.memory or float("inf"))
+    assert int(sol.stats["num_rejected_steps"]) > 0
+    assert int(sol.stats["num_accepted_steps"]) > checkpoints * 2  # thinned at least once, segments re-run
+
+
+def test_unbounded_max_steps_needs_the_kept_states():
+    y0, args = problem()
+    with pytest.raises(symadj.diffrax.DiffraxScopeError, match=r"max_steps: None needs .*checkpoints=K"):
+        jax.grad(lambda y: jnp.sum(solve(SymplecticAdjoint(), diffrax.Tsit5(), diffrax.ConstantStepSize(),
+                                         SAVEATS["t1"], y, args, max_steps=None).ys))(y0)
+    with pytest.raises(symadj.SymadjError, match="checkpoints= or memory="):
+        symadj.diffrax.plan(None, 24)
+    with pytest.raises(symadj.SymadjError, match="memory >= 96 bytes"):
+        SymplecticAdjoint(memory=50).plan(None, y0)
+
+
 def test_the_held_states_follow_the_budget():
     y0 = jnp.zeros(100)  # 800 bytes a state
     assert SymplecticAdjoint().plan(4096, y0) == (64, 64)  # about 2·√max_steps states by default
@@ -353,7 +395,7 @@ REFUSED = {
     "dense": dict(saveat=diffrax.SaveAt(dense=True)),
     "event with a root finder": dict(event=diffrax.Event(lambda t, y, args, **kw: y[0] - 10.0,
                                                          root_finder=optx.Newton(rtol=1e-8, atol=1e-8))),
-    "max_steps=None": dict(max_steps=None),
+    "max_steps=None without checkpoints or memory": dict(max_steps=None),
 }
 
 
@@ -366,7 +408,7 @@ def test_out_of_scope_solves_are_refused_when_traced(case):
         jax.grad(lambda y: jnp.sum(diffrax.diffeqsolve(**(kwargs | dict(y0=y)), adjoint=SymplecticAdjoint()).ys))(y0)
 
 
-@pytest.mark.parametrize("case", ["implicit solver", "dense", "max_steps=None"], ids=str)
+@pytest.mark.parametrize("case", ["implicit solver", "dense", "max_steps=None without checkpoints or memory"], ids=str)
 def test_out_of_scope_solves_still_solve_forward(case):
     y0, args = problem()
     kwargs = dict(terms=diffrax.ODETerm(field), solver=diffrax.Tsit5(), t0=0.0, t1=T1, dt0=0.1, y0=y0, args=args,

@@ -44,12 +44,21 @@ Design (issue 29).
   √(2·``max_steps``) copies of its loop state), at most :data:`DEFAULT_MEMORY` bytes;
   ``memory=`` or ``checkpoints=`` set them. Per step of ``max_steps``: two times, and an
   index per ``SubSaveAt`` with ``ts`` and per one with ``steps``.
+* **max_steps=None** (with ``checkpoints=K`` or ``memory=``, as diffrax's
+  ``RecursiveCheckpointAdjoint`` asks): nothing can be sized per step, so the slots keep
+  diffrax's whole loop state before the step (its output buffers stripped, :func:`_strip`):
+  all a re-run of the loop needs. The backward pass captures diffrax's loop body and condition
+  (by running ``_loop`` with an outer loop that only hands them over) and re-runs them from a
+  slot: rejected tries included, deterministic, so the same accepted steps. A segment's re-run
+  keeps ``K`` loop states, thinned as the forward pass; each step is re-run from the nearest
+  (the state before its accepted try and after it give its times, ``ts`` range and end state).
+  Up to K² steps a step is re-run about twice more; beyond, up to steps/K² times.
 * **Out of scope** (naming ``RecursiveCheckpointAdjoint``, when the solve is differentiated; its
   forward solve still runs, diffrax's loop unchanged): solvers that
   are not explicit Runge–Kutta, terms that are not one ``ODETerm`` (SDE, CDE, multi-term),
   an ``Event`` with a root finder, ``SaveAt(dense=True, solver_state, controller_state,
-  made_jump)``, ``max_steps=None`` (the slots and the segment are sized from it), a
-  ``solver_state`` passed in.
+  made_jump)``, ``max_steps=None`` without ``checkpoints`` or ``memory`` (nothing sizes the
+  slots), a ``solver_state`` passed in.
 
 Examples:
     >>> import diffrax, jax.numpy as jnp
@@ -156,7 +165,7 @@ def _solver_tableau(solver, terms) -> symadj.Tableau:
     return partner_tableau(solver.tableau, solver.order(terms), type(solver).__name__.lower())
 
 
-def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state) -> symadj.Tableau:
+def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state, bounded) -> symadj.Tableau:
     erk = isinstance(solver, diffrax.AbstractERK) and not solver.tableau.implicit
     if not (erk or isinstance(solver, diffrax.Euler)):
         _refuse("solver", f"{type(solver).__name__} is not an explicit Runge–Kutta solver (AbstractERK)")
@@ -169,9 +178,9 @@ def _check_scope(*, terms, solver, saveat, event, max_steps, passed_solver_state
         _refuse("event", "an Event with a root_finder is not supported (its event time depends on the state: "
                          "a gradient this adjoint does not follow); an Event without one (the solve stops at the "
                          "end of the step where it triggers) is")
-    if max_steps is None:
-        _refuse("max_steps", "None is not supported (the kept states and the per-step times are sized from it); "
-                             "give a bound")
+    if max_steps is None and not bounded:
+        _refuse("max_steps", "None needs the number of kept states: give SymplecticAdjoint(checkpoints=K) or "
+                             "SymplecticAdjoint(memory=...), or a bound on max_steps")
     if passed_solver_state:
         _refuse("solver_state", "a solver state passed in is not differentiated; omit it")
     if saveat.dense or saveat.solver_state or saveat.controller_state or saveat.made_jump:
@@ -209,7 +218,20 @@ def _with_checkpoints(checkpoints: int, max_steps: int) -> Plan:
     return Plan(checkpoints, _pow2_at_least(math.ceil(max_steps / checkpoints)))
 
 
-def plan(max_steps: int, state_bytes: int, checkpoints: int | None = None, memory: int | None = None) -> Plan:
+def _unbounded_plan(state_bytes: int, checkpoints: int | None, memory: int | None) -> Plan:
+    if checkpoints is None:
+        if memory is None:
+            raise InvalidArgumentError("symadj.diffrax.plan(max_steps=None): give checkpoints= or memory= (the "
+                                       "kept states cannot be sized from an unbounded max_steps)")
+        checkpoints = memory // max(state_bytes, 1) // 2
+        if checkpoints < 2:
+            raise InvalidArgumentError(f"symadj.diffrax.SymplecticAdjoint(memory={memory}): too few states for "
+                                       f"max_steps=None; give memory >= {4 * state_bytes} bytes")
+    checkpoints = max(2, checkpoints - checkpoints % 2)  # halving keeps every other slot
+    return Plan(checkpoints, checkpoints)
+
+
+def plan(max_steps: int | None, state_bytes: int, checkpoints: int | None = None, memory: int | None = None) -> Plan:
     """The states :class:`SymplecticAdjoint` holds for a solve of at most ``max_steps`` steps.
 
     ``checkpoints`` fixes the kept states; else at most ``memory`` bytes of states are held
@@ -217,8 +239,12 @@ def plan(max_steps: int, state_bytes: int, checkpoints: int | None = None, memor
     2·√``max_steps`` states, as ``RecursiveCheckpointAdjoint``'s default keeps about
     √(2·``max_steps``) copies of its loop state.
 
+    With ``max_steps=None`` (unbounded), ``checkpoints`` or ``memory`` is needed: as many loop
+    states are kept as the backward pass's segment holds (half the budget each).
+
     Raises:
-        InvalidArgumentError: ``memory`` holds too few states for ``max_steps`` steps, naming the least.
+        InvalidArgumentError: ``memory`` holds too few states for ``max_steps`` steps, naming the least;
+            ``max_steps=None`` without ``checkpoints`` or ``memory``.
 
     Examples:
         >>> plan(4096, 8 * 100)
@@ -227,7 +253,11 @@ def plan(max_steps: int, state_bytes: int, checkpoints: int | None = None, memor
         Plan(checkpoints=4096, segment=1)
         >>> plan(4096, 8 * 100, checkpoints=1000)
         Plan(checkpoints=1000, segment=8)
+        >>> plan(None, 8 * 100, checkpoints=9)
+        Plan(checkpoints=8, segment=8)
     """
+    if max_steps is None:
+        return _unbounded_plan(state_bytes, checkpoints, memory)
     if checkpoints is not None:
         return _with_checkpoints(checkpoints, max_steps)
     budget = (DEFAULT_MEMORY if memory is None else memory) // max(state_bytes, 1)
@@ -249,6 +279,14 @@ def plan(max_steps: int, state_bytes: int, checkpoints: int | None = None, memor
     raise InvalidArgumentError(
         f"symadj.diffrax.SymplecticAdjoint(memory={memory}): {budget} states of {state_bytes} bytes fit, too few "
         f"for max_steps={max_steps}; give memory >= {sqrt_plan.states * state_bytes} bytes, or lower max_steps")
+
+
+class _Slots(NamedTuple):
+    """With ``max_steps=None``: ``checkpoints`` slots holding diffrax's loop state (without its output
+    buffers) before every ``stride``-th accepted step; it is all a recomputation from there reads."""
+
+    y: Any
+    stride: jax.Array
 
 
 class _Record(NamedTuple):
@@ -330,6 +368,62 @@ def _recording_loop(box: list, max_steps: int, checkpoints: int, saveat):
     return outer_while_loop
 
 
+def _is_save_state(x: Any) -> bool:
+    return type(x).__name__ == "SaveState"
+
+
+def _output_buffers(state):
+    return [x for sub in jtu.tree_leaves(state.save_state, is_leaf=_is_save_state) for x in (sub.ts, sub.ys)]
+
+
+def _strip(state):
+    """diffrax's loop state without its output buffers (``ts``, ``ys``): what a slot keeps."""
+    return eqx.tree_at(_output_buffers, state, replace_fn=lambda _: None)
+
+
+def _restore(stripped, buffers):
+    """A stripped loop state made whole again with ``buffers`` (any of the right shapes: a recomputation
+    reads none of their values)."""
+    return eqx.tree_at(_output_buffers, stripped, buffers, is_leaf=lambda x: x is None)
+
+
+def _slot(slots: _Slots, j):
+    return jtu.tree_map(lambda b: b[j], slots.y)
+
+
+def _state_keeping_loop(box: list, checkpoints: int):
+    """An ``outer_while_loop`` (``max_steps=None``) that also keeps the loop state before every
+    stride-th accepted step into ``box`` (that of the accepted try: a rejected one is overwritten)."""
+
+    def outer_while_loop(cond_fun, body_fun, init_val, **kwargs):
+        del kwargs
+        stripped = _strip(init_val)
+        empty = _Slots(jtu.tree_map(lambda x: jnp.zeros((checkpoints,) + jnp.shape(x), jnp.result_type(x)),
+                                    stripped), jnp.asarray(1, jnp.int32))
+
+        def body(carry):
+            state, slots = carry
+            return body_fun(state), _keep(slots, state.num_accepted_steps, _strip(state), checkpoints)
+
+        final, slots = lax.while_loop(lambda carry: cond_fun(carry[0]), body, (init_val, empty))
+        box.append(slots)
+        return final
+
+    return outer_while_loop
+
+
+def _capturing_loop(box: list):
+    """An ``outer_while_loop`` that runs nothing and hands diffrax's loop body (and its condition) to ``box``:
+    how the backward pass re-runs diffrax's own steps, rejected tries included."""
+
+    def outer_while_loop(cond_fun, body_fun, init_val, **kwargs):
+        del kwargs
+        box.append((cond_fun, body_fun))
+        return init_val
+
+    return outer_while_loop
+
+
 def _plain_loop(max_steps: int | None):
     def outer_while_loop(cond_fun, body_fun, init_val, **kwargs):
         del kwargs
@@ -368,8 +462,9 @@ def _solve(y_args_terms, *, adjoint, tableau, plan, init_state, max_steps, **kwa
 def _solve_fwd(perturbed, y_args_terms, *, adjoint, tableau, plan, init_state, max_steps, **kwargs):
     del perturbed
     box: list = []
-    final_state, aux = _run(y_args_terms, adjoint=adjoint, init_state=init_state,
-                            outer_while_loop=_recording_loop(box, max_steps, plan.checkpoints, kwargs["saveat"]),
+    recording = (_state_keeping_loop(box, plan.checkpoints) if max_steps is None
+                 else _recording_loop(box, max_steps, plan.checkpoints, kwargs["saveat"]))
+    final_state, aux = _run(y_args_terms, adjoint=adjoint, init_state=init_state, outer_while_loop=recording,
                             max_steps=max_steps, **kwargs)
     residuals = _Residuals(box[0], final_state.y, final_state.tprev, final_state.num_accepted_steps,
                            _ts_indices(final_state), final_state.save_state)
@@ -410,6 +505,26 @@ class _Walk(NamedTuple):
     count: jax.Array
     y_final: Any
     ts_end: tuple[jax.Array, ...]
+    rerun: Any = None  # max_steps=None: (cond_fun, body_fun, output buffers) of diffrax's loop
+
+
+class _Step(NamedTuple):
+    """One accepted step as the backward pass reads it: its times and, per SubSaveAt, the range of its
+    ``ts`` that it saves (for a SubSaveAt without ``ts``, unused)."""
+
+    tprev: jax.Array
+    tnext: jax.Array
+    ts_start: tuple[jax.Array, ...]
+    ts_end: tuple[jax.Array, ...]
+
+
+def _recorded_step(walk: _Walk, n) -> _Step:
+    """Accepted step ``n`` from the per-step records (bounded ``max_steps``)."""
+    starts = [jnp.asarray(0, jnp.int32)] * len(walk.ts_end)
+    ends = list(starts)
+    for _, index, _ in walk.ts_subs:
+        starts[index], ends[index] = _ts_range(walk, index, n)
+    return _Step(walk.record.tprev[n], walk.record.tnext[n], tuple(starts), tuple(ends))
 
 
 def _output_vjp(walk: _Walk, index: int, t, y, diff, cotangent):
@@ -444,12 +559,13 @@ def _stages(walk: _Walk, diff, tprev, tnext, y):
     return states, ks, times, control
 
 
-def _outputs_vjp(walk: _Walk, n, diff, tprev, tnext, dense):
+def _outputs_vjp(walk: _Walk, n, diff, step: _Step, dense):
     """Cotangents on the step's ``dense`` (y0, y1, k) and on ``diff`` of its ``SaveAt(ts=...)`` outputs."""
     dense_bar = jtu.tree_map(jnp.zeros_like, dense)
     diff_bar = jtu.tree_map(jnp.zeros_like, diff)
+    tprev, tnext = step.tprev, step.tnext
     for sub, index, cotangent in walk.ts_subs:
-        start, end = _ts_range(walk, index, n)
+        start, end = step.ts_start[index], step.ts_end[index]
 
         def one(i, bars, sub=sub, index=index, cotangent=cotangent, start=start):
             t = sub.ts[i]
@@ -520,18 +636,72 @@ def _walk_segment(walk: _Walk, j, segment: int, lam, diff_bar, diff):
         y = jtu.tree_map(lambda b: b[n - start], states)
         y_next = jtu.tree_map(lambda b, e: jnp.where(n + 1 < end, b[jnp.minimum(n + 1 - start, segment - 1)], e),
                               states, y_end)
-        lam, diff_bar = _step_back(walk, n, y, y_next, lam, diff_bar, diff)
+        lam, diff_bar = _step_back(walk, n, _recorded_step(walk, n), y, y_next, lam, diff_bar, diff)
         return n - 1, lam, diff_bar
 
     _, lam, diff_bar = lax.while_loop(lambda carry: carry[0] >= start, back, (end - 1, lam, diff_bar))
     return lam, diff_bar
 
 
-def _step_back(walk: _Walk, n, y, y_next, lam, diff_bar, diff):
+def _rerun_until(walk: _Walk, state, accepted):
+    """diffrax's loop body from ``state`` until ``accepted`` steps are accepted."""
+    cond_fun, body_fun, _ = walk.rerun
+    return lax.while_loop(lambda s: cond_fun(s) & (s.num_accepted_steps < accepted), body_fun, state)
+
+
+def _rerun_step(walk: _Walk, state):
+    """The next accepted step from ``state``, re-run by diffrax's body (rejected tries included): the loop
+    state before its accepted try, and after it."""
+    cond_fun, body_fun, _ = walk.rerun
+    target = state.num_accepted_steps + 1
+    return lax.while_loop(lambda c: cond_fun(c[1]) & (c[1].num_accepted_steps < target),
+                          lambda c: (c[1], body_fun(c[1])), (state, state))
+
+
+def _walk_unbounded_segment(walk: _Walk, j, segment: int, lam, diff_bar, diff):
+    """``max_steps=None``: the steps from kept slot ``j`` to the next, in reverse. diffrax's loop is re-run
+    from the slot's state, keeping every ``sub``-th step's loop state in ``segment`` slots (thinned as the
+    forward pass's); each step is then re-run from the nearest of them (``sub`` = 1 when the segment fits)."""
+    stride = walk.record.stride
+    start = j * stride
+    end = jnp.minimum(start + stride, walk.count)
+    buffers = walk.rerun[2]
+    first = _restore(_slot(walk.record, j), buffers)
+    empty = _Slots(jtu.tree_map(lambda b: jnp.zeros((segment,) + b.shape[1:], b.dtype), walk.record.y),
+                   jnp.asarray(1, jnp.int32))
+    cond_fun, body_fun, _ = walk.rerun
+
+    def fill(carry):
+        state, subs = carry
+        return body_fun(state), _keep(subs, state.num_accepted_steps - start, _strip(state), segment)
+
+    _, subs = lax.while_loop(lambda c: cond_fun(c[0]) & (c[0].num_accepted_steps < end), fill, (first, empty))
+
+    def sub_segment(carry):
+        i, lam, diff_bar = carry
+        base = _restore(_slot(subs, i), buffers)
+
+        def back(carry):
+            n, lam, diff_bar = carry
+            before, after = _rerun_step(walk, _rerun_until(walk, base, n))
+            step = _Step(before.tprev, before.tnext, _ts_indices(before), _ts_indices(after))
+            lam, diff_bar = _step_back(walk, n, step, before.y, after.y, lam, diff_bar, diff)
+            return n - 1, lam, diff_bar
+
+        sub_end = jnp.minimum(start + (i + 1) * subs.stride, end)
+        _, lam, diff_bar = lax.while_loop(lambda c: c[0] >= start + i * subs.stride, back,
+                                          (sub_end - 1, lam, diff_bar))
+        return i - 1, lam, diff_bar
+
+    _, lam, diff_bar = lax.while_loop(lambda c: c[0] >= 0, sub_segment,
+                                      ((end - 1 - start) // subs.stride, lam, diff_bar))
+    return lam, diff_bar
+
+
+def _step_back(walk: _Walk, n, step: _Step, y, y_next, lam, diff_bar, diff):
     """Accepted step ``n`` (from ``y`` to ``y_next``) in reverse: λ_{n+1} → λ_n and the parameters'
     cotangent, by the partner scheme."""
-    record = walk.record
-    tprev, tnext = record.tprev[n], record.tnext[n]
+    tprev, tnext = step.tprev, step.tnext
     if walk.steps_subs:
         y_bar, theta_bar = _steps_output_vjp(walk, n, y_next, diff)
         lam, diff_bar = _add(lam, y_bar), _add(diff_bar, theta_bar)
@@ -541,7 +711,7 @@ def _step_back(walk: _Walk, n, y, y_next, lam, diff_bar, diff):
         dense = dict(y0=y, y1=y_next)
         if not isinstance(walk.solver, diffrax.Euler):
             dense["k"] = jtu.tree_map(lambda *k: jnp.stack(k), *ks)
-        dense_bar, outputs_bar = _outputs_vjp(walk, n, diff, tprev, tnext, dense)
+        dense_bar, outputs_bar = _outputs_vjp(walk, n, diff, step, dense)
         lam = _add(lam, dense_bar["y1"])
         diff_bar = _add(diff_bar, outputs_bar)
         if "k" in dense:
@@ -596,7 +766,14 @@ def _subs_and_cotangents(saveat, save_state, grad_save_state):
 
 @_solve.def_bwd
 def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, plan, init_state, solver, saveat, **kwargs):
-    del perturbed, kwargs
+    del perturbed
+    rerun = None
+    if kwargs["max_steps"] is None:
+        box: list = []
+        _run(y_args_terms, init_state=init_state, solver=solver, saveat=saveat, outer_while_loop=_capturing_loop(box),
+             **kwargs)
+        buffers = [x for sub in jtu.tree_leaves(residuals.save_state, is_leaf=_is_save_state) for x in (sub.ts, sub.ys)]
+        rerun = (*box[0], buffers)
     y0, args, terms, fns = y_args_terms
     diff, static = eqx.partition((args, terms, fns), eqx.is_inexact_array)
     outputs = _subs_and_cotangents(saveat, residuals.save_state, grad_obj[0].save_state)
@@ -604,7 +781,8 @@ def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, plan, i
     primal = jtu.tree_leaves(residuals.save_state, is_leaf=lambda x: type(x).__name__ == "SaveState")
     steps_subs = tuple((sub, i, primal[i].ts, g) for i, (sub, g) in enumerate(outputs) if sub.steps)
     walk = _Walk(tableau, solver, static, ts_subs, steps_subs, residuals.record, residuals.count, residuals.y_final,
-                 residuals.ts_end)
+                 residuals.ts_end, rerun)
+    walk_segment = _walk_segment if rerun is None else _walk_unbounded_segment
     lam = jtu.tree_map(jnp.zeros_like, residuals.y_final)
     diff_bar = jtu.tree_map(jnp.zeros_like, diff)
     for i, (sub, g) in enumerate(outputs):
@@ -618,7 +796,7 @@ def _solve_bwd(residuals, grad_obj, perturbed, y_args_terms, *, tableau, plan, i
 
     def body(carry):
         j, lam, diff_bar = carry
-        lam, diff_bar = _walk_segment(walk, j, plan.segment, lam, diff_bar, diff)
+        lam, diff_bar = walk_segment(walk, j, plan.segment, lam, diff_bar, diff)
         return j - 1, lam, diff_bar
 
     last = jnp.where(residuals.count > 0, (residuals.count - 1) // residuals.record.stride, -1)
@@ -714,6 +892,8 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
     vector–Jacobian product per stage. Explicit Runge–Kutta solvers, one ODE term,
     ``SaveAt(t0, t1, ts, steps=True, fn, subs)``; differentiating anything else raises
     :class:`DiffraxScopeError` when traced (its forward solve runs as diffrax's).
+    ``max_steps=None`` needs ``checkpoints`` or ``memory`` (the loop states kept), as diffrax's
+    ``RecursiveCheckpointAdjoint`` does.
 
     Examples:
         >>> import diffrax, jax, jax.numpy as jnp
@@ -729,16 +909,17 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
     checkpoints: int | None = eqx.field(default=None, static=True, converter=_positive_or_none)
     memory: int | None = eqx.field(default=None, static=True, converter=_bytes_or_none)
 
-    def plan(self, max_steps: int, y0: Any) -> Plan:
-        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps.
+    def plan(self, max_steps: int | None, y0: Any) -> Plan:
+        """The states this adjoint holds for a solve of ``y0`` with at most ``max_steps`` steps
+        (with ``max_steps=None``, ``y0`` is what one slot keeps: diffrax's loop state).
 
         Examples:
             >>> import jax.numpy as jnp
             >>> SymplecticAdjoint(memory="1MiB").plan(4096, jnp.zeros(1000, jnp.float32))
             Plan(checkpoints=230, segment=32)
         """
-        return plan(max_steps, sum(x.size * x.dtype.itemsize for x in jtu.tree_leaves(y0)), self.checkpoints,
-                    self.memory)
+        leaves = [x for x in jtu.tree_leaves(y0) if eqx.is_array(x)]
+        return plan(max_steps, sum(x.size * x.dtype.itemsize for x in leaves), self.checkpoints, self.memory)
 
     def loop(self, *, args, terms, solver, event, saveat, max_steps, init_state, passed_solver_state, **kwargs):
         """Run diffrax's loop under the symplectic adjoint (diffrax's ``AbstractAdjoint`` contract).
@@ -749,7 +930,8 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
         del kwargs["throw"], kwargs["passed_controller_state"]
         try:
             tableau = _check_scope(terms=terms, solver=solver, saveat=saveat, event=event, max_steps=max_steps,
-                                   passed_solver_state=passed_solver_state)
+                                   passed_solver_state=passed_solver_state,
+                                   bounded=self.checkpoints is not None or self.memory is not None)
         except DiffraxScopeError as error:
             # Out of scope: diffrax's forward solve still runs; differentiating it raises ``error``.
             args, terms, event, saveat, init_state, kwargs = _refusing_differentiation(
@@ -758,11 +940,12 @@ class SymplecticAdjoint(diffrax.AbstractAdjoint):
                               max_steps=max_steps, init_state=init_state, inner_while_loop=_inner_while_loop,
                               outer_while_loop=_plain_loop(max_steps), **kwargs)
         y0 = init_state.y
+        # With max_steps=None a slot keeps diffrax's whole loop state (the solver's state too), not y.
+        held = self.plan(max_steps, y0 if max_steps is not None else _strip(init_state))
         term, fns = _converted(terms, saveat, init_state, args)
         # Times reach the solve outside its custom rule: a gradient to them raises _TIMES when traced.
         saveat, kwargs = _refusing_differentiation((saveat, kwargs), _TIMES)
         init_state = _without_gradient(eqx.tree_at(lambda s: s.y, init_state, object(), is_leaf=lambda x: x is None))
-        held = self.plan(max_steps, y0)
         final_state, aux = _solve((y0, args, term, fns), adjoint=self, tableau=tableau, plan=held,
                                   init_state=init_state,
                                   solver=solver, event=event, saveat=saveat, max_steps=max_steps, **kwargs)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-diffrax = pytest.importorskip("diffrax")
+# symadj.diffrax refuses an older diffrax (test_an_older_diffrax_is_refused_at_import).
+diffrax = pytest.importorskip("diffrax", minversion="0.7")
 eqx = pytest.importorskip("equinox")
 optx = pytest.importorskip("optimistix")
 
@@ -428,3 +429,13 @@ def test_an_empty_state_solves():
     sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, a: None), diffrax.Tsit5(), 0.0, 1.0, 0.1, None,
                               adjoint=SymplecticAdjoint(), max_steps=16)
     assert sol.ys is None and int(sol.stats["num_accepted_steps"]) == 10
+
+
+def test_an_older_diffrax_is_refused_at_import():
+    from symadj_jax.diffrax_adjoint import require_diffrax
+
+    for old in ("0.6.1", "0.5.0", "0.6"):
+        with pytest.raises(ImportError, match=r"diffrax>=0\.7, found " + old.replace(".", r"\.")):
+            require_diffrax(old)
+    for new in ("0.7.0", "0.7.2", "0.10.1", "1.0.0rc1"):
+        require_diffrax(new)

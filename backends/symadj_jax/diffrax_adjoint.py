@@ -73,6 +73,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import math
 from fractions import Fraction
 from typing import Any, NamedTuple
@@ -90,6 +91,26 @@ from jax import lax
 import symadj
 from symadj import SymadjError
 from symadj.errors import InvalidArgumentError
+
+#: The oldest diffrax whose loop this adjoint wraps (pyproject.toml's ``diffrax`` extra): older ones
+#: run the solve differently inside it, and would give wrong gradients, not an error.
+DIFFRAX_FLOOR = (0, 7)
+
+
+def require_diffrax(found: str) -> None:
+    """Raise ``ImportError`` unless diffrax version ``found`` is at least :data:`DIFFRAX_FLOOR`.
+
+    Examples:
+        >>> require_diffrax("0.7.2")
+    """
+    release = tuple(int(part) for part in found.split(".")[:2] if part.isdigit())
+    if release < DIFFRAX_FLOOR:
+        floor = ".".join(map(str, DIFFRAX_FLOOR))
+        raise ImportError(f"symadj.diffrax needs diffrax>={floor}, found {found}: pip install 'symadj[diffrax]' "
+                          f"(or keep diffrax's own adjoints, e.g. RecursiveCheckpointAdjoint, with this diffrax)")
+
+
+require_diffrax(importlib.metadata.version("diffrax"))
 
 #: The default bound on the states held, in bytes: the JAX backend's ``checkpoints="auto"`` budget.
 DEFAULT_MEMORY = 48 << 20

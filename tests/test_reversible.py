@@ -378,6 +378,7 @@ class TestJaxTransforms:
             for got, want in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(single)):
                 assert relative(got[i], want) < 1e-12
 
+    @pytest.mark.slow
     def test_complex_state_equals_the_reference(self, recorded):
         import jax
         import jax.numpy as jnp
@@ -454,6 +455,7 @@ def test_nonfinite_cotangents_from_finite_ones_raise():
         ys.sum().backward()
 
 
+@pytest.mark.slow
 def test_jax_float32_under_jit_equals_the_reference(recorded):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
